@@ -1,1 +1,72 @@
-//! tapestry-data
+//! tapestry-data: multi-task data sets and a seeded, shuffling batch iterator.
+//!
+//! The crate hands out plain `ndarray` arrays and knows nothing of tapes: inputs `[N, ...]`
+//! (images as `[N, C, H, W]`), and for each task a [`TaskSpec`] (its kind and the loss and
+//! metric that fit it) with its [`TaskTargets`].
+//!
+//! - [`multidigits`]: two embedded UCI digits on a 12x12 canvas; left digit, right digit, and
+//!   their sum.
+//! - [`multifashion`]: Multi-Fashion (or MultiMNIST) from an MNIST-format folder, read with the
+//!   [`read_idx`] family.
+//! - [`scenes`]: synthetic shapes with segmentation, depth and an image label.
+//! - [`csv_splits`]: users' own multi-target CSV tables.
+//! - [`DatasetConfig::by_name`]: any of them by name.
+//!
+//! ```
+//! use tapestry_data::{BatchOptions, DatasetConfig};
+//!
+//! let splits = DatasetConfig::by_name("multidigits", 7, None)?.load()?;
+//! assert_eq!(splits.train.sample_shape(), &[1, 12, 12]);
+//! let batch = splits.train.batches(&BatchOptions::new(64, 7), 0)?.next().unwrap();
+//! assert_eq!(batch.inputs.shape(), &[64, 1, 12, 12]);
+//! # Ok::<(), tapestry_data::DataError>(())
+//! ```
+//!
+//! See `docs/data.md` for how each data set is built.
+
+#![forbid(unsafe_code)]
+
+mod batch;
+mod compose;
+mod csv;
+mod dataset;
+mod digits;
+mod error;
+mod fashion;
+mod idx;
+mod registry;
+mod scenes;
+mod task;
+
+pub use batch::{Batch, BatchIter, BatchOptions};
+pub use csv::{
+    csv_splits, read_csv, Column, CsvConfig, CsvData, CsvTargetKind, CsvTask, Standardizer,
+};
+pub use dataset::{MultiTaskDataset, Splits, TaskTargets};
+pub use digits::{
+    multidigits, multidigits_tasks, parse_uci_digits, uci_digits, MultiDigitsConfig, PairedSplits,
+    UciDigits, UCI_DIGITS_CLASS_COUNTS, UCI_DIGITS_LEN, UCI_DIGIT_SIDE,
+};
+pub use error::{DataError, Result};
+pub use fashion::{
+    multifashion, multifashion_tasks, read_mnist_folder, LabelledImages, MnistFolder,
+    MultiFashionConfig, FASHION_MNIST_DIR, MNIST_CLASSES,
+};
+pub use idx::{
+    parse_idx, read_idx, read_idx_images, read_idx_labels, write_idx, IdxArray, IdxImages,
+};
+pub use registry::{DatasetConfig, DATASET_NAMES};
+pub use scenes::{
+    generate_scene, generate_scenes, scenes, scenes_tasks, Scene, ScenesConfig, Shape, ShapeKind,
+    BACKGROUND_DEPTH, FARTHEST_DEPTH, NEAREST_DEPTH,
+};
+pub use task::{LossKind, MetricKind, TaskKind, TaskSpec, MISSING_LABEL};
+
+/// A ChaCha8 generator for one purpose of one seed: each purpose draws from its own stream, so
+/// changing how much one part draws never changes another.
+pub(crate) fn seeded_rng(seed: u64, stream: u64) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}

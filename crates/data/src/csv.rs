@@ -1,0 +1,447 @@
+//! Multi-target CSV tables: chosen feature columns, one or more target columns per task.
+//!
+//! Cells are separated by a delimiter (`,` by default); a cell may be quoted with `"`, with `""`
+//! standing for a quote inside it (a quoted cell cannot span lines). Blank lines are skipped. A
+//! target cell that is empty, `NA`, `N/A`, `NaN` or `?` (any case) is missing: the sample is
+//! masked out of that task's loss and metric. A feature cell must be a number.
+
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, ArrayD, Axis};
+use rand::seq::SliceRandom;
+
+use crate::dataset::{MultiTaskDataset, Splits, TaskTargets};
+use crate::error::{DataError, Result};
+use crate::seeded_rng;
+use crate::task::{TaskSpec, MISSING_LABEL};
+
+/// A column, by header name or by 0-based position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Column {
+    /// The column whose header cell is this name (needs a header).
+    Name(String),
+    /// The column at this 0-based position.
+    Index(usize),
+    /// The last column.
+    Last,
+}
+
+/// What a CSV task predicts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CsvTargetKind {
+    /// One column of class labels, integers `0..classes`; `classes: None` takes the largest
+    /// label in the file plus one.
+    Classification {
+        /// The number of classes, if known.
+        classes: Option<usize>,
+    },
+    /// One or more columns of real values; a sample missing any of them is masked out.
+    Regression,
+}
+
+/// One task of a CSV table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CsvTask {
+    /// The task's name.
+    pub name: String,
+    /// The target columns (exactly one for classification).
+    pub columns: Vec<Column>,
+    /// Classification or regression.
+    pub kind: CsvTargetKind,
+}
+
+/// How to read a CSV table and split it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsvConfig {
+    /// The file.
+    pub path: PathBuf,
+    /// Whether the first non-blank line names the columns.
+    pub has_header: bool,
+    /// The cell separator.
+    pub delimiter: char,
+    /// The feature columns; `None` takes every column no task uses, in file order.
+    pub features: Option<Vec<Column>>,
+    /// The tasks.
+    pub tasks: Vec<CsvTask>,
+    /// The fraction of rows, drawn at random with `seed`, kept for the test split (`0..1`).
+    pub test_fraction: f64,
+    /// The seed of the split.
+    pub seed: u64,
+    /// Whether to standardise each feature with the mean and standard deviation of the
+    /// training split (applied to both splits).
+    pub standardize: bool,
+}
+
+impl CsvConfig {
+    /// A configuration for a file with a header whose last column is a classification target
+    /// named `"target"` and whose other columns are features; 20% test rows, standardised
+    /// features.
+    pub fn last_column_classification(path: impl Into<PathBuf>) -> Self {
+        CsvConfig {
+            path: path.into(),
+            has_header: true,
+            delimiter: ',',
+            features: None,
+            tasks: vec![CsvTask {
+                name: "target".into(),
+                columns: vec![Column::Last],
+                kind: CsvTargetKind::Classification { classes: None },
+            }],
+            test_fraction: 0.2,
+            seed: 0,
+            standardize: true,
+        }
+    }
+}
+
+/// Per-feature affine standardisation, `(x - mean) / scale`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standardizer {
+    /// The mean of each feature.
+    pub mean: Vec<f32>,
+    /// The standard deviation of each feature (1 where it is 0).
+    pub scale: Vec<f32>,
+}
+
+impl Standardizer {
+    /// The mean and (population) standard deviation of each column of `inputs` `[N, F]`,
+    /// accumulated in `f64`.
+    ///
+    /// # Panics
+    ///
+    /// If `inputs` is not two-dimensional.
+    pub fn fit(inputs: &ArrayD<f32>) -> Self {
+        assert_eq!(inputs.ndim(), 2, "standardisation needs [N, F] inputs");
+        let n = inputs.len_of(Axis(0)).max(1) as f64;
+        let mut mean = Vec::new();
+        let mut scale = Vec::new();
+        for column in inputs.axis_iter(Axis(1)) {
+            let m = column.iter().map(|&x| x as f64).sum::<f64>() / n;
+            let var = column.iter().map(|&x| (x as f64 - m).powi(2)).sum::<f64>() / n;
+            mean.push(m as f32);
+            scale.push(if var > 0.0 { var.sqrt() as f32 } else { 1.0 });
+        }
+        Standardizer { mean, scale }
+    }
+
+    /// Standardises `inputs` `[N, F]` in place.
+    ///
+    /// # Panics
+    ///
+    /// If `inputs` does not have as many columns as the standardiser.
+    pub fn apply(&self, inputs: &mut ArrayD<f32>) {
+        assert_eq!(inputs.shape()[1], self.mean.len(), "feature count differs from the fit");
+        for (j, mut column) in inputs.axis_iter_mut(Axis(1)).enumerate() {
+            column.mapv_inplace(|x| (x - self.mean[j]) / self.scale[j]);
+        }
+    }
+}
+
+/// A CSV table read and split.
+#[derive(Clone, Debug)]
+pub struct CsvData {
+    /// The train and test splits; inputs are `[N, F]`.
+    pub splits: Splits,
+    /// The feature columns' names (header names, or `column N` without a header).
+    pub feature_names: Vec<String>,
+    /// The standardisation applied, fitted on the training split.
+    pub standardizer: Option<Standardizer>,
+}
+
+/// A parsed file: the header (if any) and the rows with their line numbers.
+struct Table {
+    header: Option<Vec<String>>,
+    rows: Vec<(usize, Vec<String>)>,
+    width: usize,
+}
+
+/// Splits one line into cells.
+fn split_record(line: &str, delimiter: char) -> std::result::Result<Vec<String>, String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut chars = line.chars().peekable();
+    let mut quoted = false;
+    while let Some(ch) = chars.next() {
+        if quoted {
+            if ch == '"' {
+                if chars.peek() == Some(&'"') {
+                    cell.push('"');
+                    chars.next();
+                } else {
+                    quoted = false;
+                }
+            } else {
+                cell.push(ch);
+            }
+        } else if ch == '"' && cell.trim().is_empty() {
+            cell.clear();
+            quoted = true;
+        } else if ch == delimiter {
+            cells.push(std::mem::take(&mut cell));
+        } else {
+            cell.push(ch);
+        }
+    }
+    if quoted {
+        return Err("a quoted cell is not closed on its line".into());
+    }
+    cells.push(cell);
+    Ok(cells)
+}
+
+/// Reads and splits the file into a header and rows of equal width.
+fn read_table(path: &Path, has_header: bool, delimiter: char) -> Result<Table> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| DataError::Io { path: path.into(), source })?;
+    let mut header = None;
+    let mut rows = Vec::new();
+    let mut width = None;
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let cells = split_record(line, delimiter).map_err(|message| DataError::Csv {
+            path: path.into(),
+            line: line_number,
+            column: "-".into(),
+            message,
+        })?;
+        match width {
+            None => width = Some(cells.len()),
+            Some(w) if w != cells.len() => {
+                return Err(DataError::Csv {
+                    path: path.into(),
+                    line: line_number,
+                    column: (cells.len().min(w) + 1).to_string(),
+                    message: format!("{} cells where the first line has {w}", cells.len()),
+                })
+            }
+            Some(_) => {}
+        }
+        if has_header && header.is_none() {
+            header = Some(cells.into_iter().map(|c| c.trim().to_string()).collect());
+        } else {
+            rows.push((line_number, cells));
+        }
+    }
+    let width = width.ok_or_else(|| DataError::Format {
+        path: path.into(),
+        message: "the file has no lines".into(),
+    })?;
+    Ok(Table { header, rows, width })
+}
+
+impl Table {
+    /// The 0-based position of a column.
+    fn resolve(&self, column: &Column, path: &Path) -> Result<usize> {
+        match column {
+            Column::Last => Ok(self.width - 1),
+            Column::Index(i) if *i < self.width => Ok(*i),
+            Column::Index(i) => Err(DataError::Format {
+                path: path.into(),
+                message: format!(
+                    "column index {i} is out of range: the file has {} columns",
+                    self.width
+                ),
+            }),
+            Column::Name(name) => {
+                let header = self.header.as_ref().ok_or_else(|| DataError::Format {
+                    path: path.into(),
+                    message: format!(
+                        "column {name:?} is named but the file is read without a header"
+                    ),
+                })?;
+                header.iter().position(|h| h == name).ok_or_else(|| DataError::Format {
+                    path: path.into(),
+                    message: format!("no column is named {name:?}; the header has {header:?}"),
+                })
+            }
+        }
+    }
+
+    /// How errors name column `j`: its 1-based position and, with a header, its name.
+    fn describe(&self, j: usize) -> String {
+        match &self.header {
+            Some(h) => format!("{} ({:?})", j + 1, h[j]),
+            None => (j + 1).to_string(),
+        }
+    }
+
+    /// The name of column `j` for feature lists.
+    fn name(&self, j: usize) -> String {
+        match &self.header {
+            Some(h) => h[j].clone(),
+            None => format!("column {}", j + 1),
+        }
+    }
+}
+
+/// Whether a target cell is missing.
+fn is_missing(cell: &str) -> bool {
+    let cell = cell.trim();
+    cell.is_empty() || ["na", "n/a", "nan", "?"].iter().any(|m| cell.eq_ignore_ascii_case(m))
+}
+
+/// Reads the whole table as one data set named after the file, without splitting or
+/// standardising; returns it with the feature names.
+///
+/// Fails with [`DataError::Io`] when the file cannot be read, [`DataError::Format`] when a
+/// column does not exist or a task has no column, and [`DataError::Csv`] (file, line, column)
+/// when a row has the wrong number of cells, a feature cell is missing or not a number, a
+/// regression cell is not a number, or a class label is not an integer in range.
+pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
+    let path = config.path.as_path();
+    let table = read_table(path, config.has_header, config.delimiter)?;
+    let mut used = Vec::new();
+    let mut task_columns = Vec::new();
+    for task in &config.tasks {
+        let columns =
+            task.columns.iter().map(|c| table.resolve(c, path)).collect::<Result<Vec<_>>>()?;
+        let arity_ok = match task.kind {
+            CsvTargetKind::Classification { .. } => columns.len() == 1,
+            CsvTargetKind::Regression => !columns.is_empty(),
+        };
+        if !arity_ok {
+            return Err(DataError::Format {
+                path: path.into(),
+                message: format!(
+                    "task {:?} has {} target columns; classification needs 1, regression at least 1",
+                    task.name,
+                    columns.len()
+                ),
+            });
+        }
+        used.extend_from_slice(&columns);
+        task_columns.push(columns);
+    }
+    let features = match &config.features {
+        Some(columns) => {
+            columns.iter().map(|c| table.resolve(c, path)).collect::<Result<Vec<_>>>()?
+        }
+        None => (0..table.width).filter(|j| !used.contains(j)).collect(),
+    };
+    if features.is_empty() {
+        return Err(DataError::Format {
+            path: path.into(),
+            message: "no feature columns are left".into(),
+        });
+    }
+    let cell_error = |line: usize, j: usize, message: String| DataError::Csv {
+        path: path.into(),
+        line,
+        column: table.describe(j),
+        message,
+    };
+
+    let n = table.rows.len();
+    let mut inputs = Array2::<f32>::zeros((n, features.len()));
+    for (i, (line, cells)) in table.rows.iter().enumerate() {
+        for (k, &j) in features.iter().enumerate() {
+            let cell = cells[j].trim();
+            inputs[[i, k]] = match cell.parse::<f32>() {
+                Ok(v) if v.is_finite() => v,
+                _ if is_missing(cell) => {
+                    return Err(cell_error(*line, j, "a feature value is missing".into()))
+                }
+                _ => {
+                    return Err(cell_error(*line, j, format!("cannot parse {cell:?} as a number")))
+                }
+            };
+        }
+    }
+
+    let mut specs = Vec::new();
+    let mut targets = Vec::new();
+    for (task, columns) in config.tasks.iter().zip(&task_columns) {
+        match task.kind {
+            CsvTargetKind::Classification { classes } => {
+                let j = columns[0];
+                let mut labels = Vec::with_capacity(n);
+                for (line, cells) in &table.rows {
+                    let cell = cells[j].trim();
+                    if is_missing(cell) {
+                        labels.push(MISSING_LABEL);
+                        continue;
+                    }
+                    let label = cell.parse::<i64>().ok().filter(|&l| l >= 0).ok_or_else(|| {
+                        cell_error(
+                            *line,
+                            j,
+                            format!("cannot parse {cell:?} as a class label (an integer from 0)"),
+                        )
+                    })?;
+                    if let Some(c) = classes.filter(|&c| label >= c as i64) {
+                        return Err(cell_error(
+                            *line,
+                            j,
+                            format!("class label {label} is not below {c}"),
+                        ));
+                    }
+                    labels.push(label);
+                }
+                let classes =
+                    classes.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| (m + 1) as usize));
+                specs.push(TaskSpec::classification(task.name.clone(), classes));
+                targets.push(TaskTargets::Classes { labels });
+            }
+            CsvTargetKind::Regression => {
+                let mut values = Array2::<f32>::zeros((n, columns.len()));
+                let mut mask = vec![true; n];
+                for (i, (line, cells)) in table.rows.iter().enumerate() {
+                    for (k, &j) in columns.iter().enumerate() {
+                        let cell = cells[j].trim();
+                        match cell.parse::<f32>() {
+                            Ok(v) if v.is_finite() => values[[i, k]] = v,
+                            _ if is_missing(cell) => mask[i] = false,
+                            _ => {
+                                return Err(cell_error(
+                                    *line,
+                                    j,
+                                    format!("cannot parse {cell:?} as a number"),
+                                ))
+                            }
+                        }
+                    }
+                    if !mask[i] {
+                        values.row_mut(i).fill(0.0);
+                    }
+                }
+                let mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
+                specs.push(TaskSpec::regression(task.name.clone(), columns.len()));
+                targets.push(TaskTargets::Values { values, mask });
+            }
+        }
+    }
+    let name =
+        path.file_stem().map_or_else(|| "csv".to_string(), |s| s.to_string_lossy().into_owned());
+    let dataset = MultiTaskDataset::new(name, inputs.into_dyn(), specs, targets)?;
+    Ok((dataset, features.iter().map(|&j| table.name(j)).collect()))
+}
+
+/// Reads the table, splits its rows at random (seeded) into train and test, and, if asked,
+/// standardises the features with statistics of the training rows only. Fails as [`read_csv`]
+/// does, and with [`DataError::Config`] when the test fraction is outside `0..1`.
+pub fn csv_splits(config: &CsvConfig) -> Result<CsvData> {
+    if !(0.0..1.0).contains(&config.test_fraction) {
+        return Err(DataError::Config(format!(
+            "the test fraction must lie in 0..1, got {}",
+            config.test_fraction
+        )));
+    }
+    let (dataset, feature_names) = read_csv(config)?;
+    let mut order: Vec<usize> = (0..dataset.len()).collect();
+    order.shuffle(&mut seeded_rng(config.seed, 0));
+    let n_test = (dataset.len() as f64 * config.test_fraction).round() as usize;
+    let (test_rows, train_rows) = order.split_at(n_test);
+    let mut train = dataset.subset(format!("{}/train", dataset.name), train_rows);
+    let mut test = dataset.subset(format!("{}/test", dataset.name), test_rows);
+    let standardizer = config.standardize.then(|| {
+        let s = Standardizer::fit(&train.inputs);
+        s.apply(&mut train.inputs);
+        s.apply(&mut test.inputs);
+        s
+    });
+    Ok(CsvData { splits: Splits { train, test }, feature_names, standardizer })
+}
