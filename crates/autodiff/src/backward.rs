@@ -1,0 +1,331 @@
+//! Reverse sweeps over a recorded tape.
+//!
+//! A sweep walks node ids from the root down. Each node that holds a cotangent hands it to its
+//! op's backward rule, which adds cotangents to the op's inputs. Because ids are a topological
+//! order, a node's cotangent is complete when the sweep reaches it: all of its consumers have
+//! larger ids. The loop is iterative, so a chain of any length needs no stack.
+//!
+//! Three entry points share the sweep:
+//! - [`Tape::backward`]: one scalar root, gradients of every leaf;
+//! - [`Tape::grad`]: one scalar root, gradients of chosen nodes (leaves or intermediates); only
+//!   nodes on a path from those nodes to the root are visited;
+//! - [`Tape::backward_batched`]: T scalar roots in one sweep. A cotangent that belongs to one task
+//!   travels alone (its rule runs as in a single backward); where the cotangents of several tasks
+//!   meet — in the shared trunk — they are stacked along a leading task axis, and from then on
+//!   each rule runs once for all T tasks, with GEMMs T times larger.
+
+use crate::broadcast::sum_to;
+use crate::ops::Op;
+use crate::tape::{Node, NodeId, Tape, Var};
+use crate::tensor::Tensor;
+
+/// A cotangent on its way through the sweep.
+#[derive(Clone)]
+pub(crate) enum Cot {
+    /// The cotangent of task `t` alone, with the node's own shape.
+    Task(u32, Tensor),
+    /// Cotangents of all T tasks, stacked: shape `[T, ..node shape]`.
+    Stacked(Tensor),
+}
+
+/// What a backward rule sees: input values, which inputs need a cotangent, and a sink for them.
+pub(crate) struct Ctx<'a> {
+    nodes: &'a [Node],
+    needs: &'a [bool],
+    lead: usize,
+    out: Vec<(NodeId, Tensor)>,
+}
+
+impl<'a> Ctx<'a> {
+    /// The forward value of node `id`.
+    pub(crate) fn value(&self, id: NodeId) -> &'a Tensor {
+        &self.nodes[id.index()].value
+    }
+
+    /// The number of leading task axes on every cotangent (0, or 1 in a stacked sweep).
+    pub(crate) fn lead(&self) -> usize {
+        self.lead
+    }
+
+    /// True if node `id` wants a cotangent in this sweep.
+    pub(crate) fn needs(&self, id: NodeId) -> bool {
+        self.needs[id.index()]
+    }
+
+    /// Adds a cotangent for input `id`, computed by `grad` only if `id` needs one. The result may
+    /// carry broadcast axes; they are summed away here, once for every op.
+    pub(crate) fn acc(&mut self, id: NodeId, grad: impl FnOnce() -> Tensor) {
+        if self.needs(id) {
+            let g = grad();
+            let g = sum_to(&g, self.lead, self.nodes[id.index()].value.shape());
+            self.out.push((id, g));
+        }
+    }
+}
+
+fn add_into(dst: &mut Tensor, src: &Tensor) {
+    debug_assert_eq!(dst.shape(), src.shape());
+    for (d, s) in dst.make_mut().iter_mut().zip(src.as_slice()) {
+        *d += s;
+    }
+}
+
+fn add_into_row(stacked: &mut Tensor, t: usize, src: &Tensor) {
+    let n = src.len();
+    let row = &mut stacked.make_mut()[t * n..(t + 1) * n];
+    for (d, s) in row.iter_mut().zip(src.as_slice()) {
+        *d += s;
+    }
+}
+
+fn stacked_zeros(tasks: usize, shape: &[usize]) -> Tensor {
+    let mut full = Vec::with_capacity(shape.len() + 1);
+    full.push(tasks);
+    full.extend_from_slice(shape);
+    Tensor::zeros(&full)
+}
+
+/// Adds `new` into `slot`, stacking along a task axis when two tasks meet.
+fn accumulate(slot: &mut Option<Cot>, new: Cot, tasks: usize) {
+    *slot = Some(match (slot.take(), new) {
+        (None, new) => new,
+        (Some(Cot::Task(a, mut x)), Cot::Task(b, y)) if a == b => {
+            add_into(&mut x, &y);
+            Cot::Task(a, x)
+        }
+        (Some(Cot::Task(a, x)), Cot::Task(b, y)) => {
+            let mut s = stacked_zeros(tasks, x.shape());
+            add_into_row(&mut s, a as usize, &x);
+            add_into_row(&mut s, b as usize, &y);
+            Cot::Stacked(s)
+        }
+        (Some(Cot::Stacked(mut s)), Cot::Task(b, y)) | (Some(Cot::Task(b, y)), Cot::Stacked(mut s)) => {
+            add_into_row(&mut s, b as usize, &y);
+            Cot::Stacked(s)
+        }
+        (Some(Cot::Stacked(mut s)), Cot::Stacked(y)) => {
+            add_into(&mut s, &y);
+            Cot::Stacked(s)
+        }
+    });
+}
+
+/// Which nodes a sweep keeps the cotangent of.
+enum Keep<'a> {
+    /// Every leaf that requires a gradient.
+    Leaves,
+    /// Exactly these nodes.
+    Nodes(&'a [NodeId]),
+}
+
+/// The shared reverse sweep. `seeds` are (root, task) pairs; returns the kept cotangents.
+fn sweep(tape: &Tape, seeds: &[(NodeId, u32)], tasks: usize, keep: Keep<'_>) -> Vec<Option<Cot>> {
+    let nodes = tape.nodes();
+    let n = nodes.len();
+    let top = seeds.iter().map(|s| s.0.index()).max().map_or(0, |m| m + 1);
+    let mut cots: Vec<Option<Cot>> = vec![None; top];
+    if top == 0 {
+        return cots;
+    }
+
+    // Which nodes need a cotangent, and which are kept for the caller.
+    let mut kept = vec![false; n];
+    let (needs, bottom): (Vec<bool>, usize) = match keep {
+        Keep::Leaves => {
+            for (i, node) in nodes[..top].iter().enumerate() {
+                kept[i] = node.requires_grad && matches!(node.op, Op::Leaf);
+            }
+            (nodes[..top].iter().map(|nd| nd.requires_grad).collect(), 0)
+        }
+        Keep::Nodes(wanted) => {
+            // A node needs a cotangent if a wanted node is at or below it on some path.
+            let bottom = wanted.iter().map(|w| w.index()).min().unwrap_or(top).min(top);
+            let mut needs = vec![false; top];
+            for w in wanted.iter().filter(|w| w.index() < top) {
+                needs[w.index()] = nodes[w.index()].requires_grad;
+                kept[w.index()] = true;
+            }
+            for i in bottom..top {
+                if !needs[i] && nodes[i].requires_grad {
+                    let mut any = false;
+                    nodes[i].op.for_each_input(|j| any |= j.index() >= bottom && needs[j.index()]);
+                    needs[i] = any;
+                }
+            }
+            (needs, bottom)
+        }
+    };
+
+    for &(root, task) in seeds {
+        let value = &nodes[root.index()].value;
+        assert_eq!(value.len(), 1, "backward root must be a scalar, got shape {:?}", value.shape());
+        if needs[root.index()] {
+            accumulate(&mut cots[root.index()], Cot::Task(task, Tensor::ones(value.shape())), tasks);
+        }
+    }
+
+    let mut ctx = Ctx { nodes: &nodes, needs: &needs, lead: 0, out: Vec::new() };
+    for i in (bottom..top).rev() {
+        let Some(cot) = cots[i].take() else { continue };
+        let node = &nodes[i];
+        if !matches!(node.op, Op::Leaf | Op::Constant) {
+            let (task, g) = match &cot {
+                Cot::Task(t, g) => (Some(*t), g),
+                Cot::Stacked(g) => (None, g),
+            };
+            ctx.lead = usize::from(task.is_none());
+            node.op.backward(&node.value, g, &mut ctx);
+            for (id, grad) in ctx.out.drain(..) {
+                let grad = match task {
+                    Some(t) => Cot::Task(t, grad),
+                    None => Cot::Stacked(grad),
+                };
+                accumulate(&mut cots[id.index()], grad, tasks);
+            }
+        }
+        if kept[i] {
+            cots[i] = Some(cot);
+        }
+    }
+    cots
+}
+
+/// Gradients from one backward pass, keyed by node.
+///
+/// A fresh store comes back from every pass; the tape is untouched, so any number of passes
+/// over one forward pass are independent.
+#[derive(Clone, Default)]
+pub struct Grads {
+    grads: Vec<Option<Tensor>>,
+}
+
+impl Grads {
+    /// The gradient of `var`, or `None` if the root does not depend on it.
+    pub fn get(&self, var: Var<'_>) -> Option<&Tensor> {
+        self.grads.get(var.id.index()).and_then(|g| g.as_ref())
+    }
+
+    /// The gradient of `var`, zeros if the root does not depend on it.
+    pub fn wrt(&self, var: Var<'_>) -> Tensor {
+        self.get(var).cloned().unwrap_or_else(|| Tensor::zeros(&var.shape()))
+    }
+
+    /// The number of nodes that have a gradient.
+    pub fn len(&self) -> usize {
+        self.grads.iter().filter(|g| g.is_some()).count()
+    }
+
+    /// True if no node has a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Gradients of T roots from one batched sweep.
+#[derive(Clone)]
+pub struct BatchedGrads {
+    tasks: usize,
+    cots: Vec<Option<Cot>>,
+}
+
+impl BatchedGrads {
+    /// The number of roots (tasks).
+    pub fn tasks(&self) -> usize {
+        self.tasks
+    }
+
+    /// The gradient of root `task` with respect to `var`, or `None` if that root does not depend
+    /// on it.
+    ///
+    /// # Panics
+    /// If `task >= self.tasks()`.
+    pub fn get(&self, task: usize, var: Var<'_>) -> Option<Tensor> {
+        assert!(task < self.tasks, "task {task} out of range for {} roots", self.tasks);
+        match self.cots.get(var.id.index())?.as_ref()? {
+            Cot::Task(t, g) => (*t as usize == task).then(|| g.clone()),
+            Cot::Stacked(g) => {
+                let n = g.len() / self.tasks;
+                let row = g.as_slice()[task * n..(task + 1) * n].to_vec();
+                Some(Tensor::from_vec(&g.shape()[1..], row).expect("row of a stack"))
+            }
+        }
+    }
+
+    /// All T gradients of `var` stacked: shape `[T, ..var shape]`, zeros where a root does not
+    /// depend on it.
+    pub fn stacked(&self, var: Var<'_>) -> Tensor {
+        match self.cots.get(var.id.index()).and_then(|c| c.as_ref()) {
+            Some(Cot::Stacked(g)) => g.clone(),
+            Some(Cot::Task(t, g)) => {
+                let mut s = stacked_zeros(self.tasks, g.shape());
+                add_into_row(&mut s, *t as usize, g);
+                s
+            }
+            None => stacked_zeros(self.tasks, &var.shape()),
+        }
+    }
+
+    /// The gradients of root `task` alone, as a [`Grads`] store.
+    pub fn task(&self, task: usize, tape: &Tape) -> Grads {
+        let grads = (0..self.cots.len())
+            .map(|i| self.get(task, tape.var(NodeId(i as u32))))
+            .collect();
+        Grads { grads }
+    }
+}
+
+fn single(cots: Vec<Option<Cot>>) -> Grads {
+    let grads = cots
+        .into_iter()
+        .map(|c| match c {
+            Some(Cot::Task(_, g)) => Some(g),
+            Some(Cot::Stacked(_)) => unreachable!("a single root never stacks"),
+            None => None,
+        })
+        .collect();
+    Grads { grads }
+}
+
+impl Tape {
+    /// Reverse sweep from the scalar `root`: gradients of every leaf that requires one.
+    ///
+    /// # Panics
+    /// If `root` does not hold exactly one element.
+    pub fn backward(&self, root: Var<'_>) -> Grads {
+        single(sweep(self, &[(root.id, 0)], 1, Keep::Leaves))
+    }
+
+    /// Gradients of the scalar `root` with respect to the nodes in `wrt`, which may be
+    /// intermediate values (for example a shared representation). Only nodes on a path from
+    /// `wrt` to `root` are visited.
+    ///
+    /// # Panics
+    /// If `root` does not hold exactly one element.
+    pub fn grad(&self, root: Var<'_>, wrt: &[Var<'_>]) -> Grads {
+        let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
+        single(sweep(self, &[(root.id, 0)], 1, Keep::Nodes(&ids)))
+    }
+
+    /// One reverse sweep for T scalar roots: equal to T separate calls of [`Tape::backward`],
+    /// but the shared part of the graph is traversed once with T stacked cotangents.
+    ///
+    /// # Panics
+    /// If a root does not hold exactly one element.
+    pub fn backward_batched(&self, roots: &[Var<'_>]) -> BatchedGrads {
+        let seeds: Vec<(NodeId, u32)> =
+            roots.iter().enumerate().map(|(t, r)| (r.id, t as u32)).collect();
+        BatchedGrads { tasks: roots.len(), cots: sweep(self, &seeds, roots.len(), Keep::Leaves) }
+    }
+
+    /// Like [`Tape::backward_batched`], keeping only the gradients of the nodes in `wrt` and
+    /// visiting only nodes on a path from them to a root.
+    ///
+    /// # Panics
+    /// If a root does not hold exactly one element.
+    pub fn grad_batched(&self, roots: &[Var<'_>], wrt: &[Var<'_>]) -> BatchedGrads {
+        let seeds: Vec<(NodeId, u32)> =
+            roots.iter().enumerate().map(|(t, r)| (r.id, t as u32)).collect();
+        let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
+        BatchedGrads { tasks: roots.len(), cots: sweep(self, &seeds, roots.len(), Keep::Nodes(&ids)) }
+    }
+}

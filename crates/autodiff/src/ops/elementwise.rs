@@ -1,0 +1,327 @@
+//! Elementwise arithmetic and math, with numpy broadcasting.
+//!
+//! | op | forward | backward (cotangent `g` of the output) |
+//! | --- | --- | --- |
+//! | add | a + b | ḡa = g, ḡb = g |
+//! | sub | a - b | ḡa = g, ḡb = -g |
+//! | mul | a · b | ḡa = g·b, ḡb = g·a |
+//! | div | a / b | ḡa = g/b, ḡb = -g·out/b |
+//! | neg | -a | -g |
+//! | add_scalar | a + c | g |
+//! | mul_scalar | c·a | c·g |
+//! | pow_scalar | aᵖ | g·p·aᵖ⁻¹ |
+//! | exp | eᵃ | g·out |
+//! | log | ln a | g/a |
+//! | sqrt | √a | g/(2·out) |
+//! | abs | \|a\| | g·sign(a) (0 at 0) |
+//! | clamp | min(max(a, lo), hi) | g where lo ≤ a ≤ hi, else 0 |
+//! | maximum | max(a, b) | g to the larger; split g/2, g/2 on ties |
+//! | minimum | min(a, b) | g to the smaller; split g/2, g/2 on ties |
+//!
+//! Binary ops broadcast; `ctx.acc` sums each cotangent back to its input's shape.
+
+use std::ops::{Add, Div, Mul, Neg, Sub};
+
+use crate::backward::Ctx;
+use crate::broadcast::zip_map;
+use crate::ops::{Family, Op};
+use crate::tape::{NodeId, Var};
+use crate::tensor::Tensor;
+
+/// Elementwise ops: inputs, and the constants their rules need.
+pub(crate) enum ElementwiseOp {
+    Add(NodeId, NodeId),
+    Sub(NodeId, NodeId),
+    Mul(NodeId, NodeId),
+    Div(NodeId, NodeId),
+    Maximum(NodeId, NodeId),
+    Minimum(NodeId, NodeId),
+    Neg(NodeId),
+    AddScalar(NodeId),
+    MulScalar(NodeId, f32),
+    PowScalar(NodeId, f32),
+    Exp(NodeId),
+    Log(NodeId),
+    Sqrt(NodeId),
+    Abs(NodeId),
+    Clamp(NodeId, f32, f32),
+}
+
+use ElementwiseOp as E;
+
+fn unary<'t>(x: Var<'t>, f: impl Fn(f32) -> f32, op: E) -> Var<'t> {
+    let value = x.value().map(f);
+    x.record(value, Op::Elementwise(op))
+}
+
+fn binary<'t>(
+    name: &'static str,
+    a: Var<'t>,
+    b: Var<'t>,
+    f: impl Fn(f32, f32) -> f32,
+    op: E,
+) -> Var<'t> {
+    a.same_tape(b);
+    let value = zip_map(name, &a.value(), &b.value(), f);
+    a.record(value, Op::Elementwise(op))
+}
+
+impl<'t> Var<'t> {
+    /// `self + other`, broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast (`shape mismatch in add: lhs [..], rhs [..]`).
+    pub fn add(self, other: Var<'t>) -> Var<'t> {
+        binary("add", self, other, |a, b| a + b, E::Add(self.id, other.id))
+    }
+
+    /// `self - other`, broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast.
+    pub fn sub(self, other: Var<'t>) -> Var<'t> {
+        binary("sub", self, other, |a, b| a - b, E::Sub(self.id, other.id))
+    }
+
+    /// `self * other` elementwise, broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast.
+    pub fn mul(self, other: Var<'t>) -> Var<'t> {
+        binary("mul", self, other, |a, b| a * b, E::Mul(self.id, other.id))
+    }
+
+    /// `self / other` elementwise, broadcasting.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast.
+    pub fn div(self, other: Var<'t>) -> Var<'t> {
+        binary("div", self, other, |a, b| a / b, E::Div(self.id, other.id))
+    }
+
+    /// Elementwise maximum, broadcasting; on ties the gradient is split equally.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast.
+    pub fn maximum(self, other: Var<'t>) -> Var<'t> {
+        binary("maximum", self, other, f32::max, E::Maximum(self.id, other.id))
+    }
+
+    /// Elementwise minimum, broadcasting; on ties the gradient is split equally.
+    ///
+    /// # Panics
+    /// If the shapes do not broadcast.
+    pub fn minimum(self, other: Var<'t>) -> Var<'t> {
+        binary("minimum", self, other, f32::min, E::Minimum(self.id, other.id))
+    }
+
+    /// `-self`.
+    pub fn neg(self) -> Var<'t> {
+        unary(self, |a| -a, E::Neg(self.id))
+    }
+
+    /// `self + c`.
+    pub fn add_scalar(self, c: f32) -> Var<'t> {
+        unary(self, |a| a + c, E::AddScalar(self.id))
+    }
+
+    /// `self * c`.
+    pub fn mul_scalar(self, c: f32) -> Var<'t> {
+        unary(self, |a| a * c, E::MulScalar(self.id, c))
+    }
+
+    /// `self` to the power `p`, elementwise.
+    pub fn pow_scalar(self, p: f32) -> Var<'t> {
+        unary(self, |a| a.powf(p), E::PowScalar(self.id, p))
+    }
+
+    /// eˣ elementwise.
+    pub fn exp(self) -> Var<'t> {
+        unary(self, f32::exp, E::Exp(self.id))
+    }
+
+    /// Natural logarithm, elementwise.
+    pub fn log(self) -> Var<'t> {
+        unary(self, f32::ln, E::Log(self.id))
+    }
+
+    /// Square root, elementwise.
+    pub fn sqrt(self) -> Var<'t> {
+        unary(self, f32::sqrt, E::Sqrt(self.id))
+    }
+
+    /// Absolute value, elementwise (gradient 0 at 0, as PyTorch).
+    pub fn abs(self) -> Var<'t> {
+        unary(self, f32::abs, E::Abs(self.id))
+    }
+
+    /// Clamps every element into `[lo, hi]`.
+    ///
+    /// # Panics
+    /// If `lo > hi` or either bound is NaN.
+    pub fn clamp(self, lo: f32, hi: f32) -> Var<'t> {
+        assert!(lo <= hi, "invalid argument to clamp: lo {lo} > hi {hi}");
+        unary(self, |a| a.clamp(lo, hi), E::Clamp(self.id, lo, hi))
+    }
+}
+
+fn sign(x: f32) -> f32 {
+    if x > 0.0 {
+        1.0
+    } else if x < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+}
+
+/// The share of a max/min cotangent that goes to the input `pick` (1, ½ on ties, or 0).
+fn share(pick: f32, other: f32, wins: bool) -> f32 {
+    if pick == other {
+        0.5
+    } else if wins {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+impl Family for ElementwiseOp {
+    fn name(&self) -> &'static str {
+        match self {
+            E::Add(..) => "add",
+            E::Sub(..) => "sub",
+            E::Mul(..) => "mul",
+            E::Div(..) => "div",
+            E::Maximum(..) => "maximum",
+            E::Minimum(..) => "minimum",
+            E::Neg(..) => "neg",
+            E::AddScalar(..) => "add_scalar",
+            E::MulScalar(..) => "mul_scalar",
+            E::PowScalar(..) => "pow_scalar",
+            E::Exp(..) => "exp",
+            E::Log(..) => "log",
+            E::Sqrt(..) => "sqrt",
+            E::Abs(..) => "abs",
+            E::Clamp(..) => "clamp",
+        }
+    }
+
+    fn for_each_input(&self, f: &mut dyn FnMut(NodeId)) {
+        match *self {
+            E::Add(a, b) | E::Sub(a, b) | E::Mul(a, b) | E::Div(a, b) => {
+                f(a);
+                f(b)
+            }
+            E::Maximum(a, b) | E::Minimum(a, b) => {
+                f(a);
+                f(b)
+            }
+            E::Neg(a) | E::AddScalar(a) | E::MulScalar(a, _) | E::PowScalar(a, _) => f(a),
+            E::Exp(a) | E::Log(a) | E::Sqrt(a) | E::Abs(a) | E::Clamp(a, ..) => f(a),
+        }
+    }
+
+    fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
+        let gz = |x: &Tensor, f: fn(f32, f32) -> f32| zip_map("backward", g, x, f);
+        match *self {
+            E::Add(a, b) => {
+                ctx.acc(a, || g.clone());
+                ctx.acc(b, || g.clone());
+            }
+            E::Sub(a, b) => {
+                ctx.acc(a, || g.clone());
+                ctx.acc(b, || g.map(|v| -v));
+            }
+            E::Mul(a, b) => {
+                let (va, vb) = (ctx.value(a), ctx.value(b));
+                ctx.acc(a, || gz(vb, |g, b| g * b));
+                ctx.acc(b, || gz(va, |g, a| g * a));
+            }
+            E::Div(a, b) => {
+                let vb = ctx.value(b);
+                ctx.acc(a, || gz(vb, |g, b| g / b));
+                ctx.acc(b, || gz(&zip_map("div", out, vb, |o, b| -o / b), |g, l| g * l));
+            }
+            E::Maximum(a, b) | E::Minimum(a, b) => {
+                let is_max = matches!(self, E::Maximum(..));
+                let (va, vb) = (ctx.value(a), ctx.value(b));
+                let wa = zip_map("max", va, vb, |x, y| share(x, y, (x > y) == is_max));
+                let wb = zip_map("max", vb, va, |y, x| share(y, x, (y > x) == is_max));
+                ctx.acc(a, || gz(&wa, |g, w| g * w));
+                ctx.acc(b, || gz(&wb, |g, w| g * w));
+            }
+            E::Neg(a) => ctx.acc(a, || g.map(|v| -v)),
+            E::AddScalar(a) => ctx.acc(a, || g.clone()),
+            E::MulScalar(a, c) => ctx.acc(a, || g.map(|v| v * c)),
+            E::PowScalar(a, p) => {
+                let local = ctx.value(a).map(|x| p * x.powf(p - 1.0));
+                ctx.acc(a, || gz(&local, |g, l| g * l))
+            }
+            E::Exp(a) => ctx.acc(a, || gz(out, |g, o| g * o)),
+            E::Log(a) => {
+                let x = ctx.value(a);
+                ctx.acc(a, || gz(x, |g, x| g / x))
+            }
+            E::Sqrt(a) => ctx.acc(a, || gz(out, |g, o| g / (2.0 * o))),
+            E::Abs(a) => {
+                let x = ctx.value(a);
+                ctx.acc(a, || gz(x, |g, x| g * sign(x)))
+            }
+            E::Clamp(a, lo, hi) => {
+                let mask = ctx.value(a).map(|x| f32::from(u8::from(x >= lo && x <= hi)));
+                ctx.acc(a, || gz(&mask, |g, m| g * m))
+            }
+        }
+    }
+}
+
+macro_rules! var_binop {
+    ($trait:ident, $method:ident) => {
+        impl<'t> $trait for Var<'t> {
+            type Output = Var<'t>;
+            fn $method(self, rhs: Var<'t>) -> Var<'t> {
+                Var::$method(self, rhs)
+            }
+        }
+    };
+}
+var_binop!(Add, add);
+var_binop!(Sub, sub);
+var_binop!(Mul, mul);
+var_binop!(Div, div);
+
+impl<'t> Add<f32> for Var<'t> {
+    type Output = Var<'t>;
+    fn add(self, c: f32) -> Var<'t> {
+        self.add_scalar(c)
+    }
+}
+
+impl<'t> Sub<f32> for Var<'t> {
+    type Output = Var<'t>;
+    fn sub(self, c: f32) -> Var<'t> {
+        self.add_scalar(-c)
+    }
+}
+
+impl<'t> Mul<f32> for Var<'t> {
+    type Output = Var<'t>;
+    fn mul(self, c: f32) -> Var<'t> {
+        self.mul_scalar(c)
+    }
+}
+
+impl<'t> Div<f32> for Var<'t> {
+    type Output = Var<'t>;
+    fn div(self, c: f32) -> Var<'t> {
+        self.mul_scalar(1.0 / c)
+    }
+}
+
+impl<'t> Neg for Var<'t> {
+    type Output = Var<'t>;
+    fn neg(self) -> Var<'t> {
+        Var::neg(self)
+    }
+}

@@ -1,0 +1,82 @@
+//! Every op, one family per file, each op's forward and backward side by side.
+//!
+//! An op is a method on [`Var`](crate::Var) that computes its value and records an [`Op`] on the
+//! tape; its derivative rule is the matching arm of the family's `backward`. A rule receives the
+//! op's output value and the cotangent `g` of that output, and adds a cotangent for each input
+//! with `ctx.acc(input, || ...)`. Cotangents may carry leading task axes (see `backward.rs`);
+//! broadcasting is undone inside `ctx.acc`, never in a rule.
+
+pub mod activation;
+pub mod conv;
+pub mod elementwise;
+pub mod loss;
+pub mod matmul;
+pub mod norm;
+pub mod reduce;
+pub mod shape;
+
+use crate::backward::Ctx;
+use crate::tape::NodeId;
+use crate::tensor::Tensor;
+
+/// The interface of an op family: its name for dumps, its inputs, and its derivative rule.
+pub(crate) trait Family {
+    /// A short name for tape dumps.
+    fn name(&self) -> &'static str;
+    /// Calls `f` on every input id.
+    fn for_each_input(&self, f: &mut dyn FnMut(NodeId));
+    /// Adds the cotangents of the inputs, given the output `out` and its cotangent `g`.
+    fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>);
+}
+
+/// What produced a node.
+pub(crate) enum Op {
+    /// A value gradients are computed for.
+    Leaf,
+    /// A value that needs no gradient; backward stops here.
+    Constant,
+    Elementwise(elementwise::ElementwiseOp),
+    Activation(activation::ActivationOp),
+    Reduce(reduce::ReduceOp),
+    Shape(shape::ShapeOp),
+    Matmul(matmul::MatmulOp),
+    Conv(conv::ConvOp),
+    Norm(norm::NormOp),
+    Loss(loss::LossOp),
+}
+
+impl Op {
+    fn family(&self) -> Option<&dyn Family> {
+        Some(match self {
+            Op::Leaf | Op::Constant => return None,
+            Op::Elementwise(op) => op,
+            Op::Activation(op) => op,
+            Op::Reduce(op) => op,
+            Op::Shape(op) => op,
+            Op::Matmul(op) => op,
+            Op::Conv(op) => op,
+            Op::Norm(op) => op,
+            Op::Loss(op) => op,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf => "leaf",
+            Op::Constant => "constant",
+            op => op.family().expect("not a leaf").name(),
+        }
+    }
+
+    pub(crate) fn for_each_input(&self, mut f: impl FnMut(NodeId)) {
+        if let Some(op) = self.family() {
+            op.for_each_input(&mut f);
+        }
+    }
+
+    pub(crate) fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
+        if let Some(op) = self.family() {
+            op.backward(out, g, ctx);
+        }
+    }
+}

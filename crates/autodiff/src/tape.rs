@@ -1,0 +1,236 @@
+//! The tape: an arena of nodes recorded during the forward pass.
+//!
+//! Every op appends one [`Node`] holding its output value and an [`Op`] that names its inputs by
+//! [`NodeId`] and keeps what its backward rule needs. Node ids are positions in the arena, so
+//! they are a topological order for free: every input has a smaller id than its consumer.
+//!
+//! The tape is never changed by a backward pass; gradients live in the [`Grads`](crate::Grads)
+//! store each pass returns. Handles ([`Var`]) borrow the tape, so no value can outlive the step.
+
+use std::cell::{Cell, Ref, RefCell};
+use std::fmt;
+
+use crate::ops::Op;
+use crate::tensor::Tensor;
+
+/// The position of a node on its tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub(crate) u32);
+
+impl NodeId {
+    /// The position as an index.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// One recorded value: what it is, how it was made, and whether gradients flow through it.
+pub(crate) struct Node {
+    pub(crate) value: Tensor,
+    pub(crate) op: Op,
+    pub(crate) requires_grad: bool,
+}
+
+/// The arena of one forward pass. Create one per training step and drop it afterwards.
+///
+/// ```
+/// use tapestry_autodiff::{Tape, Tensor};
+/// let tape = Tape::new();
+/// let x = tape.leaf(Tensor::from(vec![1.0, 2.0, 3.0]));
+/// let y = (x * x).sum_all();          // y = Σ x²
+/// let grads = tape.backward(y);
+/// assert_eq!(grads.wrt(x).to_vec(), vec![2.0, 4.0, 6.0]);
+/// ```
+#[derive(Default)]
+pub struct Tape {
+    nodes: RefCell<Vec<Node>>,
+    no_grad_depth: Cell<u32>,
+}
+
+/// A handle to a node on a tape: `Copy`, and only valid while the tape lives.
+#[derive(Clone, Copy)]
+pub struct Var<'t> {
+    pub(crate) tape: &'t Tape,
+    pub(crate) id: NodeId,
+}
+
+impl Tape {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty tape with room for `n` nodes.
+    pub fn with_capacity(n: usize) -> Self {
+        Tape { nodes: RefCell::new(Vec::with_capacity(n)), no_grad_depth: Cell::new(0) }
+    }
+
+    /// A leaf that gradients are computed for (a parameter, or an input you differentiate).
+    pub fn leaf(&self, value: Tensor) -> Var<'_> {
+        let requires_grad = self.grad_enabled();
+        self.push_node(Node { value, op: Op::Leaf, requires_grad })
+    }
+
+    /// A value that needs no gradient (data, labels, constants): costs nothing in backward.
+    pub fn constant(&self, value: Tensor) -> Var<'_> {
+        self.push_node(Node { value, op: Op::Constant, requires_grad: false })
+    }
+
+    /// Runs `f` with recording of gradients switched off: every op inside yields a constant.
+    pub fn no_grad<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.no_grad_depth.set(self.no_grad_depth.get() + 1);
+        struct Restore<'a>(&'a Cell<u32>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let _restore = Restore(&self.no_grad_depth);
+        f()
+    }
+
+    /// True unless inside [`Tape::no_grad`].
+    pub fn grad_enabled(&self) -> bool {
+        self.no_grad_depth.get() == 0
+    }
+
+    /// The number of recorded nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.borrow().len()
+    }
+
+    /// True if nothing has been recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The handle of node `id`.
+    ///
+    /// # Panics
+    /// If `id` is not on this tape.
+    pub fn var(&self, id: NodeId) -> Var<'_> {
+        assert!(id.index() < self.len(), "node {} is not on this tape", id.0);
+        Var { tape: self, id }
+    }
+
+    pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node>> {
+        self.nodes.borrow()
+    }
+
+    fn push_node(&self, node: Node) -> Var<'_> {
+        let mut nodes = self.nodes.borrow_mut();
+        let id = NodeId(u32::try_from(nodes.len()).expect("tape holds at most 2^32 nodes"));
+        nodes.push(node);
+        Var { tape: self, id }
+    }
+
+    /// Records the result of an op. If no input needs a gradient (or recording is off), the node
+    /// is stored as a constant, so its inputs and saved values are dropped at once and backward
+    /// never visits it.
+    pub(crate) fn record(&self, value: Tensor, op: Op) -> Var<'_> {
+        let requires_grad = self.grad_enabled() && {
+            let nodes = self.nodes.borrow();
+            let mut any = false;
+            op.for_each_input(|i| any |= nodes[i.index()].requires_grad);
+            any
+        };
+        let op = if requires_grad { op } else { Op::Constant };
+        self.push_node(Node { value, op, requires_grad })
+    }
+
+    /// A human-readable listing of the tape, one node per line.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for (i, node) in self.nodes.borrow().iter().enumerate() {
+            let mut inputs = Vec::new();
+            node.op.for_each_input(|id| inputs.push(format!("%{}", id.0)));
+            out.push_str(&format!(
+                "%{i:<3} = {:<14} ({}) shape {:?}{}\n",
+                node.op.name(),
+                inputs.join(", "),
+                node.value.shape(),
+                if node.requires_grad { "  [grad]" } else { "" }
+            ));
+        }
+        out
+    }
+
+    /// The tape as a Graphviz DOT graph (`dot -Tsvg`).
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph tape {\n  rankdir=LR;\n  node [shape=box, fontname=monospace];\n");
+        for (i, node) in self.nodes.borrow().iter().enumerate() {
+            let style = if node.requires_grad { "" } else { ", style=dashed" };
+            out.push_str(&format!(
+                "  n{i} [label=\"%{i} {}\\n{:?}\"{style}];\n",
+                node.op.name(),
+                node.value.shape()
+            ));
+            node.op.for_each_input(|id| out.push_str(&format!("  n{} -> n{i};\n", id.0)));
+        }
+        out.push_str("}\n");
+        out
+    }
+}
+
+impl fmt::Debug for Tape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.dump())
+    }
+}
+
+impl<'t> Var<'t> {
+    /// The node's id on its tape.
+    pub fn id(self) -> NodeId {
+        self.id
+    }
+
+    /// The tape this value lives on.
+    pub fn tape(self) -> &'t Tape {
+        self.tape
+    }
+
+    /// The value (a cheap, shared clone).
+    pub fn value(self) -> Tensor {
+        self.tape.nodes.borrow()[self.id.index()].value.clone()
+    }
+
+    /// The shape of the value.
+    pub fn shape(self) -> Vec<usize> {
+        self.tape.nodes.borrow()[self.id.index()].value.shape().to_vec()
+    }
+
+    /// The number of axes.
+    pub fn ndim(self) -> usize {
+        self.tape.nodes.borrow()[self.id.index()].value.ndim()
+    }
+
+    /// True if gradients flow through this value.
+    pub fn requires_grad(self) -> bool {
+        self.tape.nodes.borrow()[self.id.index()].requires_grad
+    }
+
+    /// The same value as a constant: gradients stop here.
+    pub fn detach(self) -> Var<'t> {
+        self.tape.constant(self.value())
+    }
+
+    /// Records `value` as the result of `op` on this value's tape.
+    pub(crate) fn record(self, value: Tensor, op: Op) -> Var<'t> {
+        self.tape.record(value, op)
+    }
+
+    /// Panics if `other` lives on another tape.
+    #[track_caller]
+    pub(crate) fn same_tape(self, other: Var<'t>) {
+        assert!(
+            std::ptr::eq(self.tape, other.tape),
+            "values from two different tapes were combined"
+        );
+    }
+}
+
+impl fmt::Debug for Var<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Var(%{} {:?})", self.id.0, self.shape())
+    }
+}

@@ -1,0 +1,67 @@
+//! Helpers shared by the gradient tests.
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tapestry_autodiff::gradcheck::{gradcheck, GradcheckOptions};
+use tapestry_autodiff::{Tape, Tensor, Var};
+
+/// A seeded generator, so every test is reproducible.
+pub fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// Uniform values in `[lo, hi)`.
+pub fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], lo: f32, hi: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_vec(shape, (0..n).map(|_| rng.gen_range(lo..hi)).collect()).unwrap()
+}
+
+/// Values with `|x| in [lo, hi)` and random sign: keeps clear of kinks at 0.
+pub fn away_from_zero(rng: &mut ChaCha8Rng, shape: &[usize], lo: f32, hi: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    let data = (0..n)
+        .map(|_| {
+            let v = rng.gen_range(lo..hi);
+            if rng.gen_bool(0.5) {
+                v
+            } else {
+                -v
+            }
+        })
+        .collect();
+    Tensor::from_vec(shape, data).unwrap()
+}
+
+/// Panics with the failing element if `f`'s gradients disagree with finite differences.
+pub fn check<F>(name: &str, f: F, inputs: &[Tensor])
+where
+    F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
+{
+    if let Err(e) = gradcheck(f, inputs, &GradcheckOptions::default()) {
+        panic!("{name}: {e}");
+    }
+}
+
+/// Asserts that a copy of the correct analytic gradient, wrong by 1%, is rejected: the
+/// tolerance of the check is tight enough to catch such a rule.
+pub fn check_catches_one_percent<F>(name: &str, f: F, inputs: &[Tensor])
+where
+    F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
+{
+    use tapestry_autodiff::gradcheck::{analytic_gradients, compare, numeric_gradients};
+    let opts = GradcheckOptions::default();
+    let analytic = analytic_gradients(&f, inputs, &opts);
+    let numeric = numeric_gradients(&f, inputs, &opts);
+    compare(&analytic, &numeric, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let wrong: Vec<Tensor> = analytic.iter().map(|t| t.map(|v| v * 1.01)).collect();
+    assert!(compare(&wrong, &numeric, &opts).is_err(), "{name}: a 1% error went unnoticed");
+}
+
+/// Element-wise closeness with a relative and absolute tolerance.
+pub fn assert_close(name: &str, got: &[f32], want: &[f32], rtol: f32, atol: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: length {} vs {}", got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= atol + rtol * w.abs(), "{name}[{i}]: got {g}, want {w}");
+    }
+}
