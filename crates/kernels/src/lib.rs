@@ -1,1 +1,31 @@
-//! tapestry-kernels
+//! tapestry-kernels: slice-level compute for Tapestry.
+//!
+//! Pure functions on contiguous row-major `f32` slices plus shapes (NCHW for images):
+//!
+//! - [`gemm`]: `C = alpha * A·B + beta * C` on `matrixmultiply::sgemm`, with strides so that
+//!   transposes cost nothing, split over rayon for large problems;
+//! - [`conv`]: 2-D convolution (stride, padding, dilation) forward and both gradients, by
+//!   im2col + GEMM, with a 1x1 fast path;
+//! - [`pool`]: max and average pooling, forward and backward;
+//! - [`elementwise`]: binary and unary maps, activations, reductions and row softmax, SIMD with a
+//!   run-time choice of instruction set;
+//! - [`tune`]: every tunable (block sizes, parallel thresholds) with its `TAPESTRY_*` override.
+//!
+//! The crate knows nothing of tapes. It uses the global rayon pool only, and a kernel called from
+//! inside a rayon worker runs single-threaded, so thread pools never nest. For a given thread
+//! count every kernel is deterministic: reductions have a fixed order.
+//!
+//! This is the only crate of the workspace that contains `unsafe`; each block carries a
+//! `// SAFETY:` comment.
+
+pub mod conv;
+pub mod elementwise;
+pub mod gemm;
+pub mod pool;
+pub mod tune;
+
+mod error;
+mod par;
+mod simd;
+
+pub use error::KernelError;

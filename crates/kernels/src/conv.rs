@@ -1,0 +1,422 @@
+//! 2-D convolution over NCHW images: forward, gradient w.r.t. the input, gradient w.r.t. the
+//! weight and bias.
+//!
+//! All three are im2col + GEMM. For one image, `col` is the `K × P` matrix (`K = c_in·kh·kw`,
+//! `P = out_h·out_w`) whose column `p` holds the input patch under output pixel `p`. Then
+//!
+//! - forward:  `y_n = W · col_n` (+ bias), W viewed as `c_out × K`;
+//! - input:    `dcol_n = Wᵀ · dy_n`, scattered back (col2im) into `dx_n`;
+//! - weight:   `dW = Σ_n dy_n · col_nᵀ`, `db = Σ_n Σ_p dy_n`.
+//!
+//! A 1x1 kernel with stride 1 and no padding needs no im2col at all: `col_n` is `x_n` itself.
+//!
+//! Parallelism: rayon over the images of the batch, each image's GEMM single-threaded; with a
+//! batch of one the GEMM itself runs in parallel. The weight gradient sums one partial per
+//! thread-chunk of the batch, in chunk order, so results are deterministic for a given thread
+//! count (forward and input gradient do not depend on it at all).
+
+use crate::error::KernelError;
+use crate::gemm::sgemm;
+use crate::par::may_parallelize;
+use crate::tune::tunables;
+use rayon::prelude::*;
+
+/// The shape of a 2-D convolution: input `[n, c_in, h, w]`, weight `[c_out, c_in, kh, kw]`,
+/// output `[n, c_out, out_h, out_w]`. Pairs are `(vertical, horizontal)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    /// Batch size.
+    pub n: usize,
+    /// Input channels.
+    pub c_in: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub c_out: usize,
+    /// Kernel height.
+    pub kh: usize,
+    /// Kernel width.
+    pub kw: usize,
+    /// Stride (vertical, horizontal).
+    pub stride: (usize, usize),
+    /// Zero padding on each side (vertical, horizontal).
+    pub padding: (usize, usize),
+    /// Dilation (vertical, horizontal).
+    pub dilation: (usize, usize),
+}
+
+impl Conv2dGeometry {
+    /// Output height: `(h + 2·pad - dil·(kh-1) - 1) / stride + 1` (0 if the kernel does not fit).
+    pub fn out_h(&self) -> usize {
+        out_len(self.h, self.kh, self.stride.0, self.padding.0, self.dilation.0)
+    }
+
+    /// Output width: `(w + 2·pad - dil·(kw-1) - 1) / stride + 1` (0 if the kernel does not fit).
+    pub fn out_w(&self) -> usize {
+        out_len(self.w, self.kw, self.stride.1, self.padding.1, self.dilation.1)
+    }
+
+    /// Input length `n·c_in·h·w`.
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+
+    /// Weight length `c_out·c_in·kh·kw`.
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.c_in * self.kh * self.kw
+    }
+
+    /// Output length `n·c_out·out_h·out_w`.
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.out_h() * self.out_w()
+    }
+
+    /// Checks that the geometry describes a convolution with a non-empty output.
+    ///
+    /// # Errors
+    ///
+    /// [`KernelError::InvalidGeometry`] if a stride or dilation is 0, the kernel is empty, or the
+    /// dilated kernel is larger than the padded input.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        let bad = |reason: String| Err(KernelError::InvalidGeometry { op: "conv2d", reason });
+        if self.stride.0 == 0 || self.stride.1 == 0 {
+            return bad(format!("stride must be positive, got {:?}", self.stride));
+        }
+        if self.dilation.0 == 0 || self.dilation.1 == 0 {
+            return bad(format!("dilation must be positive, got {:?}", self.dilation));
+        }
+        if self.kh == 0 || self.kw == 0 {
+            return bad(format!("kernel must be non-empty, got {}x{}", self.kh, self.kw));
+        }
+        let (eh, ew) = (self.dilation.0 * (self.kh - 1) + 1, self.dilation.1 * (self.kw - 1) + 1);
+        let (ph, pw) = (self.h + 2 * self.padding.0, self.w + 2 * self.padding.1);
+        if eh > ph || ew > pw {
+            return bad(format!(
+                "dilated kernel {eh}x{ew} larger than padded input {ph}x{pw} (input {}x{})",
+                self.h, self.w
+            ));
+        }
+        Ok(())
+    }
+
+    fn k_len(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == (1, 1) && self.padding == (0, 0)
+    }
+
+    fn flops(&self) -> usize {
+        2 * self.y_len() * self.k_len()
+    }
+
+    fn assert_valid(&self, op: &str) {
+        if let Err(e) = self.validate() {
+            panic!("{op}: {e}");
+        }
+    }
+}
+
+fn out_len(len: usize, k: usize, stride: usize, pad: usize, dil: usize) -> usize {
+    let span = dil * (k.max(1) - 1) + 1;
+    let padded = len + 2 * pad;
+    if stride == 0 || span > padded {
+        0
+    } else {
+        (padded - span) / stride + 1
+    }
+}
+
+fn check_len(op: &str, what: &str, got: usize, want: usize) {
+    assert!(got == want, "{op}: {what} has {got} elements, geometry needs {want}");
+}
+
+/// Writes the `K × P` patch matrix of one image `x` (`[c_in, h, w]`) into `col`.
+fn im2col(g: &Conv2dGeometry, x: &[f32], col: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let (sh, sw) = g.stride;
+    let (ph, pw) = g.padding;
+    let (dh, dw) = g.dilation;
+    for ci in 0..g.c_in {
+        let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for r in 0..g.kh {
+            for s in 0..g.kw {
+                let row = ((ci * g.kh + r) * g.kw + s) * p;
+                let dst = &mut col[row..row + p];
+                let (lo, hi) = valid_range(ow, sw, pw, s * dw, g.w);
+                for oy in 0..oh {
+                    let out = &mut dst[oy * ow..(oy + 1) * ow];
+                    let iy = (oy * sh + r * dh) as isize - ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        out.fill(0.0);
+                        continue;
+                    }
+                    let src = &plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    out[..lo].fill(0.0);
+                    out[hi..].fill(0.0);
+                    if lo < hi {
+                        let ix0 = lo * sw + s * dw - pw;
+                        if sw == 1 {
+                            out[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                        } else {
+                            for (o, v) in out[lo..hi].iter_mut().zip(src[ix0..].iter().step_by(sw))
+                            {
+                                *o = *v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the `K × P` matrix `col` back into one image gradient `dx` (`[c_in, h, w]`).
+fn col2im_add(g: &Conv2dGeometry, col: &[f32], dx: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let (sh, sw) = g.stride;
+    let (ph, pw) = g.padding;
+    let (dh, dw) = g.dilation;
+    for ci in 0..g.c_in {
+        let plane = &mut dx[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+        for r in 0..g.kh {
+            for s in 0..g.kw {
+                let row = ((ci * g.kh + r) * g.kw + s) * p;
+                let src_rows = &col[row..row + p];
+                let (lo, hi) = valid_range(ow, sw, pw, s * dw, g.w);
+                if lo >= hi {
+                    continue;
+                }
+                for oy in 0..oh {
+                    let iy = (oy * sh + r * dh) as isize - ph as isize;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    let src = &src_rows[oy * ow + lo..oy * ow + hi];
+                    let dst = &mut plane[iy as usize * g.w..(iy as usize + 1) * g.w];
+                    let ix0 = lo * sw + s * dw - pw;
+                    if sw == 1 {
+                        for (d, v) in dst[ix0..ix0 + (hi - lo)].iter_mut().zip(src) {
+                            *d += v;
+                        }
+                    } else {
+                        for (d, v) in dst[ix0..].iter_mut().step_by(sw).zip(src) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The output columns `lo..hi` whose input column `ox·stride + off - pad` lies in `0..w`.
+fn valid_range(ow: usize, stride: usize, pad: usize, off: usize, w: usize) -> (usize, usize) {
+    // ix = ox*stride + off - pad >= 0  <=>  ox >= ceil((pad - off) / stride)
+    let lo = if pad > off { (pad - off).div_ceil(stride) } else { 0 };
+    // ix < w  <=>  ox*stride < w + pad - off
+    let lim = w + pad;
+    let hi = if lim > off { (lim - off).div_ceil(stride) } else { 0 };
+    (lo.min(ow), hi.min(ow).max(lo.min(ow)))
+}
+
+/// Runs `f(image_index, scratch)` for every image, in parallel over the batch when worthwhile.
+fn for_each_image<F>(g: &Conv2dGeometry, scratch_len: usize, f: F)
+where
+    F: Fn(usize, &mut Vec<f32>) + Sync + Send,
+{
+    if g.n > 1 && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
+        (0..g.n).into_par_iter().for_each_init(|| vec![0.0f32; scratch_len], |s, i| f(i, s));
+    } else {
+        let mut s = vec![0.0f32; scratch_len];
+        for i in 0..g.n {
+            f(i, &mut s);
+        }
+    }
+}
+
+/// Forward convolution: `y = conv(x, w) + bias`.
+///
+/// `x` is `[n, c_in, h, w]`, `w` is `[c_out, c_in, kh, kw]`, `bias` is `[c_out]`, and `y`
+/// (`[n, c_out, out_h, out_w]`) is overwritten.
+///
+/// # Panics
+///
+/// If the geometry is invalid ([`Conv2dGeometry::validate`]) or a slice length does not match it.
+pub fn conv2d_forward(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    const OP: &str = "conv2d_forward";
+    g.assert_valid(OP);
+    check_len(OP, "x", x.len(), g.x_len());
+    check_len(OP, "w", w.len(), g.w_len());
+    check_len(OP, "y", y.len(), g.y_len());
+    if let Some(b) = bias {
+        check_len(OP, "bias", b.len(), g.c_out);
+    }
+    let (k, p) = (g.k_len(), g.out_h() * g.out_w());
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    if y_img == 0 {
+        return;
+    }
+    let pointwise = g.is_pointwise();
+    let scratch = if pointwise { 0 } else { k * p };
+    let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
+    for_each_image(g, scratch, |i, col| {
+        // SAFETY: image `i` owns the disjoint range `i*y_img..(i+1)*y_img` of `y`, which
+        // `check_len` proved in bounds; `y` stays mutably borrowed for the whole loop.
+        let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
+        let xi = &x[i * x_img..(i + 1) * x_img];
+        let beta = match bias {
+            Some(b) => {
+                for (row, &bv) in yi.chunks_exact_mut(p).zip(b) {
+                    row.fill(bv);
+                }
+                1.0
+            }
+            None => 0.0,
+        };
+        let colm: &[f32] = if pointwise {
+            xi
+        } else {
+            im2col(g, xi, col);
+            col
+        };
+        sgemm(g.c_out, k, p, 1.0, w, k as isize, 1, colm, p as isize, 1, beta, yi, p as isize, 1);
+    });
+}
+
+/// Gradient of the convolution with respect to its input: `dx` (`[n, c_in, h, w]`) is
+/// overwritten with the gradient given `dy` (`[n, c_out, out_h, out_w]`) and the weight `w`.
+///
+/// # Panics
+///
+/// If the geometry is invalid ([`Conv2dGeometry::validate`]) or a slice length does not match it.
+pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    const OP: &str = "conv2d_backward_input";
+    g.assert_valid(OP);
+    check_len(OP, "dy", dy.len(), g.y_len());
+    check_len(OP, "w", w.len(), g.w_len());
+    check_len(OP, "dx", dx.len(), g.x_len());
+    let (k, p) = (g.k_len(), g.out_h() * g.out_w());
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    if x_img == 0 {
+        return;
+    }
+    let pointwise = g.is_pointwise();
+    let scratch = if pointwise { 0 } else { k * p };
+    let dx_ptr = crate::par::SendPtr(dx.as_mut_ptr());
+    for_each_image(g, scratch, |i, col| {
+        // SAFETY: image `i` owns the disjoint range `i*x_img..(i+1)*x_img` of `dx`, in bounds
+        // by `check_len`; `dx` stays mutably borrowed for the whole loop.
+        let dxi = unsafe { std::slice::from_raw_parts_mut(dx_ptr.get().add(i * x_img), x_img) };
+        let dyi = &dy[i * y_img..(i + 1) * y_img];
+        if pointwise {
+            // dx_i (c_in × P) = Wᵀ (c_in × c_out) · dy_i (c_out × P)
+            sgemm(
+                g.c_in, g.c_out, p, 1.0, w, 1, k as isize, dyi, p as isize, 1, 0.0, dxi,
+                p as isize, 1,
+            );
+        } else {
+            sgemm(
+                k, g.c_out, p, 1.0, w, 1, k as isize, dyi, p as isize, 1, 0.0, col, p as isize, 1,
+            );
+            dxi.fill(0.0);
+            col2im_add(g, col, dxi);
+        }
+    });
+}
+
+/// Gradient of the convolution with respect to its weight and bias: `dw` (`[c_out, c_in, kh,
+/// kw]`) and `db` (`[c_out]`) are overwritten, given the input `x` and the output gradient `dy`.
+///
+/// # Panics
+///
+/// If the geometry is invalid ([`Conv2dGeometry::validate`]) or a slice length does not match it.
+pub fn conv2d_backward_weight(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    db: Option<&mut [f32]>,
+) {
+    const OP: &str = "conv2d_backward_weight";
+    g.assert_valid(OP);
+    check_len(OP, "x", x.len(), g.x_len());
+    check_len(OP, "dy", dy.len(), g.y_len());
+    check_len(OP, "dw", dw.len(), g.w_len());
+    let (k, p) = (g.k_len(), g.out_h() * g.out_w());
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    if let Some(db) = db {
+        check_len(OP, "db", db.len(), g.c_out);
+        for (co, d) in db.iter_mut().enumerate() {
+            let mut acc = 0.0f32;
+            for i in 0..g.n {
+                let s = i * y_img + co * p;
+                acc += crate::simd::sum_lanes(&dy[s..s + p]);
+            }
+            *d = acc;
+        }
+    }
+    let pointwise = g.is_pointwise();
+    // dW (c_out × K) += dy_i (c_out × P) · col_iᵀ (P × K), over the images of one chunk.
+    let accumulate = |range: std::ops::Range<usize>, dw_part: &mut [f32], col: &mut [f32]| {
+        for (j, i) in range.enumerate() {
+            let xi = &x[i * x_img..(i + 1) * x_img];
+            let dyi = &dy[i * y_img..(i + 1) * y_img];
+            let colm: &[f32] = if pointwise {
+                xi
+            } else {
+                im2col(g, xi, col);
+                col
+            };
+            let beta = if j == 0 { 0.0 } else { 1.0 };
+            sgemm(
+                g.c_out, p, k, 1.0, dyi, p as isize, 1, colm, 1, p as isize, beta, dw_part,
+                k as isize, 1,
+            );
+        }
+    };
+    if g.n == 0 || p == 0 {
+        dw.fill(0.0);
+        return;
+    }
+    let scratch = if pointwise { 0 } else { k * p };
+    let chunks = if g.n > 1 && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
+        rayon::current_num_threads().min(g.n)
+    } else {
+        1
+    };
+    if chunks == 1 {
+        let mut col = vec![0.0f32; scratch];
+        accumulate(0..g.n, dw, &mut col);
+        return;
+    }
+    let per = g.n.div_ceil(chunks);
+    let parts: Vec<Vec<f32>> = (0..g.n)
+        .step_by(per)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|s| {
+            let mut part = vec![0.0f32; dw.len()];
+            let mut col = vec![0.0f32; scratch];
+            accumulate(s..(s + per).min(g.n), &mut part, &mut col);
+            part
+        })
+        .collect();
+    dw.copy_from_slice(&parts[0]);
+    for part in &parts[1..] {
+        for (d, v) in dw.iter_mut().zip(part) {
+            *d += v;
+        }
+    }
+}

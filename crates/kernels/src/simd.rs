@@ -1,0 +1,157 @@
+//! Run-time choice of instruction set, made once and cached.
+//!
+//! Kernels are written once as plain loops over fixed-width lane arrays and compiled three times
+//! by [`multiversion!`](crate::simd::multiversion): for AVX-512, for AVX2+FMA and for the target's
+//! baseline. The compiler vectorises each copy for its instruction set. Because Rust never
+//! reassociates floating-point operations or fuses a multiply and an add on its own, the three
+//! copies compute bitwise-identical results; only their speed differs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+
+/// The instruction sets the kernels can run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// Portable code for the target's baseline (SSE2 on x86-64), no run-time feature needed.
+    Scalar,
+    /// AVX2 with FMA (256-bit vectors).
+    Avx2Fma,
+    /// AVX-512 F/VL/DQ/BW (512-bit vectors).
+    Avx512,
+}
+
+static FORCE_SCALAR: AtomicBool = AtomicBool::new(false);
+
+/// The best instruction set this CPU supports, detected once and cached.
+///
+/// Setting the environment variable `TAPESTRY_FORCE_SCALAR=1` before the first call makes this
+/// return [`Isa::Scalar`].
+pub fn detected_isa() -> Isa {
+    static DETECTED: OnceLock<Isa> = OnceLock::new();
+    *DETECTED.get_or_init(|| {
+        if std::env::var("TAPESTRY_FORCE_SCALAR").is_ok_and(|v| v == "1") {
+            return Isa::Scalar;
+        }
+        detect()
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Isa {
+    if is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512dq")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+    {
+        Isa::Avx512
+    } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        Isa::Avx2Fma
+    } else {
+        Isa::Scalar
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Isa {
+    Isa::Scalar
+}
+
+/// Forces (or stops forcing) the portable path for every later kernel call in this process.
+/// Results are the same either way; this exists so that tests can check exactly that.
+pub fn set_force_scalar(force: bool) {
+    FORCE_SCALAR.store(force, Ordering::Relaxed);
+}
+
+/// The instruction set the kernels use now: [`detected_isa`] unless [`set_force_scalar`] is on.
+pub fn active_isa() -> Isa {
+    if FORCE_SCALAR.load(Ordering::Relaxed) {
+        Isa::Scalar
+    } else {
+        detected_isa()
+    }
+}
+
+/// Defines a function whose body is compiled for AVX-512, AVX2+FMA and the baseline, and which
+/// dispatches on [`active_isa`] at each call.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")]
+            fn avx512($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
+
+            match $crate::simd::active_isa() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `active_isa` returns `Avx512` only after run-time detection found
+                // every feature this copy was compiled for.
+                $crate::simd::Isa::Avx512 => unsafe { avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `active_isa` returns `Avx2Fma` only after detecting AVX2 and FMA.
+                $crate::simd::Isa::Avx2Fma => unsafe { avx2($($arg),*) },
+                _ => body($($arg),*),
+            }
+        }
+    };
+}
+pub(crate) use multiversion;
+
+/// Lanes per accumulator array: one AVX-512 register of `f32`.
+pub(crate) const LANES: usize = 16;
+
+/// Sums lane accumulators in a fixed tree order.
+#[inline(always)]
+pub(crate) fn reduce_lanes(acc: [f32; LANES]) -> f32 {
+    let mut a8 = [0.0f32; 8];
+    for i in 0..8 {
+        a8[i] = acc[i] + acc[i + 8];
+    }
+    let mut a4 = [0.0f32; 4];
+    for i in 0..4 {
+        a4[i] = a8[i] + a8[i + 4];
+    }
+    (a4[0] + a4[2]) + (a4[1] + a4[3])
+}
+
+/// Fixed-order dot product of two equal-length slices (16 lane accumulators, then a tree).
+#[inline(always)]
+pub(crate) fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0.0f32; LANES];
+    let mut ca = a.chunks_exact(LANES);
+    let mut cb = b.chunks_exact(LANES);
+    for (xa, xb) in (&mut ca).zip(&mut cb) {
+        for l in 0..LANES {
+            acc[l] += xa[l] * xb[l];
+        }
+    }
+    for (l, (x, y)) in ca.remainder().iter().zip(cb.remainder()).enumerate() {
+        acc[l] += x * y;
+    }
+    reduce_lanes(acc)
+}
+
+/// Fixed-order sum of a slice (16 lane accumulators, then a tree).
+#[inline(always)]
+pub(crate) fn sum_lanes(x: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    for (l, v) in chunks.remainder().iter().enumerate() {
+        acc[l] += v;
+    }
+    reduce_lanes(acc)
+}

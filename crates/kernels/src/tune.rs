@@ -1,0 +1,82 @@
+//! Every tunable of the kernels in one place.
+//!
+//! Each value has a default measured on the development machine (2 cores of an AVX-512 Xeon) and
+//! can be overridden by an environment variable, read once, the first time any kernel asks:
+//!
+//! | field | variable | default |
+//! | --- | --- | --- |
+//! | [`Tunables::gemm_par_min_flops`] | `TAPESTRY_GEMM_PAR_MIN_FLOPS` | 2·128³ |
+//! | [`Tunables::gemm_block_align`] | `TAPESTRY_GEMM_BLOCK_ALIGN` | 16 |
+//! | [`Tunables::gemm_direct_max_n`] | `TAPESTRY_GEMM_DIRECT_MAX_N` | 0 (off) |
+//! | [`Tunables::conv_par_min_flops`] | `TAPESTRY_CONV_PAR_MIN_FLOPS` | 2·64³ |
+//! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
+//! | [`Tunables::elementwise_par_min_len`] | `TAPESTRY_ELEMENTWISE_PAR_MIN_LEN` | 2¹⁸ |
+//! | [`Tunables::elementwise_chunk`] | `TAPESTRY_ELEMENTWISE_CHUNK` | 2¹⁴ |
+//!
+//! A variable that does not parse as an unsigned integer is ignored (the default stays).
+
+use std::sync::OnceLock;
+
+/// The kernels' tunables. Obtain the process-wide values with [`tunables`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tunables {
+    /// GEMM problems with fewer FLOPs (2·m·n·k) than this run on one thread.
+    pub gemm_par_min_flops: usize,
+    /// Rows (or columns) of C given to one rayon task are a multiple of this, so that blocks
+    /// line up with the micro-kernel's tile.
+    pub gemm_block_align: usize,
+    /// Products with `n` at most this (and contiguous rows of A and columns of B) take the direct
+    /// dot-product path instead of packing; 0 turns the path off.
+    pub gemm_direct_max_n: usize,
+    /// Convolutions with fewer FLOPs than this run on one thread.
+    pub conv_par_min_flops: usize,
+    /// Pooling over fewer input elements than this runs on one thread.
+    pub pool_par_min_elems: usize,
+    /// Elementwise kernels over fewer elements than this run on one thread.
+    pub elementwise_par_min_len: usize,
+    /// Elements per rayon task in elementwise kernels, and per partial sum in reductions (this
+    /// fixes the order of reductions, independent of the thread count).
+    pub elementwise_chunk: usize,
+}
+
+impl Default for Tunables {
+    fn default() -> Self {
+        Tunables {
+            gemm_par_min_flops: 2 * 128 * 128 * 128,
+            gemm_block_align: 16,
+            gemm_direct_max_n: 0,
+            conv_par_min_flops: 2 * 64 * 64 * 64,
+            pool_par_min_elems: 1 << 16,
+            elementwise_par_min_len: 1 << 18,
+            elementwise_chunk: 1 << 14,
+        }
+    }
+}
+
+impl Tunables {
+    /// The defaults with every `TAPESTRY_*` override from the environment applied.
+    pub fn from_env() -> Self {
+        let mut t = Tunables::default();
+        let read = |name: &str, slot: &mut usize| {
+            if let Some(v) = std::env::var(name).ok().and_then(|s| s.trim().parse::<usize>().ok()) {
+                *slot = v;
+            }
+        };
+        read("TAPESTRY_GEMM_PAR_MIN_FLOPS", &mut t.gemm_par_min_flops);
+        read("TAPESTRY_GEMM_BLOCK_ALIGN", &mut t.gemm_block_align);
+        read("TAPESTRY_GEMM_DIRECT_MAX_N", &mut t.gemm_direct_max_n);
+        read("TAPESTRY_CONV_PAR_MIN_FLOPS", &mut t.conv_par_min_flops);
+        read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
+        read("TAPESTRY_ELEMENTWISE_PAR_MIN_LEN", &mut t.elementwise_par_min_len);
+        read("TAPESTRY_ELEMENTWISE_CHUNK", &mut t.elementwise_chunk);
+        t.gemm_block_align = t.gemm_block_align.max(1);
+        t.elementwise_chunk = t.elementwise_chunk.max(1);
+        t
+    }
+}
+
+/// The process-wide tunables: the defaults plus environment overrides, read on first use.
+pub fn tunables() -> &'static Tunables {
+    static TUNABLES: OnceLock<Tunables> = OnceLock::new();
+    TUNABLES.get_or_init(Tunables::from_env)
+}
