@@ -12,8 +12,8 @@ pub(crate) struct PairLayout {
     pub item: usize,
     /// The largest shift, in pixels, along each axis.
     pub max_shift: usize,
-    /// Pixel value scale: source byte `v` becomes `v as f32 * scale`.
-    pub scale: f32,
+    /// The source pixel value that maps to 1: byte `v` becomes `v as f32 / max_value`.
+    pub max_value: f32,
 }
 
 impl PairLayout {
@@ -45,7 +45,7 @@ impl PairLayout {
                 let start = (row0 + r) * self.canvas + col0;
                 let dst_row = &mut canvas[start..start + self.item];
                 for (d, &s) in dst_row.iter_mut().zip(src_row) {
-                    *d = d.max(s as f32 * self.scale);
+                    *d = d.max(s as f32 / self.max_value);
                 }
             }
         }
@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn compose_places_items_and_keeps_the_maximum() {
-        let layout = PairLayout { canvas: 3, item: 2, max_shift: 1, scale: 1.0 };
+        let layout = PairLayout { canvas: 3, item: 2, max_shift: 1, max_value: 1.0 };
         let mut canvas = vec![0.0; 9];
         layout.compose(&mut canvas, [&[1, 2, 3, 9], &[5, 1, 1, 1]], [(0, 0), (1, 1)]);
         assert_eq!(canvas, vec![1.0, 2.0, 0.0, 3.0, 9.0, 1.0, 0.0, 1.0, 1.0]);
@@ -68,7 +68,7 @@ mod tests {
 
     #[test]
     fn offsets_stay_in_their_corners_and_cover_every_shift() {
-        let layout = PairLayout { canvas: 36, item: 28, max_shift: 4, scale: 1.0 };
+        let layout = PairLayout { canvas: 36, item: 28, max_shift: 4, max_value: 1.0 };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut seen = [[false; 9]; 2];
         for _ in 0..2000 {

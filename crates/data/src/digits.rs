@@ -192,7 +192,7 @@ pub fn multidigits(config: &MultiDigitsConfig) -> Result<PairedSplits> {
         canvas: config.canvas,
         item: UCI_DIGIT_SIDE,
         max_shift: config.max_shift,
-        scale: 1.0 / 16.0,
+        max_value: 16.0,
     };
     if !layout.fits() {
         return Err(DataError::Config(format!(

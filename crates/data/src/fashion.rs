@@ -147,7 +147,7 @@ pub fn multifashion(config: &MultiFashionConfig) -> Result<PairedSplits> {
         canvas: config.canvas,
         item: side,
         max_shift: config.max_shift,
-        scale: 1.0 / 255.0,
+        max_value: 255.0,
     };
     if !layout.fits() {
         return Err(DataError::Config(format!(
