@@ -114,7 +114,7 @@ proptest! {
         prop_assert_eq!(iter.len(), expected_batches);
         let batches: Vec<_> = iter.collect();
         prop_assert_eq!(batches.len(), expected_batches);
-        prop_assert!(batches.iter().all(|b| b.len() == batch_size || (!drop_last && b.len() < batch_size && b.len() > 0)));
+        prop_assert!(batches.iter().all(|b| b.len() == batch_size || (!drop_last && b.len() < batch_size && !b.is_empty())));
         let mut seen: Vec<usize> = batches.iter().flat_map(|b| b.indices.iter().copied()).collect();
         let visited = seen.len();
         seen.sort_unstable();
