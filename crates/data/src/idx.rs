@@ -201,21 +201,20 @@ pub fn write_idx(path: impl AsRef<Path>, dims: &[usize], data: &[u8], gzip: bool
     }
 }
 
-/// Finds `stem` or `stem.gz` in `dir`, preferring the plain file.
+/// Finds the IDX file `stem` in `dir`: `stem`, `stem.gz`, or the same with a dot before `idx`
+/// (`train-images.idx3-ubyte`, as some copies of MNIST name them), in that order.
 pub(crate) fn find_idx_file(dir: &Path, stem: &str) -> Result<PathBuf> {
-    let plain = dir.join(stem);
-    if plain.is_file() {
-        return Ok(plain);
-    }
-    let gz = dir.join(format!("{stem}.gz"));
-    if gz.is_file() {
-        return Ok(gz);
+    let dotted = stem.replacen("-idx", ".idx", 1);
+    let candidates =
+        [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")];
+    if let Some(found) = candidates.iter().map(|name| dir.join(name)).find(|path| path.is_file()) {
+        return Ok(found);
     }
     Err(DataError::Io {
-        path: gz,
+        path: dir.join(stem),
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("neither {stem} nor {stem}.gz exists in this folder"),
+            format!("no such file, nor {stem}.gz, {dotted} or {dotted}.gz in that folder"),
         ),
     })
 }

@@ -38,6 +38,7 @@ fn batches_hold_the_rows_they_name() {
     let data = indexed_dataset(10);
     for batch in data.batches(&BatchOptions::new(4, 9), 3).unwrap() {
         assert_eq!(batch.inputs.shape()[0], batch.len());
+        assert_eq!(batch.inputs_nchw().unwrap().dim(), (batch.len(), 1, 2, 3));
         for (k, &i) in batch.indices.iter().enumerate() {
             assert_eq!(batch.inputs.index_axis(Axis(0), k), data.inputs.index_axis(Axis(0), i));
             let TaskTargets::Classes { labels } = &batch.targets[0] else { panic!("not classes") };

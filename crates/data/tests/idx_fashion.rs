@@ -219,6 +219,16 @@ fn mismatched_folders_are_refused() {
         "{text}"
     );
 
+    // Names with a dot before "idx", as some MNIST copies have them, are found too.
+    let dotted = tempfile::tempdir().unwrap();
+    fake_mnist(dotted.path(), 28, 3, 2, false);
+    for name in ["train-images", "train-labels", "t10k-images", "t10k-labels"] {
+        let kind = if name.ends_with("images") { "idx3" } else { "idx1" };
+        let from = dotted.path().join(format!("{name}-{kind}-ubyte"));
+        std::fs::rename(from, dotted.path().join(format!("{name}.{kind}-ubyte"))).unwrap();
+    }
+    assert_eq!(read_mnist_folder(dotted.path()).unwrap().test.labels.len(), 2);
+
     let empty = tempfile::tempdir().unwrap();
     let err = read_mnist_folder(empty.path()).unwrap_err();
     assert!(err.to_string().contains("train-images-idx3-ubyte"), "{err}");
