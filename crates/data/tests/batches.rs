@@ -96,6 +96,13 @@ fn inconsistent_targets_are_refused() {
         vec![TaskTargets::Classes { labels: vec![0, 2, -1] }],
     );
     assert!(out_of_range.unwrap_err().to_string().contains("label 2 is outside 0..2"));
+    let pixels_on_a_table = MultiTaskDataset::new(
+        "pixels",
+        inputs.clone(),
+        vec![TaskSpec::pixel_regression("depth")],
+        vec![TaskTargets::PixelValues(ndarray::Array3::zeros((3, 3, 4)))],
+    );
+    assert!(pixels_on_a_table.is_err());
     let wrong_kind = MultiTaskDataset::new(
         "kind",
         inputs,

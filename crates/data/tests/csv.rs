@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use ndarray::Axis;
 
 use tapestry_data::{
-    csv_splits, read_csv, Column, CsvConfig, CsvTargetKind, CsvTask, DataError, TaskKind,
+    csv_splits, read_csv, Column, CsvConfig, CsvTable, CsvTargetKind, CsvTask, DataError, TaskKind,
     TaskTargets, MISSING_LABEL,
 };
 
@@ -48,7 +48,9 @@ const TABLE: &str = "a,b,kind,w,h,unused\n\
 fn columns_targets_and_masks_are_read() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "table.csv", TABLE);
-    let (data, names) = read_csv(&two_tasks(path)).unwrap();
+    let CsvTable { dataset: data, feature_names: names, class_names } =
+        read_csv(&two_tasks(path)).unwrap();
+    assert_eq!(class_names, vec![Vec::<String>::new(); 2]);
     assert_eq!(names, ["a", "b"]);
     assert_eq!(data.name, "table");
     assert_eq!(data.inputs.shape(), &[4, 2]);
@@ -78,7 +80,7 @@ fn default_features_are_the_unused_columns() {
         standardize: false,
         ..CsvConfig::last_column_classification(path)
     };
-    let (data, names) = read_csv(&config).unwrap();
+    let CsvTable { dataset: data, feature_names: names, .. } = read_csv(&config).unwrap();
     assert_eq!(names, ["column 1", "column 2"]);
     assert_eq!(data.inputs.shape(), &[3, 2]);
     assert_eq!(data.targets[0], TaskTargets::Classes { labels: vec![0, 1, 1] });
@@ -192,4 +194,48 @@ fn standardisation_uses_training_statistics_only() {
     assert_eq!(again.splits.test.inputs, test.inputs);
     let other = csv_splits(&CsvConfig { seed: 4, ..config }).unwrap();
     assert_ne!(other.splits.test.inputs, test.inputs);
+}
+
+#[test]
+fn named_classes_are_numbered_in_sorted_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "x,species\n1,virginica\n2,setosa\n3,\n4, versicolor \n5,setosa\n";
+    let path = write(&dir, "iris.csv", text);
+    let mut config = CsvConfig {
+        test_fraction: 0.0,
+        standardize: false,
+        ..CsvConfig::last_column_classification(path)
+    };
+    config.tasks[0].kind = CsvTargetKind::NamedClasses;
+    let table = read_csv(&config).unwrap();
+    assert_eq!(table.class_names[0], ["setosa", "versicolor", "virginica"]);
+    assert_eq!(table.dataset.tasks[0].kind, TaskKind::Classification { classes: 3 });
+    assert_eq!(
+        table.dataset.targets[0],
+        TaskTargets::Classes { labels: vec![2, 0, MISSING_LABEL, 1, 0] }
+    );
+    // The same file read as integer labels names the cell and points to named classes.
+    config.tasks[0].kind = CsvTargetKind::Classification { classes: None };
+    let err = read_csv(&config).unwrap_err();
+    assert!(
+        err.to_string().contains("line 2, column 2 (\"species\"): cannot parse \"virginica\""),
+        "{err}"
+    );
+    assert!(err.to_string().contains("named classes"), "{err}");
+}
+
+#[test]
+fn leaks_and_empty_tasks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "table.csv", TABLE);
+    let config = CsvConfig {
+        features: Some(vec![Column::Index(0), Column::Name("w".into())]),
+        ..two_tasks(path)
+    };
+    let err = read_csv(&config).unwrap_err();
+    assert!(err.to_string().contains("column 4 (\"w\") is both a feature and a target"), "{err}");
+
+    let path = write(&dir, "unlabelled.csv", "x,y\n1,\n2,NA\n");
+    let err = read_csv(&CsvConfig::last_column_classification(path)).unwrap_err();
+    assert!(err.to_string().contains("has no label in any row"), "{err}");
 }
