@@ -70,12 +70,29 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// [`DataError::Format`] when it is longer. Every error names the file.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    parse_idx(&read_maybe_gz(path)?, path)
+    let mut bytes = read_maybe_gz(path)?;
+    let header = check_idx(&bytes, path)?;
+    let data = bytes.split_off(header.len);
+    Ok(IdxArray { dims: header.dims, data })
 }
 
 /// Parses the bytes of an (un-gzipped) IDX file of unsigned bytes; `path` only names the source
 /// in errors. See [`read_idx`].
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    let header = check_idx(bytes, path)?;
+    Ok(IdxArray { data: bytes[header.len..].to_vec(), dims: header.dims })
+}
+
+/// The header of a checked IDX file.
+struct IdxHeader {
+    /// The sizes of the dimensions.
+    dims: Vec<usize>,
+    /// The length of the header in bytes; the data follow it to the end of the file.
+    len: usize,
+}
+
+/// Checks the magic number, the header and the file length against the dimensions.
+fn check_idx(bytes: &[u8], path: &Path) -> Result<IdxHeader> {
     if bytes.len() < 4 {
         return Err(DataError::Truncated {
             path: path.into(),
@@ -137,7 +154,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
             ),
         });
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxHeader { dims, len: header })
 }
 
 /// Reads an IDX file of images, `[count, rows, cols]` unsigned bytes. Fails as [`read_idx`]
