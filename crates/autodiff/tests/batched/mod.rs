@@ -3,7 +3,7 @@
 use tapestry_autodiff::{Tape, Tensor, Var};
 
 /// Records `f` on leaves holding `inputs`, then two different scalar losses of its output
-/// (`Σ r·y` and `Σ y²`), so their cotangents meet — and are stacked — at the op's output.
+/// (`Σ r·y` and `Σ (s·y)²`, with fixed uneven weights `r`, `s`), so their cotangents meet — and are stacked — at the op's output.
 /// Asserts that one batched sweep gives, for every task and input, the gradient of the separate
 /// backward pass of that task's loss, to 1e-5 relative to the gradient's largest element.
 pub fn check_batched<F>(name: &str, f: F, inputs: &[Tensor])
@@ -14,9 +14,12 @@ where
     let vars: Vec<Var<'_>> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
     let y = f(&tape, &vars);
     let n = y.value().len();
-    let r: Vec<f32> = (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
-    let r = tape.constant(Tensor::from_vec(&y.shape(), r).unwrap());
-    let losses = [(y * r).sum_all(), (y * y).sum_all()];
+    let weights = |a: usize, m: usize, c: f32| {
+        let w = (0..n).map(|i| ((i * a % m) as f32 - (m / 2) as f32) / 4.0 + c).collect();
+        tape.constant(Tensor::from_vec(&y.shape(), w).unwrap())
+    };
+    let (r, s) = (weights(7, 11, 0.0), weights(5, 13, 0.3));
+    let losses = [(y * r).sum_all(), ((y * s) * (y * s)).sum_all()];
     let batched = tape.backward_batched(&losses);
     for (task, &loss) in losses.iter().enumerate() {
         let single = tape.backward(loss);
