@@ -107,7 +107,8 @@ impl<'t> Var<'t> {
     /// In [`BatchNormMode::Train`] the batch mean and biased variance over all axes but the
     /// channel axis normalise the input (gradients flow through them), and the statistics come
     /// back for the running averages. In [`BatchNormMode::Eval`] the given running statistics
-    /// are used as constants, and no statistics come back.
+    /// are used as constants, and no statistics come back. A positive `eps` keeps a constant
+    /// channel finite (it normalises to 0).
     ///
     /// ```
     /// use tapestry_autodiff::ops::norm::BatchNormMode;
@@ -205,13 +206,14 @@ impl<'t> Var<'t> {
 
     /// Layer normalisation over the trailing axes `normalized_shape`, with an optional
     /// elementwise scale `gamma` and shift `beta` of that shape (PyTorch's `LayerNorm`).
+    /// A positive `eps` keeps a constant row finite (it normalises to 0).
     ///
     /// ```
     /// use tapestry_autodiff::{Tape, Tensor};
     /// let tape = Tape::new();
-    /// let x = tape.leaf(Tensor::from_vec(&[2, 2], vec![1., 3., 5., 5.]).unwrap());
+    /// let x = tape.leaf(Tensor::from_vec(&[2, 2], vec![1., 3., 2., 6.]).unwrap());
     /// let y = x.layer_norm(&[2], None, None, 0.0);
-    /// assert_eq!(y.value().to_vec(), vec![-1., 1., 0., 0.]);
+    /// assert_eq!(y.value().to_vec(), vec![-1., 1., -1., 1.]);
     /// ```
     ///
     /// # Panics
