@@ -102,8 +102,8 @@ impl<'t> Var<'t> {
         self.same_tape(weight);
         let (x, w) = (self.value(), weight.value());
         let [n, c_in, h, wd] = nchw(OP, x.shape());
-        let [c_out, c_w, kh, kw] = match *w.shape() {
-            [o, c, kh, kw] if c == c_in && kh > 0 && kw > 0 => [o, c, kh, kw],
+        let [c_out, kh, kw] = match *w.shape() {
+            [o, c, kh, kw] if c == c_in && kh > 0 && kw > 0 => [o, kh, kw],
             _ => shape_panic(OP, x.shape(), w.shape()),
         };
         check_positive(OP, "stride", stride);
@@ -118,7 +118,6 @@ impl<'t> Var<'t> {
                 ),
             );
         }
-        debug_assert_eq!(c_w, c_in);
         let bias_value = bias.map(|b| {
             self.same_tape(b);
             let bv = b.value();
