@@ -2,12 +2,12 @@
 //!
 //! | op | forward | backward (cotangent `g` of the output) |
 //! | --- | --- | --- |
-//! | conv2d | y[n,o,i,j] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c,i·s−pad+p·d, j·s−pad+q·d] | x̄ = transposed conv of g with w; w̄[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j]·x[n,c,tap]; b̄[o] = Σ_{n,i,j} g[n,o,i,j] |
+//! | conv2d | `y[n,o,i,j] = b[o] + Σ_{c,p,q} w[o,c,p,q]·x[n,c,i·s−pad+p·d, j·s−pad+q·d]` | x̄ = transposed conv of g with w; `w̄[o,c,p,q] = Σ_{n,i,j} g[n,o,i,j]·x[n,c,tap]`; `b̄[o] = Σ_{n,i,j} g[n,o,i,j]` |
 //! | max_pool2d | y = max over the window (padding is −∞) | x̄ at the saved arg-max += g, 0 elsewhere |
 //! | avg_pool2d | y = Σ window / (kh·kw) (padding counts as 0) | x̄ += g/(kh·kw) at every window position |
 //! | dropout | y = x·m, m = 0 with probability p, else 1/(1−p) | x̄ = g·m (the saved mask) |
 //!
-//! Every loop runs in [`crate::compute`]. With a stacked cotangent (`[T, N, ..]`) the input
+//! Every loop runs in `crate::compute`. With a stacked cotangent (`[T, N, ..]`) the input
 //! gradient of conv2d is one call with a batch of T·N (the weights are shared), the weight
 //! gradient one call per task; pooling loops over the tasks.
 
