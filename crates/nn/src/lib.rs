@@ -9,6 +9,7 @@
 //! - [`init`]: Kaiming and Xavier initialisation and PyTorch's layer defaults.
 //! - [`optim`]: SGD, Adam, AdamW, schedules, clipping, accumulation.
 //! - [`losses`]: cross-entropy, MSE, L1.
+//! - [`checkpoint`]: atomic safetensors checkpoints with PyTorch names, resumable bit for bit.
 //!
 //! ```
 //! use rand::SeedableRng;
@@ -40,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod bind;
+pub mod checkpoint;
 pub mod error;
 pub mod functional;
 mod grads;

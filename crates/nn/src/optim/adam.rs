@@ -6,7 +6,7 @@ use tapestry_autodiff::Tensor;
 
 use crate::error::NnError;
 use crate::grads::ParamGrads;
-use crate::optim::{check_fit, check_state, Optimizer, OptimizerState};
+use crate::optim::{check_fit, check_state, hyper, Optimizer, OptimizerState};
 use crate::params::{ParamId, Params};
 use crate::util::modify;
 
@@ -138,6 +138,14 @@ impl AdamCore {
         state: &OptimizerState,
     ) -> Result<(), NnError> {
         let slots = check_state(kind, &["exp_avg", "exp_avg_sq"], params, state)?;
+        let config = AdamConfig {
+            lr: state.lr,
+            beta1: hyper(state, "beta1")?,
+            beta2: hyper(state, "beta2")?,
+            eps: hyper(state, "eps")?,
+            weight_decay: hyper(state, "weight_decay")?,
+        };
+        config.validate().map_err(|e| NnError::OptimizerState(e.to_string()))?;
         let (mut m, mut v) = (Vec::new(), Vec::new());
         if !slots.is_empty() {
             for id in params.ids() {
@@ -155,7 +163,7 @@ impl AdamCore {
         self.exp_avg = m;
         self.exp_avg_sq = v;
         self.steps = state.step;
-        self.config.lr = state.lr;
+        self.config = config;
         Ok(())
     }
 }

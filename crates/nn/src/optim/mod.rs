@@ -72,7 +72,8 @@ pub trait Optimizer {
     /// The state to save: step count, learning rate, hyperparameters and per-parameter slots.
     fn state(&self) -> OptimizerState;
 
-    /// Restores a saved state (from [`Optimizer::state`] of the same kind) for `params`.
+    /// Restores a saved state (from [`Optimizer::state`] of the same kind) for `params`:
+    /// step count, learning rate, hyperparameters and slots.
     ///
     /// Errors if the kind differs or a slot does not fit its parameter; nothing is changed then.
     fn load_state(&mut self, params: &Params, state: &OptimizerState) -> Result<(), NnError>;
@@ -87,7 +88,8 @@ pub struct OptimizerState {
     pub step: u64,
     /// The learning rate at the time of saving.
     pub lr: f64,
-    /// Hyperparameters, for the record (restoring keeps the optimizer's own configuration).
+    /// Hyperparameters other than the learning rate; restored on load, as PyTorch's
+    /// `load_state_dict` restores its parameter groups.
     pub hyper: BTreeMap<String, f64>,
     /// `(slot name, parameter, tensor)`, for example `("exp_avg", id, m)`.
     pub slots: Vec<(String, ParamId, Tensor)>,
@@ -133,4 +135,13 @@ fn check_state<'s>(
         slots.insert((slot.as_str(), *id), tensor);
     }
     Ok(slots)
+}
+
+/// Hyperparameter `key` of a saved state.
+fn hyper(state: &OptimizerState, key: &str) -> Result<f64, NnError> {
+    state
+        .hyper
+        .get(key)
+        .copied()
+        .ok_or_else(|| NnError::OptimizerState(format!("hyperparameter `{key}` is missing")))
 }

@@ -7,7 +7,7 @@ use tapestry_autodiff::Tensor;
 
 use crate::error::NnError;
 use crate::grads::ParamGrads;
-use crate::optim::{check_fit, check_state, Optimizer, OptimizerState};
+use crate::optim::{check_fit, check_state, hyper, Optimizer, OptimizerState};
 use crate::params::{ParamId, Params};
 use crate::util::modify;
 
@@ -168,13 +168,22 @@ impl Optimizer for Sgd {
 
     fn load_state(&mut self, params: &Params, state: &OptimizerState) -> Result<(), NnError> {
         let slots = check_state(self.kind(), &["momentum_buffer"], params, state)?;
+        let config = SgdConfig {
+            lr: state.lr,
+            momentum: hyper(state, "momentum")?,
+            dampening: hyper(state, "dampening")?,
+            weight_decay: hyper(state, "weight_decay")?,
+            nesterov: hyper(state, "nesterov")? != 0.0,
+        };
+        let config =
+            Sgd::with_config(config).map_err(|e| NnError::OptimizerState(e.to_string()))?.config;
         let mut buffers = vec![None; params.len()];
         for ((_, id), tensor) in slots {
             buffers[id.index()] = Some(tensor.clone());
         }
         self.momentum_buffers = buffers;
         self.steps = state.step;
-        self.config.lr = state.lr;
+        self.config = config;
         Ok(())
     }
 }
