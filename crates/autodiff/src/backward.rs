@@ -99,7 +99,8 @@ fn accumulate(slot: &mut Option<Cot>, new: Cot, tasks: usize) {
             add_into_row(&mut s, b as usize, &y);
             Cot::Stacked(s)
         }
-        (Some(Cot::Stacked(mut s)), Cot::Task(b, y)) | (Some(Cot::Task(b, y)), Cot::Stacked(mut s)) => {
+        (Some(Cot::Stacked(mut s)), Cot::Task(b, y))
+        | (Some(Cot::Task(b, y)), Cot::Stacked(mut s)) => {
             add_into_row(&mut s, b as usize, &y);
             Cot::Stacked(s)
         }
@@ -118,14 +119,21 @@ enum Keep<'a> {
     Nodes(&'a [NodeId]),
 }
 
-/// The shared reverse sweep. `seeds` are (root, task) pairs; returns the kept cotangents.
-fn sweep(tape: &Tape, seeds: &[(NodeId, u32)], tasks: usize, keep: Keep<'_>) -> Vec<Option<Cot>> {
+/// The shared reverse sweep. `seeds` are (root, task) pairs; returns the kept cotangents and
+/// the number of backward rules run.
+fn sweep(
+    tape: &Tape,
+    seeds: &[(NodeId, u32)],
+    tasks: usize,
+    keep: Keep<'_>,
+) -> (Vec<Option<Cot>>, usize) {
     let nodes = tape.nodes();
     let n = nodes.len();
     let top = seeds.iter().map(|s| s.0.index()).max().map_or(0, |m| m + 1);
     let mut cots: Vec<Option<Cot>> = vec![None; top];
+    let mut rules_run = 0;
     if top == 0 {
-        return cots;
+        return (cots, rules_run);
     }
 
     // Which nodes need a cotangent, and which are kept for the caller.
@@ -160,7 +168,11 @@ fn sweep(tape: &Tape, seeds: &[(NodeId, u32)], tasks: usize, keep: Keep<'_>) -> 
         let value = &nodes[root.index()].value;
         assert_eq!(value.len(), 1, "backward root must be a scalar, got shape {:?}", value.shape());
         if needs[root.index()] {
-            accumulate(&mut cots[root.index()], Cot::Task(task, Tensor::ones(value.shape())), tasks);
+            accumulate(
+                &mut cots[root.index()],
+                Cot::Task(task, Tensor::ones(value.shape())),
+                tasks,
+            );
         }
     }
 
@@ -168,13 +180,16 @@ fn sweep(tape: &Tape, seeds: &[(NodeId, u32)], tasks: usize, keep: Keep<'_>) -> 
     for i in (bottom..top).rev() {
         let Some(cot) = cots[i].take() else { continue };
         let node = &nodes[i];
-        if !matches!(node.op, Op::Leaf | Op::Constant) {
+        let mut inputs_need = false;
+        node.op.for_each_input(|j| inputs_need |= needs[j.index()]);
+        if inputs_need {
             let (task, g) = match &cot {
                 Cot::Task(t, g) => (Some(*t), g),
                 Cot::Stacked(g) => (None, g),
             };
             ctx.lead = usize::from(task.is_none());
             node.op.backward(&node.value, g, &mut ctx);
+            rules_run += 1;
             for (id, grad) in ctx.out.drain(..) {
                 let grad = match task {
                     Some(t) => Cot::Task(t, grad),
@@ -187,7 +202,7 @@ fn sweep(tape: &Tape, seeds: &[(NodeId, u32)], tasks: usize, keep: Keep<'_>) -> 
             cots[i] = Some(cot);
         }
     }
-    cots
+    (cots, rules_run)
 }
 
 /// Gradients from one backward pass, keyed by node.
@@ -197,6 +212,7 @@ fn sweep(tape: &Tape, seeds: &[(NodeId, u32)], tasks: usize, keep: Keep<'_>) -> 
 #[derive(Clone, Default)]
 pub struct Grads {
     grads: Vec<Option<Tensor>>,
+    rules_run: usize,
 }
 
 impl Grads {
@@ -219,6 +235,11 @@ impl Grads {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// How many backward rules the pass ran (nodes it visited): a measure of the work done.
+    pub fn rules_run(&self) -> usize {
+        self.rules_run
+    }
 }
 
 /// Gradients of T roots from one batched sweep.
@@ -226,12 +247,18 @@ impl Grads {
 pub struct BatchedGrads {
     tasks: usize,
     cots: Vec<Option<Cot>>,
+    rules_run: usize,
 }
 
 impl BatchedGrads {
     /// The number of roots (tasks).
     pub fn tasks(&self) -> usize {
         self.tasks
+    }
+
+    /// How many backward rules the sweep ran (a node with a stacked cotangent counts once).
+    pub fn rules_run(&self) -> usize {
+        self.rules_run
     }
 
     /// The gradient of root `task` with respect to `var`, or `None` if that root does not depend
@@ -267,14 +294,13 @@ impl BatchedGrads {
 
     /// The gradients of root `task` alone, as a [`Grads`] store.
     pub fn task(&self, task: usize, tape: &Tape) -> Grads {
-        let grads = (0..self.cots.len())
-            .map(|i| self.get(task, tape.var(NodeId(i as u32))))
-            .collect();
-        Grads { grads }
+        let grads =
+            (0..self.cots.len()).map(|i| self.get(task, tape.var(NodeId(i as u32)))).collect();
+        Grads { grads, rules_run: self.rules_run }
     }
 }
 
-fn single(cots: Vec<Option<Cot>>) -> Grads {
+fn single((cots, rules_run): (Vec<Option<Cot>>, usize)) -> Grads {
     let grads = cots
         .into_iter()
         .map(|c| match c {
@@ -283,7 +309,7 @@ fn single(cots: Vec<Option<Cot>>) -> Grads {
             None => None,
         })
         .collect();
-    Grads { grads }
+    Grads { grads, rules_run }
 }
 
 impl Tape {
@@ -314,7 +340,8 @@ impl Tape {
     pub fn backward_batched(&self, roots: &[Var<'_>]) -> BatchedGrads {
         let seeds: Vec<(NodeId, u32)> =
             roots.iter().enumerate().map(|(t, r)| (r.id, t as u32)).collect();
-        BatchedGrads { tasks: roots.len(), cots: sweep(self, &seeds, roots.len(), Keep::Leaves) }
+        let (cots, rules_run) = sweep(self, &seeds, roots.len(), Keep::Leaves);
+        BatchedGrads { tasks: roots.len(), cots, rules_run }
     }
 
     /// Like [`Tape::backward_batched`], keeping only the gradients of the nodes in `wrt` and
@@ -326,6 +353,7 @@ impl Tape {
         let seeds: Vec<(NodeId, u32)> =
             roots.iter().enumerate().map(|(t, r)| (r.id, t as u32)).collect();
         let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
-        BatchedGrads { tasks: roots.len(), cots: sweep(self, &seeds, roots.len(), Keep::Nodes(&ids)) }
+        let (cots, rules_run) = sweep(self, &seeds, roots.len(), Keep::Nodes(&ids));
+        BatchedGrads { tasks: roots.len(), cots, rules_run }
     }
 }

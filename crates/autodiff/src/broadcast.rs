@@ -90,9 +90,8 @@ pub fn broadcast_to(t: &Tensor, shape: &[usize]) -> Tensor {
         return t.clone();
     }
     let v = t.view();
-    let b = v
-        .broadcast(IxDyn(shape))
-        .unwrap_or_else(|| shape_panic("broadcast_to", t.shape(), shape));
+    let b =
+        v.broadcast(IxDyn(shape)).unwrap_or_else(|| shape_panic("broadcast_to", t.shape(), shape));
     Tensor::from_array(b.to_owned())
 }
 

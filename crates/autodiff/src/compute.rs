@@ -1,5 +1,8 @@
-//! The one door to heavy compute: GEMM here; conv and pooling join it. Ops call these
-//! functions and nothing else for heavy loops, so the kernels behind them change in one place.
+//! The one door to heavy compute: ops call these functions and nothing else for heavy loops,
+//! so the kernels behind them (`tapestry-kernels`: SIMD, rayon, matrixmultiply) change in one
+//! place.
+
+use tapestry_kernels::gemm::sgemm;
 
 /// `C (+)= A·B` for an m×k `A` and a k×n `B` given by element strides (so a transpose is a
 /// swap of strides); `C` is m×n with strides `(rsc, csc)`. With `accumulate` false, `C` is
@@ -15,18 +18,7 @@ pub(crate) fn gemm(
     (rsc, csc): (usize, usize),
     accumulate: bool,
 ) {
-    for i in 0..m {
-        for j in 0..n {
-            let c_ij = &mut c[i * rsc + j * csc];
-            if !accumulate {
-                *c_ij = 0.0;
-            }
-        }
-        for p in 0..k {
-            let a_ip = a[i * rsa + p * csa];
-            for j in 0..n {
-                c[i * rsc + j * csc] += a_ip * b[p * rsb + j * csb];
-            }
-        }
-    }
+    let beta = if accumulate { 1.0 } else { 0.0 };
+    let s = |v: usize| v as isize;
+    sgemm(m, k, n, 1.0, a, s(rsa), s(csa), b, s(rsb), s(csb), beta, c, s(rsc), s(csc));
 }

@@ -157,7 +157,9 @@ impl Tape {
 
     /// The tape as a Graphviz DOT graph (`dot -Tsvg`).
     pub fn to_dot(&self) -> String {
-        let mut out = String::from("digraph tape {\n  rankdir=LR;\n  node [shape=box, fontname=monospace];\n");
+        let mut out = String::from(
+            "digraph tape {\n  rankdir=LR;\n  node [shape=box, fontname=monospace];\n",
+        );
         for (i, node) in self.nodes.borrow().iter().enumerate() {
             let style = if node.requires_grad { "" } else { ", style=dashed" };
             out.push_str(&format!(

@@ -49,6 +49,11 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
+
+    /// The inputs as `[B, C, H, W]`, or `None` when they are not four-dimensional.
+    pub fn inputs_nchw(&self) -> Option<ndarray::ArrayView4<'_, f32>> {
+        self.inputs.view().into_dimensionality::<ndarray::Ix4>().ok()
+    }
 }
 
 /// The batches of one epoch over a [`MultiTaskDataset`].

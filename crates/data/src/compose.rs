@@ -4,7 +4,7 @@
 use rand::Rng;
 
 /// Where the two items of a composed image go and how far each may move.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PairLayout {
     /// The side of the square canvas.
     pub canvas: usize,
@@ -12,11 +12,17 @@ pub(crate) struct PairLayout {
     pub item: usize,
     /// The largest shift, in pixels, along each axis.
     pub max_shift: usize,
-    /// The source pixel value that maps to 1: byte `v` becomes `v as f32 / max_value`.
-    pub max_value: f32,
+    /// The value of each source byte: `v as f32 / max_value`, where `max_value` maps to 1.
+    values: [f32; 256],
 }
 
 impl PairLayout {
+    /// A layout whose source byte `max_value` becomes the pixel value 1.
+    pub fn new(canvas: usize, item: usize, max_shift: usize, max_value: f32) -> Self {
+        let values = std::array::from_fn(|v| v as f32 / max_value);
+        PairLayout { canvas, item, max_shift, values }
+    }
+
     /// Whether both items fit on the canvas at every shift.
     pub fn fits(&self) -> bool {
         self.canvas >= self.item + self.max_shift
@@ -45,7 +51,7 @@ impl PairLayout {
                 let start = (row0 + r) * self.canvas + col0;
                 let dst_row = &mut canvas[start..start + self.item];
                 for (d, &s) in dst_row.iter_mut().zip(src_row) {
-                    *d = d.max(s as f32 / self.max_value);
+                    *d = d.max(self.values[s as usize]);
                 }
             }
         }
@@ -60,7 +66,7 @@ mod tests {
 
     #[test]
     fn compose_places_items_and_keeps_the_maximum() {
-        let layout = PairLayout { canvas: 3, item: 2, max_shift: 1, max_value: 1.0 };
+        let layout = PairLayout::new(3, 2, 1, 1.0);
         let mut canvas = vec![0.0; 9];
         layout.compose(&mut canvas, [&[1, 2, 3, 9], &[5, 1, 1, 1]], [(0, 0), (1, 1)]);
         assert_eq!(canvas, vec![1.0, 2.0, 0.0, 3.0, 9.0, 1.0, 0.0, 1.0, 1.0]);
@@ -68,7 +74,7 @@ mod tests {
 
     #[test]
     fn offsets_stay_in_their_corners_and_cover_every_shift() {
-        let layout = PairLayout { canvas: 36, item: 28, max_shift: 4, max_value: 1.0 };
+        let layout = PairLayout::new(36, 28, 4, 1.0);
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut seen = [[false; 9]; 2];
         for _ in 0..2000 {

@@ -5,6 +5,7 @@
 //! target cell that is empty, `NA`, `N/A`, `NaN` or `?` (any case) is missing: the sample is
 //! masked out of that task's loss and metric. A feature cell must be a number.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD, Axis};
@@ -35,6 +36,9 @@ pub enum CsvTargetKind {
         /// The number of classes, if known.
         classes: Option<usize>,
     },
+    /// One column of class names (any text, such as `setosa`); the classes are the distinct
+    /// names in the file, numbered in sorted order, and [`CsvTable::class_names`] lists them.
+    NamedClasses,
     /// One or more columns of real values; a sample missing any of them is masked out.
     Regression,
 }
@@ -137,6 +141,18 @@ impl Standardizer {
     }
 }
 
+/// A CSV table read whole, before any split.
+#[derive(Clone, Debug)]
+pub struct CsvTable {
+    /// All rows as one data set named after the file; inputs are `[N, F]`.
+    pub dataset: MultiTaskDataset,
+    /// The feature columns' names (header names, or `column N` without a header).
+    pub feature_names: Vec<String>,
+    /// For each task, the names of its classes in label order ([`CsvTargetKind::NamedClasses`]
+    /// only; empty for other tasks).
+    pub class_names: Vec<Vec<String>>,
+}
+
 /// A CSV table read and split.
 #[derive(Clone, Debug)]
 pub struct CsvData {
@@ -144,6 +160,9 @@ pub struct CsvData {
     pub splits: Splits,
     /// The feature columns' names (header names, or `column N` without a header).
     pub feature_names: Vec<String>,
+    /// For each task, the names of its classes in label order ([`CsvTargetKind::NamedClasses`]
+    /// only; empty for other tasks).
+    pub class_names: Vec<Vec<String>>,
     /// The standardisation applied, fitted on the training split.
     pub standardizer: Option<Standardizer>,
 }
@@ -285,13 +304,14 @@ fn is_missing(cell: &str) -> bool {
 }
 
 /// Reads the whole table as one data set named after the file, without splitting or
-/// standardising; returns it with the feature names.
+/// standardising.
 ///
-/// Fails with [`DataError::Io`] when the file cannot be read, [`DataError::Format`] when a
-/// column does not exist or a task has no column, and [`DataError::Csv`] (file, line, column)
-/// when a row has the wrong number of cells, a feature cell is missing or not a number, a
-/// regression cell is not a number, or a class label is not an integer in range.
-pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
+/// Fails with [`DataError::Io`] when the file cannot be read; [`DataError::Format`] when a
+/// column does not exist, a task has the wrong number of columns, a column is both a feature
+/// and a target, or a classification column has no label at all; and [`DataError::Csv`] (file,
+/// line, column) when a row has the wrong number of cells, a feature cell is missing or not a
+/// number, a regression cell is not a number, or a class label is not an integer in range.
+pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
     let path = config.path.as_path();
     let table = read_table(path, config.has_header, config.delimiter)?;
     let mut used = Vec::new();
@@ -300,7 +320,9 @@ pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
         let columns =
             task.columns.iter().map(|c| table.resolve(c, path)).collect::<Result<Vec<_>>>()?;
         let arity_ok = match task.kind {
-            CsvTargetKind::Classification { .. } => columns.len() == 1,
+            CsvTargetKind::Classification { .. } | CsvTargetKind::NamedClasses => {
+                columns.len() == 1
+            }
             CsvTargetKind::Regression => !columns.is_empty(),
         };
         if !arity_ok {
@@ -328,6 +350,12 @@ pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
             message: "no feature columns are left".into(),
         });
     }
+    if let Some(&j) = features.iter().find(|j| used.contains(j)) {
+        return Err(DataError::Format {
+            path: path.into(),
+            message: format!("column {} is both a feature and a target", table.describe(j)),
+        });
+    }
     let cell_error = |line: usize, j: usize, message: String| DataError::Csv {
         path: path.into(),
         line,
@@ -352,8 +380,13 @@ pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
         }
     }
 
+    let no_labels = |task: &str| DataError::Format {
+        path: path.into(),
+        message: format!("classification task {task:?} has no label in any row"),
+    };
     let mut specs = Vec::new();
     let mut targets = Vec::new();
+    let mut class_names = Vec::new();
     for (task, columns) in config.tasks.iter().zip(&task_columns) {
         match task.kind {
             CsvTargetKind::Classification { classes } => {
@@ -369,7 +402,10 @@ pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
                         cell_error(
                             *line,
                             j,
-                            format!("cannot parse {cell:?} as a class label (an integer from 0)"),
+                            format!(
+                                "cannot parse {cell:?} as a class label (an integer from 0; \
+                                 text labels need named classes)"
+                            ),
                         )
                     })?;
                     if let Some(c) = classes.filter(|&c| label >= c as i64) {
@@ -381,10 +417,31 @@ pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
                     }
                     labels.push(label);
                 }
-                let classes =
-                    classes.unwrap_or_else(|| labels.iter().max().map_or(0, |&m| (m + 1) as usize));
+                let Some(largest) = labels.iter().copied().max().filter(|&l| l >= 0) else {
+                    return Err(no_labels(&task.name));
+                };
+                let classes = classes.unwrap_or(largest as usize + 1);
                 specs.push(TaskSpec::classification(task.name.clone(), classes));
                 targets.push(TaskTargets::Classes { labels });
+                class_names.push(Vec::new());
+            }
+            CsvTargetKind::NamedClasses => {
+                let j = columns[0];
+                let cells = || table.rows.iter().map(|(_, cells)| cells[j].trim());
+                let names: BTreeSet<&str> = cells().filter(|c| !is_missing(c)).collect();
+                if names.is_empty() {
+                    return Err(no_labels(&task.name));
+                }
+                let names: Vec<String> = names.into_iter().map(String::from).collect();
+                let labels = cells()
+                    .map(|c| match names.binary_search_by(|name| name.as_str().cmp(c)) {
+                        Ok(label) => label as i64,
+                        Err(_) => MISSING_LABEL,
+                    })
+                    .collect();
+                specs.push(TaskSpec::classification(task.name.clone(), names.len()));
+                targets.push(TaskTargets::Classes { labels });
+                class_names.push(names);
             }
             CsvTargetKind::Regression => {
                 let mut values = Array2::<f32>::zeros((n, columns.len()));
@@ -411,13 +468,15 @@ pub fn read_csv(config: &CsvConfig) -> Result<(MultiTaskDataset, Vec<String>)> {
                 let mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
                 specs.push(TaskSpec::regression(task.name.clone(), columns.len()));
                 targets.push(TaskTargets::Values { values, mask });
+                class_names.push(Vec::new());
             }
         }
     }
     let name =
         path.file_stem().map_or_else(|| "csv".to_string(), |s| s.to_string_lossy().into_owned());
     let dataset = MultiTaskDataset::new(name, inputs.into_dyn(), specs, targets)?;
-    Ok((dataset, features.iter().map(|&j| table.name(j)).collect()))
+    let feature_names = features.iter().map(|&j| table.name(j)).collect();
+    Ok(CsvTable { dataset, feature_names, class_names })
 }
 
 /// Reads the table, splits its rows at random (seeded) into train and test, and, if asked,
@@ -430,7 +489,7 @@ pub fn csv_splits(config: &CsvConfig) -> Result<CsvData> {
             config.test_fraction
         )));
     }
-    let (dataset, feature_names) = read_csv(config)?;
+    let CsvTable { dataset, feature_names, class_names } = read_csv(config)?;
     let mut order: Vec<usize> = (0..dataset.len()).collect();
     order.shuffle(&mut seeded_rng(config.seed, 0));
     let n_test = (dataset.len() as f64 * config.test_fraction).round() as usize;
@@ -443,5 +502,5 @@ pub fn csv_splits(config: &CsvConfig) -> Result<CsvData> {
         s.apply(&mut test.inputs);
         s
     });
-    Ok(CsvData { splits: Splits { train, test }, feature_names, standardizer })
+    Ok(CsvData { splits: Splits { train, test }, feature_names, class_names, standardizer })
 }

@@ -100,7 +100,7 @@ impl MultiTaskDataset {
     ///
     /// Fails with [`DataError::Inconsistent`] when the inputs have no sample axis, a target store
     /// is missing, has another number of samples than the inputs, does not match its task's
-    /// kind (per-pixel targets must match the inputs' last two axes), holds a class label out of
+    /// kind (per-pixel targets need image inputs `[N, C, H, W]` and the shape `[N, H, W]`), holds a class label out of
     /// range, or when two tasks share a name.
     pub fn new(
         name: impl Into<String>,
@@ -120,7 +120,7 @@ impl MultiTaskDataset {
             return Err(bad(format!("{} tasks but {} target stores", tasks.len(), targets.len())));
         }
         let n = inputs.len_of(Axis(0));
-        let spatial = &inputs.shape()[inputs.ndim().saturating_sub(2)..];
+        let spatial = (inputs.ndim() >= 3).then(|| &inputs.shape()[inputs.ndim() - 2..]);
         for (i, (task, target)) in tasks.iter().zip(&targets).enumerate() {
             if tasks[..i].iter().any(|t| t.name == task.name) {
                 return Err(bad(format!("two tasks are named {:?}", task.name)));
@@ -161,10 +161,10 @@ impl MultiTaskDataset {
                             task.name
                         )));
                     }
-                    &a.shape()[1..] == spatial
+                    Some(&a.shape()[1..]) == spatial
                 }
                 (TaskKind::PixelRegression, TaskTargets::PixelValues(a)) => {
-                    &a.shape()[1..] == spatial
+                    Some(&a.shape()[1..]) == spatial
                 }
                 _ => false,
             };

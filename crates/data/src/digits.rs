@@ -188,12 +188,7 @@ pub fn multidigits_tasks() -> Vec<TaskSpec> {
 /// maximum where they overlap, pixels scaled from 0..=16 to 0..=1. Inputs are `[N, 1, canvas,
 /// canvas]`; see [`multidigits_tasks`] for the tasks.
 pub fn multidigits(config: &MultiDigitsConfig) -> Result<PairedSplits> {
-    let layout = PairLayout {
-        canvas: config.canvas,
-        item: UCI_DIGIT_SIDE,
-        max_shift: config.max_shift,
-        max_value: 16.0,
-    };
+    let layout = PairLayout::new(config.canvas, UCI_DIGIT_SIDE, config.max_shift, 16.0);
     if !layout.fits() {
         return Err(DataError::Config(format!(
             "a MultiDigits canvas of {} pixels cannot hold an 8-pixel digit shifted by up to {}",

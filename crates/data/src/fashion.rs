@@ -143,12 +143,7 @@ pub fn multifashion_tasks() -> Vec<TaskSpec> {
 pub fn multifashion(config: &MultiFashionConfig) -> Result<PairedSplits> {
     let folder = read_mnist_folder(&config.dir)?;
     let side = folder.train.images.rows;
-    let layout = PairLayout {
-        canvas: config.canvas,
-        item: side,
-        max_shift: config.max_shift,
-        max_value: 255.0,
-    };
+    let layout = PairLayout::new(config.canvas, side, config.max_shift, 255.0);
     if !layout.fits() {
         return Err(DataError::Config(format!(
             "a canvas of {} pixels cannot hold a {side}-pixel image shifted by up to {}",

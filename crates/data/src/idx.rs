@@ -70,12 +70,29 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
 /// [`DataError::Format`] when it is longer. Every error names the file.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    parse_idx(&read_maybe_gz(path)?, path)
+    let mut bytes = read_maybe_gz(path)?;
+    let header = check_idx(&bytes, path)?;
+    let data = bytes.split_off(header.len);
+    Ok(IdxArray { dims: header.dims, data })
 }
 
 /// Parses the bytes of an (un-gzipped) IDX file of unsigned bytes; `path` only names the source
 /// in errors. See [`read_idx`].
 pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    let header = check_idx(bytes, path)?;
+    Ok(IdxArray { data: bytes[header.len..].to_vec(), dims: header.dims })
+}
+
+/// The header of a checked IDX file.
+struct IdxHeader {
+    /// The sizes of the dimensions.
+    dims: Vec<usize>,
+    /// The length of the header in bytes; the data follow it to the end of the file.
+    len: usize,
+}
+
+/// Checks the magic number, the header and the file length against the dimensions.
+fn check_idx(bytes: &[u8], path: &Path) -> Result<IdxHeader> {
     if bytes.len() < 4 {
         return Err(DataError::Truncated {
             path: path.into(),
@@ -137,7 +154,7 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
             ),
         });
     }
-    Ok(IdxArray { dims, data: bytes[header..].to_vec() })
+    Ok(IdxHeader { dims, len: header })
 }
 
 /// Reads an IDX file of images, `[count, rows, cols]` unsigned bytes. Fails as [`read_idx`]
@@ -201,21 +218,20 @@ pub fn write_idx(path: impl AsRef<Path>, dims: &[usize], data: &[u8], gzip: bool
     }
 }
 
-/// Finds `stem` or `stem.gz` in `dir`, preferring the plain file.
+/// Finds the IDX file `stem` in `dir`: `stem`, `stem.gz`, or the same with a dot before `idx`
+/// (`train-images.idx3-ubyte`, as some copies of MNIST name them), in that order.
 pub(crate) fn find_idx_file(dir: &Path, stem: &str) -> Result<PathBuf> {
-    let plain = dir.join(stem);
-    if plain.is_file() {
-        return Ok(plain);
-    }
-    let gz = dir.join(format!("{stem}.gz"));
-    if gz.is_file() {
-        return Ok(gz);
+    let dotted = stem.replacen("-idx", ".idx", 1);
+    let candidates =
+        [stem.to_string(), format!("{stem}.gz"), dotted.clone(), format!("{dotted}.gz")];
+    if let Some(found) = candidates.iter().map(|name| dir.join(name)).find(|path| path.is_file()) {
+        return Ok(found);
     }
     Err(DataError::Io {
-        path: gz,
+        path: dir.join(stem),
         source: std::io::Error::new(
             std::io::ErrorKind::NotFound,
-            format!("neither {stem} nor {stem}.gz exists in this folder"),
+            format!("no such file, nor {stem}.gz, {dotted} or {dotted}.gz in that folder"),
         ),
     })
 }

@@ -40,7 +40,8 @@ mod task;
 
 pub use batch::{Batch, BatchIter, BatchOptions};
 pub use csv::{
-    csv_splits, read_csv, Column, CsvConfig, CsvData, CsvTargetKind, CsvTask, Standardizer,
+    csv_splits, read_csv, Column, CsvConfig, CsvData, CsvTable, CsvTargetKind, CsvTask,
+    Standardizer,
 };
 pub use dataset::{MultiTaskDataset, Splits, TaskTargets};
 pub use digits::{

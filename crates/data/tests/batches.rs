@@ -38,6 +38,7 @@ fn batches_hold_the_rows_they_name() {
     let data = indexed_dataset(10);
     for batch in data.batches(&BatchOptions::new(4, 9), 3).unwrap() {
         assert_eq!(batch.inputs.shape()[0], batch.len());
+        assert_eq!(batch.inputs_nchw().unwrap().dim(), (batch.len(), 1, 2, 3));
         for (k, &i) in batch.indices.iter().enumerate() {
             assert_eq!(batch.inputs.index_axis(Axis(0), k), data.inputs.index_axis(Axis(0), i));
             let TaskTargets::Classes { labels } = &batch.targets[0] else { panic!("not classes") };
@@ -95,6 +96,13 @@ fn inconsistent_targets_are_refused() {
         vec![TaskTargets::Classes { labels: vec![0, 2, -1] }],
     );
     assert!(out_of_range.unwrap_err().to_string().contains("label 2 is outside 0..2"));
+    let pixels_on_a_table = MultiTaskDataset::new(
+        "pixels",
+        inputs.clone(),
+        vec![TaskSpec::pixel_regression("depth")],
+        vec![TaskTargets::PixelValues(ndarray::Array3::zeros((3, 3, 4)))],
+    );
+    assert!(pixels_on_a_table.is_err());
     let wrong_kind = MultiTaskDataset::new(
         "kind",
         inputs,

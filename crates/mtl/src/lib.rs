@@ -1,16 +1,19 @@
 //! tapestry-mtl: the multi-task learning core of Tapestry.
 //!
-//! This crate currently holds the parts of the MTL core that are pure mathematics on small
-//! dense arrays and need no autodiff engine:
-//!
+//! - [`task_grads`]: per-task gradients on the shared parameters (`param` and `batched`
+//!   modes) or on the shared representation (MGDA-UB), as one `T × P` matrix type with its Gram
+//!   matrix, norms and cosines.
 //! - [`min_norm`]: the min-norm problem `min over the simplex of |sum_t alpha_t g_t|^2` solved
 //!   on the T x T Gram matrix (closed form for T = 2, an exact active-set solve, and Frank-Wolfe
 //!   and projected gradient for comparison). MGDA and MGDA-UB use it.
 //! - [`gradnorm`]: GradNorm's update of the task weights, with the derivative of its balancing
 //!   loss in closed form.
+//! - [`weighting`]: equal weighting, MGDA, MGDA-UB and GradNorm behind one interface.
 //!
-//! `docs/mtl.md` explains both.
+//! `docs/mtl.md` explains them.
 #![forbid(unsafe_code)]
 
 pub mod gradnorm;
 pub mod min_norm;
+pub mod task_grads;
+pub mod weighting;

@@ -66,6 +66,8 @@ fn binary<'t>(
     a.record(value, Op::Elementwise(op))
 }
 
+// The operators (`a + b`, `a * b`, ...) call these; the named forms read better in chains.
+#[allow(clippy::should_implement_trait)]
 impl<'t> Var<'t> {
     /// `self + other`, broadcasting.
     ///

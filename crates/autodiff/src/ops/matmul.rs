@@ -55,7 +55,16 @@ pub(crate) fn matmul_nd(name: &'static str, a: &Tensor, b: &Tensor, ta: bool, tb
         let rows = count * m;
         let a_rows: usize = ba.iter().product::<usize>() * m;
         if a_rows == rows {
-            compute::gemm((rows, k, n), a.as_slice(), sta, b.as_slice(), stb, &mut out, (n, 1), false);
+            compute::gemm(
+                (rows, k, n),
+                a.as_slice(),
+                sta,
+                b.as_slice(),
+                stb,
+                &mut out,
+                (n, 1),
+                false,
+            );
             return Tensor::from_vec(&out_shape, out).expect("shape");
         }
     }

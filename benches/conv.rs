@@ -1,0 +1,71 @@
+//! conv2d forward, input gradient (dX) and weight gradient (dW) in FLOP/s (`2·outputs·c_in·kh·kw`
+//! per pass) at the reference model's two convolutions, batch 32 and 128.
+//!
+//! `RAYON_NUM_THREADS=1 cargo bench --bench conv -- --warm-up-time 1 --measurement-time 3`
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tapestry_kernels::conv::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dGeometry,
+};
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+}
+
+fn conv(c: &mut Criterion) {
+    for (name, c_in, hw, c_out) in [("3to32_28x28", 3, 28, 32), ("32to64_14x14", 32, 14, 64)] {
+        for n in [32, 128] {
+            let g = Conv2dGeometry {
+                n,
+                c_in,
+                h: hw,
+                w: hw,
+                c_out,
+                kh: 3,
+                kw: 3,
+                stride: (1, 1),
+                padding: (1, 1),
+                dilation: (1, 1),
+            };
+            let x = random(g.x_len(), 1);
+            let w = random(g.w_len(), 2);
+            let bias = random(c_out, 3);
+            let dy = random(g.y_len(), 4);
+            let mut y = vec![0.0f32; g.y_len()];
+            let mut dx = vec![0.0f32; g.x_len()];
+            let mut dw = vec![0.0f32; g.w_len()];
+            let mut db = vec![0.0f32; c_out];
+            let flops = 2 * g.y_len() * c_in * 9;
+            let mut grp = c.benchmark_group(format!("conv_{name}"));
+            grp.throughput(Throughput::Elements(flops as u64));
+            grp.bench_function(BenchmarkId::new("forward", format!("b{n}")), |b| {
+                b.iter(|| {
+                    conv2d_forward(&g, &x, &w, Some(&bias), &mut y);
+                    black_box(&y);
+                })
+            });
+            grp.bench_function(BenchmarkId::new("dx", format!("b{n}")), |b| {
+                b.iter(|| {
+                    conv2d_backward_input(&g, &dy, &w, &mut dx);
+                    black_box(&dx);
+                })
+            });
+            grp.bench_function(BenchmarkId::new("dw", format!("b{n}")), |b| {
+                b.iter(|| {
+                    conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db));
+                    black_box(&dw);
+                })
+            });
+            grp.finish();
+        }
+    }
+}
+
+criterion_group!(benches, conv);
+criterion_main!(benches);
