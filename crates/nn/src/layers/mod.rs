@@ -1,0 +1,13 @@
+//! Layers: each a [`Module`](crate::Module) that registers its parameters under a name prefix.
+//!
+//! Names follow PyTorch, so `Linear::new(&mut params, "trunk.fc1", ..)` registers
+//! `trunk.fc1.weight` and `trunk.fc1.bias`, exactly the keys of the equivalent PyTorch
+//! module's `state_dict()`.
+
+mod activation;
+mod linear;
+mod sequential;
+
+pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh};
+pub use linear::Linear;
+pub use sequential::Sequential;

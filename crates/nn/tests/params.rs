@@ -1,0 +1,205 @@
+//! The parameter store, binding, and gradients keyed by parameter.
+
+mod common;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tapestry_autodiff::{Tape, Tensor};
+use tapestry_nn::optim::{clip_grad_norm, clip_grad_value, GradAccumulator};
+use tapestry_nn::{
+    losses, BufferDtype, Ctx, Linear, Module, NnError, ParamGrads, Params, Relu, Sequential,
+};
+
+use common::vals;
+
+/// A two-task model: `trunk.0` (3→4), ReLU, `trunk.2` (4→4), and heads `heads.a`, `heads.b`.
+struct TwoTask {
+    trunk: Sequential,
+    head_a: Linear,
+    head_b: Linear,
+}
+
+fn two_task(params: &mut Params) -> TwoTask {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let trunk = Sequential::new()
+        .push(Linear::new(params, "trunk.0", 3, 4, &mut rng).unwrap())
+        .push(Relu)
+        .push(Linear::new(params, "trunk.2", 4, 4, &mut rng).unwrap());
+    let head_a = Linear::new(params, "heads.a", 4, 2, &mut rng).unwrap();
+    let head_b = Linear::new(params, "heads.b", 4, 1, &mut rng).unwrap();
+    TwoTask { trunk, head_a, head_b }
+}
+
+#[test]
+fn names_ids_prefixes_and_counts() {
+    let mut params = Params::new();
+    let model = two_task(&mut params);
+    let names: Vec<&str> = params.iter().map(|(_, n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "trunk.0.weight",
+            "trunk.0.bias",
+            "trunk.2.weight",
+            "trunk.2.bias",
+            "heads.a.weight",
+            "heads.a.bias",
+            "heads.b.weight",
+            "heads.b.bias"
+        ]
+    );
+    let shared = params.select_prefix("trunk.");
+    assert_eq!(shared, model.trunk.params());
+    assert_eq!(params.numel_of(&shared), 3 * 4 + 4 + 4 * 4 + 4);
+    assert_eq!(params.numel(), 36 + 4 * 2 + 2 + 4 + 1);
+    assert_eq!(params.id("heads.b.bias"), model.head_b.bias());
+    assert_eq!(params.id("nope"), None);
+    assert_eq!(params.select_prefix("heads.a"), model.head_a.params());
+}
+
+#[test]
+fn duplicate_and_reserved_names_are_errors() {
+    let mut params = Params::new();
+    params.add("a.weight", Tensor::zeros(&[1])).unwrap();
+    assert!(matches!(params.add("a.weight", Tensor::zeros(&[1])), Err(NnError::DuplicateName(_))));
+    assert!(matches!(
+        params.add_buffer("a.weight", Tensor::zeros(&[1]), BufferDtype::F32),
+        Err(NnError::DuplicateName(_))
+    ));
+    assert!(matches!(
+        params.add("optimizer.x", Tensor::zeros(&[1])),
+        Err(NnError::InvalidName { .. })
+    ));
+    assert!(matches!(params.add("", Tensor::zeros(&[1])), Err(NnError::InvalidName { .. })));
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    assert!(Linear::new(&mut params, "a", 2, 2, &mut rng).is_err());
+}
+
+#[test]
+fn set_checks_shapes() {
+    let mut params = Params::new();
+    let w = params.add("w", Tensor::zeros(&[2, 2])).unwrap();
+    let err = params.set(w, Tensor::zeros(&[4])).unwrap_err();
+    assert_eq!(err.to_string(), "shape mismatch for `w`: expected [2, 2], got [4]");
+    params.set(w, Tensor::ones(&[2, 2])).unwrap();
+    assert_eq!(params.get(w).to_vec(), vec![1.0; 4]);
+}
+
+#[test]
+fn grads_are_zero_where_the_root_does_not_reach() {
+    let mut params = Params::new();
+    let model = two_task(&mut params);
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let mut ctx = Ctx::train(&bound);
+    let z = model.trunk.forward(tape.constant(vals(&[5, 3], 0.3, 0.1)), &mut ctx);
+    let loss_a = model.head_a.forward(z, &mut ctx).sum_all();
+    let grads = bound.grads(&tape.backward(loss_a));
+    for id in model.head_b.params() {
+        assert!(grads.get(id).as_slice().iter().all(|&g| g == 0.0));
+    }
+    assert!(grads.get(model.head_a.weight()).as_slice().iter().any(|&g| g != 0.0));
+    assert!(grads.get(params.select_prefix("trunk.")[0]).as_slice().iter().any(|&g| g != 0.0));
+}
+
+/// Per-task gradients on the shared parameters three ways: `tape.grad` per task, a batched
+/// sweep, and full backward passes; all must agree, and the flat layout must round-trip.
+#[test]
+fn per_task_gradients_on_the_shared_subset() {
+    let mut params = Params::new();
+    let model = two_task(&mut params);
+    let shared = params.select_prefix("trunk.");
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let mut ctx = Ctx::train(&bound);
+    let z = model.trunk.forward(tape.constant(vals(&[5, 3], 0.3, 0.1)), &mut ctx);
+    let loss_a = losses::cross_entropy(model.head_a.forward(z, &mut ctx), &[0, 1, 1, 0, 1]);
+    let out_b = model.head_b.forward(z, &mut ctx);
+    let loss_b = losses::mse_loss(out_b, tape.constant(vals(&[5, 1], 0.7, 0.0)));
+
+    let shared_vars = bound.vars(&shared);
+    let rows: Vec<Vec<f32>> = [loss_a, loss_b]
+        .iter()
+        .map(|&loss| bound.flatten(&tape.grad(loss, &shared_vars), &shared))
+        .collect();
+    let batched = bound.flatten_batched(&tape.backward_batched(&[loss_a, loss_b]), &shared);
+    assert_eq!(batched.dim(), (2, params.numel_of(&shared)));
+    for (t, row) in rows.iter().enumerate() {
+        let full = bound.grads(&tape.backward([loss_a, loss_b][t]));
+        assert_eq!(&full.flatten(&shared), row);
+        for (a, b) in batched.row(t).iter().zip(row) {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "batched {a} vs {b}");
+        }
+    }
+    let batched_grads = tape.backward_batched(&[loss_a, loss_b]);
+    assert_eq!(bound.task_grads(&batched_grads, 1).flatten(&shared), batched.row(1).to_vec());
+
+    // Combine: d = 0.25 g_a + 0.75 g_b on the trunk, written back into a ParamGrads.
+    let d: Vec<f32> = rows[0].iter().zip(&rows[1]).map(|(a, b)| 0.25 * a + 0.75 * b).collect();
+    let combined = ParamGrads::from_flat(&params, &shared, &d).unwrap();
+    assert_eq!(combined.flatten(&shared), d);
+    assert!(combined.get(model.head_a.weight()).as_slice().iter().all(|&g| g == 0.0));
+    assert!(matches!(
+        ParamGrads::from_flat(&params, &shared, &d[1..]),
+        Err(NnError::FlatLength { .. })
+    ));
+}
+
+#[test]
+fn weighted_sum_scale_and_norm() {
+    let mut params = Params::new();
+    let a = params.add("a", Tensor::zeros(&[2])).unwrap();
+    let b = params.add("b", Tensor::zeros(&[1])).unwrap();
+    let g1 = ParamGrads::from_flat(&params, &[a, b], &[1.0, 2.0, 3.0]).unwrap();
+    let g2 = ParamGrads::from_flat(&params, &[b, a], &[10.0, 20.0, 30.0]).unwrap();
+    assert_eq!(g2.get(a).to_vec(), vec![20.0, 30.0]);
+    let sum = ParamGrads::weighted_sum(&[2.0, 0.5], &[g1.clone(), g2]);
+    assert_eq!(sum.flatten_all(), vec![12.0, 19.0, 11.0]);
+    assert_eq!(g1.norm(), 14f32.sqrt());
+    assert_eq!(g1.norm_of(&[b]), 3.0);
+}
+
+#[test]
+fn clipping_by_global_norm_returns_the_norm_before() {
+    let mut params = Params::new();
+    let a = params.add("a", Tensor::zeros(&[2])).unwrap();
+    let b = params.add("b", Tensor::zeros(&[1])).unwrap();
+    let mut g = ParamGrads::from_flat(&params, &[a, b], &[3.0, 0.0, 4.0]).unwrap();
+    assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
+    assert_eq!(g.flatten_all(), vec![3.0, 0.0, 4.0]);
+    assert_eq!(clip_grad_norm(&mut g, 1.0), 5.0);
+    assert!((g.norm() - 1.0).abs() < 1e-6);
+    assert!((g.get(a).as_slice()[0] - 0.6).abs() < 1e-6);
+    clip_grad_value(&mut g, 0.7);
+    assert!(g.flatten_all().iter().all(|v| v.abs() <= 0.7));
+}
+
+#[test]
+fn accumulating_k_batches_equals_one_big_batch() {
+    let mut params = Params::new();
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let fc = Linear::new(&mut params, "fc", 3, 2, &mut rng).unwrap();
+    let x = vals(&[8, 3], 0.4, 0.2);
+    let y = vals(&[8, 2], 0.9, 0.3);
+    let grads_of = |rows: std::ops::Range<usize>| {
+        let tape = Tape::new();
+        let bound = params.bind(&tape);
+        let xs =
+            Tensor::from_vec(&[rows.len(), 3], x.as_slice()[rows.start * 3..rows.end * 3].to_vec());
+        let ys =
+            Tensor::from_vec(&[rows.len(), 2], y.as_slice()[rows.start * 2..rows.end * 2].to_vec());
+        let pred = fc.forward(tape.constant(xs.unwrap()), &mut Ctx::train(&bound));
+        let loss = losses::mse_loss(pred, tape.constant(ys.unwrap()));
+        bound.grads(&tape.backward(loss))
+    };
+    let mut acc = GradAccumulator::new();
+    for k in 0..4 {
+        acc.add(&grads_of(2 * k..2 * k + 2));
+    }
+    let mean = acc.take_mean().unwrap();
+    let full = grads_of(0..8);
+    for (a, b) in mean.flatten_all().iter().zip(full.flatten_all()) {
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+    }
+    assert!(acc.is_empty() && acc.take_mean().is_none());
+}
