@@ -11,7 +11,8 @@
 //!
 //! - **Closed form** for T = 2: the point on the segment `g_1 - g_2` closest to the origin.
 //! - **Active set** (Wolfe's nearest-point algorithm): exact up to rounding, finite, and for the
-//!   small T of multi-task learning faster and far more accurate than Frank-Wolfe.
+//!   small T of multi-task learning faster and far more accurate than Frank-Wolfe. This is what
+//!   [`MinNormMethod::Auto`] uses for T > 2.
 //! - **Frank-Wolfe** as in the original MGDA code (best pair to start, exact line search).
 //! - **Projected gradient** with a projection onto the simplex.
 //!
@@ -50,7 +51,9 @@ pub enum MinNormMethod {
     Auto,
     /// The closed form; only for T <= 2 (the point of a segment closest to the origin).
     ClosedForm,
-    /// Wolfe's active-set algorithm for the nearest point of a polytope. Exact up to rounding.
+    /// Wolfe's active-set algorithm for the nearest point of a polytope, started at the best
+    /// pair and finished by pairwise (SMO-style) steps that take it to the rounding level on
+    /// near-degenerate inputs. Exact up to rounding.
     ActiveSet,
     /// Frank-Wolfe with exact line search, started at the best pair, as in the original MGDA
     /// code. Stops after `max_iter` steps, or once the dual part of
@@ -97,8 +100,9 @@ pub struct MinNormSolution {
     /// scale, a large gradient elsewhere does not hide a violation, and values near 1e-16 are
     /// rounding.
     pub kkt_residual: f64,
-    /// Iterations spent: major cycles (points added to the corral) for the active set, steps
-    /// for Frank-Wolfe and projected gradient, 0 for a closed form.
+    /// Iterations spent: major cycles (points added to the corral) plus pairwise polishing
+    /// steps for the active set, steps for Frank-Wolfe and projected gradient, 0 for a closed
+    /// form.
     pub iterations: usize,
     /// The method that produced the weights (never [`MinNormMethod::Auto`]).
     /// [`MinNormMethod::ClosedForm`] also reports T = 1 and inputs with a zero gradient, whose

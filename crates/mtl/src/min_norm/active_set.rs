@@ -14,10 +14,19 @@
 //!   that point from `S`, and repeat.
 //!
 //! `|x|` strictly decreases from one major cycle to the next, so no corral repeats and the
-//! algorithm is finite. Numerically, the loop also stops when a cycle fails to decrease `|x|`,
-//! when the new point is already in `S`, or when it is affinely dependent on `S` up to
-//! rounding; and after a fixed number of cycles. Each minor cycle solves a small positive
-//! definite system by Cholesky, from scratch (`|S| <= T`, and T is small).
+//! algorithm is finite. Each minor cycle solves a small positive definite system by Cholesky,
+//! from scratch (`|S| <= T`, and T is small), with the shortest member of the corral as base
+//! point so that the differences `g_i - g_b` do not cancel.
+//!
+//! In floating point:
+//!
+//! - it starts from the best pair of tasks instead of the shortest gradient;
+//! - a major cycle that fails to decrease `|x|` ends the cycles (anti-cycling), as does a fixed
+//!   cap on their number;
+//! - a new point that is affinely dependent on the corral up to rounding is tried in place of
+//!   each member instead;
+//! - pairwise steps ([`polish`]) then finish the job with products by `G` only, and the whole is
+//!   restarted from the polished support at most [`ROUNDS`] times if that was not enough.
 
 use super::{argmin, gram_times, segment_value, segment_weights, violations};
 
