@@ -63,7 +63,7 @@ pub(super) fn wolfe(gram: &[f64], t: usize) -> (Vec<f64>, usize) {
             break;
         }
         corral = (0..t).filter(|&s| weights[s] > 0.0).collect();
-        minor_cycles(gram, t, &mut corral, &mut weights);
+        minor_cycles(gram, t, &mut corral, &mut weights, None);
     }
     (weights, iterations)
 }
@@ -115,8 +115,8 @@ fn major_cycles(
         major += 1;
         let saved = (corral.clone(), weights.clone());
         corral.push(entering);
-        if affine_minimiser(gram, t, corral).is_some() {
-            minor_cycles(gram, t, corral, weights);
+        if let Some(affine) = affine_minimiser(gram, t, corral) {
+            minor_cycles(gram, t, corral, weights, Some(affine));
         } else {
             // `entering` lies in the affine hull of the corral up to rounding; it can still
             // lower the norm in place of one member (say, the tiny gradient of a corral
@@ -224,10 +224,17 @@ fn polish(gram: &[f64], t: usize, norms: &[f64], weights: &mut [f64]) -> usize {
 
 /// Minor cycles after a point joined the corral (with weight 0). Returns with `weights` the
 /// affine minimiser of the final corral if its coefficients were all positive, or the last
-/// feasible point reached if an affine minimiser could not be computed.
-fn minor_cycles(gram: &[f64], t: usize, corral: &mut Vec<usize>, weights: &mut [f64]) {
+/// feasible point reached if an affine minimiser could not be computed. `first`, if given, is
+/// the affine minimiser of the corral as passed in.
+fn minor_cycles(
+    gram: &[f64],
+    t: usize,
+    corral: &mut Vec<usize>,
+    weights: &mut [f64],
+    mut first: Option<Vec<f64>>,
+) {
     loop {
-        let Some(affine) = affine_minimiser(gram, t, corral) else {
+        let Some(affine) = first.take().or_else(|| affine_minimiser(gram, t, corral)) else {
             return;
         };
         if affine.iter().all(|&m| m > 0.0) {
