@@ -24,31 +24,14 @@ use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
 
-/// Reduction ops; `axes` are sorted, unique and in range.
+/// Reduction ops; `axes` are sorted, unique and in range. For `Max`, `arg` holds the flat input
+/// index of each output element's maximum; for `Var`, the divisor is `n − correction`.
 pub(crate) enum ReduceOp {
-    Sum {
-        x: NodeId,
-        axes: Vec<usize>,
-    },
-    Mean {
-        x: NodeId,
-        axes: Vec<usize>,
-    },
-    /// `arg` holds, for every output element, the flat input index of its maximum.
-    Max {
-        x: NodeId,
-        arg: Vec<usize>,
-    },
-    LogSumExp {
-        x: NodeId,
-        axes: Vec<usize>,
-    },
-    /// The divisor is `n − correction`.
-    Var {
-        x: NodeId,
-        axes: Vec<usize>,
-        correction: usize,
-    },
+    Sum { x: NodeId, axes: Vec<usize> },
+    Mean { x: NodeId, axes: Vec<usize> },
+    Max { x: NodeId, arg: Vec<usize> },
+    LogSumExp { x: NodeId, axes: Vec<usize> },
+    Var { x: NodeId, axes: Vec<usize>, correction: usize },
 }
 
 /// Sorted, unique, in-range axes; an empty list means all axes.

@@ -25,40 +25,18 @@ use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
 
-/// Shape ops: inputs, and what their rules need to put cotangents back.
+/// Shape ops: inputs, and what their rules need to put cotangents back. In `Permute`, `axes[i]`
+/// is the input axis that becomes output axis `i`; in `Slice`, the output's length along `axis`
+/// gives the end; in `Gather`, `from` holds the flat input index of every output element.
 pub(crate) enum ShapeOp {
     Reshape(NodeId),
-    /// `axes[i]` is the input axis that becomes output axis `i`.
-    Permute {
-        x: NodeId,
-        axes: Vec<usize>,
-    },
+    Permute { x: NodeId, axes: Vec<usize> },
     BroadcastTo(NodeId),
-    /// The output's length along `axis` gives the end of the slice.
-    Slice {
-        x: NodeId,
-        axis: usize,
-        start: usize,
-        step: usize,
-    },
-    Concat {
-        xs: Vec<NodeId>,
-        axis: usize,
-    },
-    Stack {
-        xs: Vec<NodeId>,
-        axis: usize,
-    },
-    IndexSelect {
-        x: NodeId,
-        axis: usize,
-        index: Vec<usize>,
-    },
-    /// `from` holds, for every output element, the flat input index it was read from.
-    Gather {
-        x: NodeId,
-        from: Vec<usize>,
-    },
+    Slice { x: NodeId, axis: usize, start: usize, step: usize },
+    Concat { xs: Vec<NodeId>, axis: usize },
+    Stack { xs: Vec<NodeId>, axis: usize },
+    IndexSelect { x: NodeId, axis: usize, index: Vec<usize> },
+    Gather { x: NodeId, from: Vec<usize> },
 }
 
 use ShapeOp as S;
