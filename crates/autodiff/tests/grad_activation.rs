@@ -61,7 +61,7 @@ fn gradients_far_from_zero() {
     let mut rng = rng(3);
     let x = away_from_zero(&mut rng, &[3, 4], 3.0, 6.0);
     for (name, act) in activations().into_iter().filter(|(n, _)| !n.starts_with("softplus")) {
-        check(&format!("{name} tails"), |_, v| act(v[0]), &[x.clone()]);
+        check(&format!("{name} tails"), |_, v| act(v[0]), std::slice::from_ref(&x));
     }
     let above = uniform(&mut rng, &[5], 21.0, 30.0);
     check("softplus above threshold", |_, v| v[0].softplus(), &[above]);
@@ -83,8 +83,8 @@ fn gradients_through_broadcasting() {
 fn tolerance_catches_a_one_percent_error() {
     let mut rng = rng(5);
     let x = away_from_zero(&mut rng, &[2, 3], 0.2, 2.0);
-    check_catches_one_percent("sigmoid", |_, v| v[0].sigmoid(), &[x.clone()]);
-    check_catches_one_percent("gelu", |_, v| v[0].gelu(), &[x.clone()]);
+    check_catches_one_percent("sigmoid", |_, v| v[0].sigmoid(), std::slice::from_ref(&x));
+    check_catches_one_percent("gelu", |_, v| v[0].gelu(), std::slice::from_ref(&x));
     check_catches_one_percent("softplus", |_, v| v[0].softplus(), &[x]);
 }
 
