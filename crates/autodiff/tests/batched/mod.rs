@@ -1,4 +1,5 @@
 //! Batched backward against separate passes, for the op tests that include this module.
+#![allow(dead_code)]
 
 use tapestry_autodiff::{Tape, Tensor, Var};
 
