@@ -136,6 +136,13 @@ fn check_len(op: &str, what: &str, got: usize, want: usize) {
 
 /// Writes the `K × P` patch matrix of one image `x` (`[c_in, h, w]`) into `col`.
 fn im2col(g: &Conv2dGeometry, x: &[f32], col: &mut [f32]) {
+    let p = g.out_h() * g.out_w();
+    im2col_ld(g, x, col, p);
+}
+
+/// As [`im2col`], with rows of `col` `ld` elements apart (`ld ≥ P`), so that the patch
+/// matrices of several images can sit side by side.
+fn im2col_ld(g: &Conv2dGeometry, x: &[f32], col: &mut [f32], ld: usize) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
     let (sh, sw) = g.stride;
@@ -145,7 +152,7 @@ fn im2col(g: &Conv2dGeometry, x: &[f32], col: &mut [f32]) {
         let plane = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         for r in 0..g.kh {
             for s in 0..g.kw {
-                let row = ((ci * g.kh + r) * g.kw + s) * p;
+                let row = ((ci * g.kh + r) * g.kw + s) * ld;
                 let dst = &mut col[row..row + p];
                 let (lo, hi) = valid_range(ow, sw, pw, s * dw, g.w);
                 for oy in 0..oh {
@@ -367,38 +374,60 @@ pub fn conv2d_backward_weight(
             *d = acc;
         }
     }
-    let pointwise = g.is_pointwise();
-    // dW (c_out × K) += dy_i (c_out × P) · col_iᵀ (P × K), over the images of one chunk.
-    let accumulate = |range: std::ops::Range<usize>, dw_part: &mut [f32], col: &mut [f32]| {
-        for (j, i) in range.enumerate() {
-            let xi = &x[i * x_img..(i + 1) * x_img];
-            let dyi = &dy[i * y_img..(i + 1) * y_img];
-            let colm: &[f32] = if pointwise {
-                xi
-            } else {
-                im2col(g, xi, col);
-                col
-            };
-            let beta = if j == 0 { 0.0 } else { 1.0 };
-            sgemm(
-                g.c_out, p, k, 1.0, dyi, p as isize, 1, colm, 1, p as isize, beta, dw_part,
-                k as isize, 1,
-            );
-        }
-    };
+    // dW (c_out × K) = Σ_i dy_i (c_out × P) · col_iᵀ (P × K). Images are taken `group` at a
+    // time: their `dy` and patch matrices are laid side by side, so that one GEMM with a long
+    // inner dimension `group·P` replaces `group` short ones (P is only 196 at 14x14).
+    let group = (tunables().conv_dw_group_cols / p.max(1)).clamp(1, g.n.max(1));
+    let accumulate =
+        |range: std::ops::Range<usize>, dw_part: &mut [f32], scratch: &mut Vec<f32>| {
+            let mut first = true;
+            let mut s = range.start;
+            while s < range.end {
+                let e = (s + group).min(range.end);
+                let cols = (e - s) * p;
+                scratch.resize(g.c_out * cols + k * cols, 0.0);
+                let (dy_cat, col_cat) = scratch.split_at_mut(g.c_out * cols);
+                for (b, i) in (s..e).enumerate() {
+                    let dyi = &dy[i * y_img..(i + 1) * y_img];
+                    for co in 0..g.c_out {
+                        dy_cat[co * cols + b * p..co * cols + (b + 1) * p]
+                            .copy_from_slice(&dyi[co * p..(co + 1) * p]);
+                    }
+                    im2col_ld(g, &x[i * x_img..(i + 1) * x_img], &mut col_cat[b * p..], cols);
+                }
+                let beta = if first { 0.0 } else { 1.0 };
+                sgemm(
+                    g.c_out,
+                    cols,
+                    k,
+                    1.0,
+                    dy_cat,
+                    cols as isize,
+                    1,
+                    col_cat,
+                    1,
+                    cols as isize,
+                    beta,
+                    dw_part,
+                    k as isize,
+                    1,
+                );
+                first = false;
+                s = e;
+            }
+        };
     if g.n == 0 || p == 0 {
         dw.fill(0.0);
         return;
     }
-    let scratch = if pointwise { 0 } else { k * p };
     let chunks = if g.n > 1 && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
         rayon::current_num_threads().min(g.n)
     } else {
         1
     };
     if chunks == 1 {
-        let mut col = vec![0.0f32; scratch];
-        accumulate(0..g.n, dw, &mut col);
+        let mut scratch = Vec::new();
+        accumulate(0..g.n, dw, &mut scratch);
         return;
     }
     let per = g.n.div_ceil(chunks);
@@ -408,8 +437,8 @@ pub fn conv2d_backward_weight(
         .into_par_iter()
         .map(|s| {
             let mut part = vec![0.0f32; dw.len()];
-            let mut col = vec![0.0f32; scratch];
-            accumulate(s..(s + per).min(g.n), &mut part, &mut col);
+            let mut scratch = Vec::new();
+            accumulate(s..(s + per).min(g.n), &mut part, &mut scratch);
             part
         })
         .collect();

@@ -68,8 +68,21 @@ pub fn sgemm(
         return;
     }
     let t = tunables();
-    if k > 0 && n <= t.gemm_direct_max_n && csa == 1 && rsb == 1 {
-        direct_skinny(m, k, n, alpha, a, rsa as usize, b, csb as usize, beta, c, rsc, csc);
+    if k > 0 && n <= t.gemm_direct_max_n && csa == 1 && (m == 1 || rsa >= k as isize) {
+        let rsa = if m == 1 { k } else { rsa as usize };
+        if rsb == 1 && (n == 1 || csb >= k as isize) {
+            let csb = if n == 1 { k } else { csb as usize };
+            direct_skinny(m, k, n, alpha, a, rsa, b, csb, beta, c, rsc, csc);
+        } else {
+            // Copy Bᵀ (n × k, small since n is) so that its columns are contiguous.
+            let mut bt = vec![0.0f32; n * k];
+            for (j, col) in bt.chunks_exact_mut(k).enumerate() {
+                for (p, v) in col.iter_mut().enumerate() {
+                    *v = b[(p as isize * rsb + j as isize * csb) as usize];
+                }
+            }
+            direct_skinny(m, k, n, alpha, a, rsa, &bt, k, beta, c, rsc, csc);
+        }
         return;
     }
     let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
@@ -171,7 +184,8 @@ fn c_is_injective(m: usize, n: usize, rs: isize, cs: isize) -> bool {
 }
 
 /// The direct path: each `C[i, j]` is a dot product of a contiguous row of A and a contiguous
-/// column of B, four columns at a time, with fixed-order lane accumulators.
+/// column of B (`b` holds Bᵀ with rows `csb` apart), four columns at a time, with fixed-order
+/// lane accumulators.
 #[allow(clippy::too_many_arguments)]
 fn direct_skinny(
     m: usize,
@@ -202,28 +216,39 @@ multiversion! {
     /// `out[j] = dot(ai, B[:, j])` for contiguous columns of B at stride `csb`.
     fn dot_row(ai: &[f32], b: &[f32], csb: usize, k: usize, out: &mut [f32]) {
         let n = out.len();
+        let full = k / LANES * LANES;
         let mut j = 0;
         while j + 4 <= n {
-            let cols: [&[f32]; 4] = std::array::from_fn(|q| &b[(j + q) * csb..(j + q) * csb + k]);
-            let mut acc = [[0.0f32; LANES]; 4];
-            let full = k / LANES * LANES;
-            let mut p = 0;
-            while p < full {
-                let x = &ai[p..p + LANES];
-                for q in 0..4 {
-                    let y = &cols[q][p..p + LANES];
-                    for l in 0..LANES {
-                        acc[q][l] += x[l] * y[l];
-                    }
+            let c0 = &b[j * csb..j * csb + k];
+            let c1 = &b[(j + 1) * csb..(j + 1) * csb + k];
+            let c2 = &b[(j + 2) * csb..(j + 2) * csb + k];
+            let c3 = &b[(j + 3) * csb..(j + 3) * csb + k];
+            let (mut a0, mut a1, mut a2, mut a3) =
+                ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+            for ((((x, y0), y1), y2), y3) in ai[..full]
+                .chunks_exact(LANES)
+                .zip(c0[..full].chunks_exact(LANES))
+                .zip(c1[..full].chunks_exact(LANES))
+                .zip(c2[..full].chunks_exact(LANES))
+                .zip(c3[..full].chunks_exact(LANES))
+            {
+                for l in 0..LANES {
+                    a0[l] += x[l] * y0[l];
+                    a1[l] += x[l] * y1[l];
+                    a2[l] += x[l] * y2[l];
+                    a3[l] += x[l] * y3[l];
                 }
-                p += LANES;
             }
-            for q in 0..4 {
-                for (l, pp) in (full..k).enumerate() {
-                    acc[q][l] += ai[pp] * cols[q][pp];
-                }
-                out[j + q] = reduce_lanes(acc[q]);
+            for (l, p) in (full..k).enumerate() {
+                a0[l] += ai[p] * c0[p];
+                a1[l] += ai[p] * c1[p];
+                a2[l] += ai[p] * c2[p];
+                a3[l] += ai[p] * c3[p];
             }
+            out[j] = reduce_lanes(a0);
+            out[j + 1] = reduce_lanes(a1);
+            out[j + 2] = reduce_lanes(a2);
+            out[j + 3] = reduce_lanes(a3);
             j += 4;
         }
         while j < n {

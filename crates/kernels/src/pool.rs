@@ -11,6 +11,7 @@
 
 use crate::error::KernelError;
 use crate::par::may_parallelize;
+use crate::simd::multiversion;
 use crate::tune::tunables;
 use rayon::prelude::*;
 
@@ -145,10 +146,10 @@ pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: 
     // Pair each output plane with its argmax plane, and find the input plane by address.
     let mut pairs: Vec<(&mut [f32], &mut [u32])> =
         y.chunks_exact_mut(yp.max(1)).zip(argmax.chunks_exact_mut(yp.max(1))).collect();
-    let run = |idx: usize, yo: &mut [f32], am: &mut [u32]| {
+    let run = |idx: usize, yo: &mut [f32], am: &mut [u32], scratch: &mut (Vec<f32>, Vec<u32>)| {
         let xi = &x[idx * xp..(idx + 1) * xp];
         if g.is_2x2_s2() {
-            max_2x2(xi, g.w, oh, ow, yo, am);
+            max_2x2(xi, g.w, oh, ow, yo, am, &mut scratch.0, &mut scratch.1);
         } else {
             max_general(g, xi, oh, ow, yo, am);
         }
@@ -159,43 +160,64 @@ pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: 
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
         let per = planes_per_task(xp);
         pairs.par_chunks_mut(per).enumerate().for_each(|(ci, chunk)| {
+            let mut scratch = (Vec::new(), Vec::new());
             for (j, (yo, am)) in chunk.iter_mut().enumerate() {
-                run(ci * per + j, yo, am);
+                run(ci * per + j, yo, am, &mut scratch);
             }
         });
     } else {
+        let mut scratch = (Vec::new(), Vec::new());
         for (idx, (yo, am)) in pairs.iter_mut().enumerate() {
-            run(idx, yo, am);
+            run(idx, yo, am, &mut scratch);
         }
     }
 }
 
-#[inline]
+#[inline(always)]
 fn better(v: f32, best: f32) -> bool {
-    v > best || (v.is_nan() && !best.is_nan())
+    // Non-short-circuit `|` and `&` keep this a select, not a branch.
+    (v > best) | (v.is_nan() & !best.is_nan())
 }
 
-fn max_2x2(x: &[f32], w: usize, oh: usize, ow: usize, y: &mut [f32], am: &mut [u32]) {
-    for oy in 0..oh {
-        let r0 = &x[2 * oy * w..2 * oy * w + w];
-        let r1 = &x[(2 * oy + 1) * w..(2 * oy + 1) * w + w];
-        let yo = &mut y[oy * ow..(oy + 1) * ow];
-        let ao = &mut am[oy * ow..(oy + 1) * ow];
-        let base0 = (2 * oy * w) as u32;
-        let base1 = base0 + w as u32;
-        for ox in 0..ow {
-            let (mut best, mut at) = (r0[2 * ox], base0 + 2 * ox as u32);
-            if better(r0[2 * ox + 1], best) {
-                (best, at) = (r0[2 * ox + 1], base0 + 2 * ox as u32 + 1);
+multiversion! {
+    /// 2x2 stride-2 windows without padding, in two branch-free passes that vectorise: first the
+    /// best of each horizontal pair over all used rows as one flat loop (when the width is even
+    /// the rows are contiguous), then the better of each vertically adjacent pair. Taking the
+    /// left cell unless the right is better, then the top unless the bottom is better, picks the
+    /// same cell as a row-major scan: the first maximum, or the first NaN.
+    fn max_2x2(x: &[f32], w: usize, oh: usize, ow: usize, y: &mut [f32], am: &mut [u32],
+               hv: &mut Vec<f32>, hi: &mut Vec<u32>) {
+        let rows = 2 * oh;
+        hv.resize(rows * ow, 0.0);
+        hi.resize(rows * ow, 0);
+        let pair = |src: &[f32], v: &mut [f32], i: &mut [u32]| {
+            for ((p, vv), ii) in src.chunks_exact(2).zip(v.iter_mut()).zip(i.iter_mut()) {
+                let t = better(p[1], p[0]);
+                *vv = if t { p[1] } else { p[0] };
+                *ii = t as u32;
             }
-            if better(r1[2 * ox], best) {
-                (best, at) = (r1[2 * ox], base1 + 2 * ox as u32);
+        };
+        if w == 2 * ow {
+            pair(&x[..rows * w], hv, hi);
+        } else {
+            for r in 0..rows {
+                pair(&x[r * w..r * w + 2 * ow], &mut hv[r * ow..(r + 1) * ow],
+                     &mut hi[r * ow..(r + 1) * ow]);
             }
-            if better(r1[2 * ox + 1], best) {
-                (best, at) = (r1[2 * ox + 1], base1 + 2 * ox as u32 + 1);
+        }
+        let w32 = w as u32;
+        for oy in 0..oh {
+            let (top, bot) = hv[2 * oy * ow..(2 * oy + 2) * ow].split_at(ow);
+            let (itop, ibot) = hi[2 * oy * ow..(2 * oy + 2) * ow].split_at(ow);
+            let yo = &mut y[oy * ow..(oy + 1) * ow];
+            let ao = &mut am[oy * ow..(oy + 1) * ow];
+            let base = (2 * oy * w) as u32;
+            for ox in 0..ow {
+                let t = better(bot[ox], top[ox]);
+                yo[ox] = if t { bot[ox] } else { top[ox] };
+                let off = if t { w32 + ibot[ox] } else { itop[ox] };
+                ao[ox] = base + 2 * ox as u32 + off;
             }
-            yo[ox] = best;
-            ao[ox] = at;
         }
     }
 }

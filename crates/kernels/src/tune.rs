@@ -9,6 +9,7 @@
 //! | [`Tunables::gemm_block_align`] | `TAPESTRY_GEMM_BLOCK_ALIGN` | 16 |
 //! | [`Tunables::gemm_direct_max_n`] | `TAPESTRY_GEMM_DIRECT_MAX_N` | 0 (off) |
 //! | [`Tunables::conv_par_min_flops`] | `TAPESTRY_CONV_PAR_MIN_FLOPS` | 2·64³ |
+//! | [`Tunables::conv_dw_group_cols`] | `TAPESTRY_CONV_DW_GROUP_COLS` | 2048 |
 //! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
 //! | [`Tunables::elementwise_par_min_len`] | `TAPESTRY_ELEMENTWISE_PAR_MIN_LEN` | 2¹⁸ |
 //! | [`Tunables::elementwise_chunk`] | `TAPESTRY_ELEMENTWISE_CHUNK` | 2¹⁴ |
@@ -25,11 +26,15 @@ pub struct Tunables {
     /// Rows (or columns) of C given to one rayon task are a multiple of this, so that blocks
     /// line up with the micro-kernel's tile.
     pub gemm_block_align: usize,
-    /// Products with `n` at most this (and contiguous rows of A and columns of B) take the direct
-    /// dot-product path instead of packing; 0 turns the path off.
+    /// Products with `n` at most this (and contiguous rows of A) take the direct dot-product path
+    /// instead of packing; 0 turns the path off. Off by default: on the development machine it
+    /// measured slower than packing even for a 128x256x10 head (see `docs/kernels.md`).
     pub gemm_direct_max_n: usize,
     /// Convolutions with fewer FLOPs than this run on one thread.
     pub conv_par_min_flops: usize,
+    /// The weight gradient lays the patch matrices of several images side by side, up to about
+    /// this many columns (output pixels), and multiplies them in one GEMM.
+    pub conv_dw_group_cols: usize,
     /// Pooling over fewer input elements than this runs on one thread.
     pub pool_par_min_elems: usize,
     /// Elementwise kernels over fewer elements than this run on one thread.
@@ -46,6 +51,7 @@ impl Default for Tunables {
             gemm_block_align: 16,
             gemm_direct_max_n: 0,
             conv_par_min_flops: 2 * 64 * 64 * 64,
+            conv_dw_group_cols: 2048,
             pool_par_min_elems: 1 << 16,
             elementwise_par_min_len: 1 << 18,
             elementwise_chunk: 1 << 14,
@@ -66,6 +72,7 @@ impl Tunables {
         read("TAPESTRY_GEMM_BLOCK_ALIGN", &mut t.gemm_block_align);
         read("TAPESTRY_GEMM_DIRECT_MAX_N", &mut t.gemm_direct_max_n);
         read("TAPESTRY_CONV_PAR_MIN_FLOPS", &mut t.conv_par_min_flops);
+        read("TAPESTRY_CONV_DW_GROUP_COLS", &mut t.conv_dw_group_cols);
         read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
         read("TAPESTRY_ELEMENTWISE_PAR_MIN_LEN", &mut t.elementwise_par_min_len);
         read("TAPESTRY_ELEMENTWISE_CHUNK", &mut t.elementwise_chunk);
