@@ -46,7 +46,7 @@ mod cpu_time {
         // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
         // `clock_gettime` (64-bit Linux ABI) writes nothing else.
         let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
     }
 }
 
