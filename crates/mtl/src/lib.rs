@@ -9,11 +9,28 @@
 //! - [`gradnorm`]: GradNorm's update of the task weights, with the derivative of its balancing
 //!   loss in closed form.
 //! - [`weighting`]: equal weighting, MGDA, MGDA-UB and GradNorm behind one interface.
+//! - [`model`]: multi-task models ([`MultiTaskModel`]; hard parameter sharing in
+//!   [`HardSharing`]) and each task's loss.
+//! - [`step`]: one training step that computes exactly what the weighting needs.
+//! - [`metrics`]: accuracy, RMSE, mean absolute error, mean IoU, and evaluation in eval mode.
+//! - [`toy`]: the GradNorm paper's synthetic regression tasks.
+//! - [`trainer`]: seeded, deterministic epochs with per-task metrics and an [`Observer`] hook.
 //!
 //! `docs/mtl.md` explains them.
 #![forbid(unsafe_code)]
 
+mod error;
 pub mod gradnorm;
+pub mod metrics;
 pub mod min_norm;
+pub mod model;
+pub mod step;
 pub mod task_grads;
+pub mod toy;
+pub mod trainer;
 pub mod weighting;
+
+pub use error::MtlError;
+pub use model::{HardSharing, ModelOutput, MultiTaskModel};
+pub use step::{GradientStats, StepOptions, StepReport, TrainStep};
+pub use trainer::{EpochReport, Observer, Trainer, TrainerConfig};

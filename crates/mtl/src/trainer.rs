@@ -1,0 +1,264 @@
+//! The trainer: epochs of [`TrainStep`]s over a [`MultiTaskDataset`], with per-task metrics on
+//! the training and validation data each epoch and an [`Observer`] for progress and logging.
+//!
+//! Runs are deterministic: the batch order comes from the seed and the epoch, dropout masks from
+//! the seed and the step, and every reduction has a fixed order, so the same seed, data and
+//! thread count give bitwise-identical parameters.
+//!
+//! ```
+//! use rand::SeedableRng;
+//! use ndarray::Array2;
+//! use tapestry_data::{MultiTaskDataset, TaskSpec, TaskTargets};
+//! use tapestry_mtl::model::HardSharing;
+//! use tapestry_mtl::trainer::{NoObserver, Trainer, TrainerConfig};
+//! use tapestry_mtl::weighting::EqualWeighting;
+//! use tapestry_nn::optim::Adam;
+//! use tapestry_nn::{Linear, Params, Relu, Sequential};
+//!
+//! let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+//! let mut params = Params::new();
+//! let trunk = Sequential::new()
+//!     .push(Linear::new(&mut params, "trunk.0", 2, 8, &mut rng).unwrap())
+//!     .push(Relu);
+//! let a = Linear::new(&mut params, "heads.sum", 8, 1, &mut rng).unwrap();
+//! let b = Linear::new(&mut params, "heads.sign", 8, 2, &mut rng).unwrap();
+//! let model = HardSharing::builder(trunk)
+//!     .head(TaskSpec::regression("sum", 1), a)
+//!     .head(TaskSpec::classification("sign", 2), b)
+//!     .build(&params)
+//!     .unwrap();
+//! let x = Array2::from_shape_fn((32, 2), |(i, j)| ((i * 7 + j * 3) % 11) as f32 / 5.0 - 1.0);
+//! let sum = Array2::from_shape_fn((32, 1), |(i, _)| x[[i, 0]] + x[[i, 1]]);
+//! let sign: Vec<i64> = (0..32).map(|i| i64::from(x[[i, 0]] > 0.0)).collect();
+//! let data = MultiTaskDataset::new(
+//!     "toy",
+//!     x.into_dyn(),
+//!     vec![TaskSpec::regression("sum", 1), TaskSpec::classification("sign", 2)],
+//!     vec![TaskTargets::Values { values: sum, mask: None }, TaskTargets::Classes { labels: sign }],
+//! )
+//! .unwrap();
+//! let config = TrainerConfig { epochs: 2, batch_size: 8, ..TrainerConfig::default() };
+//! let mut trainer = Trainer::new(config, Adam::new(1e-2), EqualWeighting);
+//! let epochs = trainer.fit(&model, &mut params, &data, Some(&data), &mut NoObserver).unwrap();
+//! assert_eq!(epochs.len(), 2);
+//! assert_eq!(trainer.steps(), 8);
+//! ```
+
+use std::time::Instant;
+
+use tapestry_data::{BatchOptions, MultiTaskDataset};
+use tapestry_nn::optim::Optimizer;
+use tapestry_nn::Params;
+
+use crate::error::MtlError;
+use crate::metrics::{evaluate, Evaluation, TaskMetric};
+use crate::model::{check_dataset, MultiTaskModel};
+use crate::step::{StepCounters, StepOptions, StepReport, TrainStep};
+use crate::weighting::Weighting;
+
+/// How the trainer runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainerConfig {
+    /// Epochs per call of [`Trainer::fit`].
+    pub epochs: usize,
+    /// Samples per training batch (at least 1).
+    pub batch_size: usize,
+    /// Samples per evaluation batch; 0 means `batch_size`.
+    pub eval_batch_size: usize,
+    /// Drop the last partial training batch of each epoch.
+    pub drop_last: bool,
+    /// The seed of the batch order and of dropout masks.
+    pub seed: u64,
+    /// How each step computes what the weighting needs.
+    pub step: StepOptions,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        TrainerConfig {
+            epochs: 1,
+            batch_size: 64,
+            eval_batch_size: 0,
+            drop_last: false,
+            seed: 0,
+            step: StepOptions::default(),
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochReport {
+    /// The epoch, from 0.
+    pub epoch: u64,
+    /// Steps taken in this epoch.
+    pub steps: u64,
+    /// Per-task loss and metric on the training data, accumulated over the epoch's steps (in
+    /// train mode, each batch seen before its update).
+    pub train: Evaluation,
+    /// Per-task loss and metric on the validation data after the epoch, in eval mode.
+    pub validation: Option<Evaluation>,
+    /// The mean of each task's weight over the epoch's steps.
+    pub mean_weights: Vec<f64>,
+    /// Wall-clock seconds of the epoch's training steps (not of validation).
+    pub seconds: f64,
+}
+
+/// Hooks the trainer calls after every step and every epoch, for progress bars and logs.
+pub trait Observer {
+    /// After each step.
+    fn on_step(&mut self, _report: &StepReport) {}
+    /// After each epoch, validation included.
+    fn on_epoch(&mut self, _report: &EpochReport) {}
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoObserver;
+
+impl Observer for NoObserver {}
+
+/// Trains a multi-task model with an optimizer and a weighting.
+pub struct Trainer {
+    config: TrainerConfig,
+    optimizer: Box<dyn Optimizer>,
+    weighting: Box<dyn Weighting>,
+    steps: u64,
+    epochs: u64,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("config", &self.config)
+            .field("optimizer", &self.optimizer.kind())
+            .field("weighting", &self.weighting.name())
+            .field("steps", &self.steps)
+            .field("epochs", &self.epochs)
+            .finish()
+    }
+}
+
+impl Trainer {
+    /// A trainer with the given optimizer and weighting.
+    pub fn new(
+        config: TrainerConfig,
+        optimizer: impl Optimizer + 'static,
+        weighting: impl Weighting + 'static,
+    ) -> Self {
+        Self::from_boxed(config, Box::new(optimizer), Box::new(weighting))
+    }
+
+    /// A trainer with an optimizer and a weighting chosen at run time.
+    pub fn from_boxed(
+        config: TrainerConfig,
+        optimizer: Box<dyn Optimizer>,
+        weighting: Box<dyn Weighting>,
+    ) -> Self {
+        Trainer { config, optimizer, weighting, steps: 0, epochs: 0 }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &TrainerConfig {
+        &self.config
+    }
+
+    /// The optimizer.
+    pub fn optimizer(&self) -> &dyn Optimizer {
+        self.optimizer.as_ref()
+    }
+
+    /// The weighting.
+    pub fn weighting(&self) -> &dyn Weighting {
+        self.weighting.as_ref()
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Epochs completed so far.
+    pub fn epochs(&self) -> u64 {
+        self.epochs
+    }
+
+    /// Trains for [`TrainerConfig::epochs`] more epochs on `train`, evaluating on `validation`
+    /// after each, and returns the epochs' reports.
+    ///
+    /// Errors before any step if a data set does not fit the model or the batch size is 0;
+    /// stops at the first step whose loss or update is not finite
+    /// ([`MtlError::NonFiniteLoss`] names the task and the step), leaving the parameters as
+    /// they were before that step.
+    pub fn fit(
+        &mut self,
+        model: &(impl MultiTaskModel + ?Sized),
+        params: &mut Params,
+        train: &MultiTaskDataset,
+        validation: Option<&MultiTaskDataset>,
+        observer: &mut (impl Observer + ?Sized),
+    ) -> Result<Vec<EpochReport>, MtlError> {
+        if self.config.batch_size == 0 {
+            return Err(MtlError::Config("the batch size must be at least 1".into()));
+        }
+        check_dataset(model, train)?;
+        if let Some(v) = validation {
+            check_dataset(model, v)?;
+        }
+        let step = TrainStep::new(model, params, self.config.step.clone())?;
+        let tasks = model.tasks();
+        let options = BatchOptions {
+            batch_size: self.config.batch_size,
+            shuffle: true,
+            seed: self.config.seed,
+            drop_last: self.config.drop_last,
+        };
+        let eval_batch = match self.config.eval_batch_size {
+            0 => self.config.batch_size,
+            n => n,
+        };
+        let mut reports = Vec::with_capacity(self.config.epochs);
+        for _ in 0..self.config.epochs {
+            let epoch = self.epochs;
+            let start = Instant::now();
+            let mut metrics: Vec<TaskMetric> = tasks.iter().map(TaskMetric::new).collect();
+            let mut weight_sums = vec![0.0; tasks.len()];
+            let (mut steps, mut samples) = (0u64, 0usize);
+            for batch in train.batches(&options, epoch)? {
+                let counters = StepCounters { step: self.steps, epoch, seed: self.config.seed };
+                let report = step.run(
+                    model,
+                    params,
+                    self.optimizer.as_mut(),
+                    self.weighting.as_mut(),
+                    &batch,
+                    counters,
+                )?;
+                for (t, spec) in tasks.iter().enumerate() {
+                    metrics[t].add_loss(report.losses[t], batch.len());
+                    metrics[t].add_output(spec, &report.outputs[t], &batch.targets[t])?;
+                    weight_sums[t] += report.weights[t];
+                }
+                observer.on_step(&report);
+                self.steps += 1;
+                steps += 1;
+                samples += batch.len();
+            }
+            let seconds = start.elapsed().as_secs_f64();
+            let validation =
+                validation.map(|v| evaluate(model, params, v, eval_batch)).transpose()?;
+            let report = EpochReport {
+                epoch,
+                steps,
+                train: Evaluation::from_metrics(tasks, &metrics, samples),
+                validation,
+                mean_weights: weight_sums.iter().map(|w| w / steps.max(1) as f64).collect(),
+                seconds,
+            };
+            observer.on_epoch(&report);
+            reports.push(report);
+            self.epochs += 1;
+        }
+        Ok(reports)
+    }
+}
