@@ -64,7 +64,7 @@ pub fn sum_to(g: &Tensor, lead: usize, shape: &[usize]) -> Tensor {
     }
     assert!(gs.len() >= lead + shape.len(), "sum_to: {gs:?} cannot reduce to {shape:?}");
     let extra = gs.len() - lead - shape.len();
-    let mut arr = g.array().view().to_owned();
+    let mut arr = g.to_array();
     // Axes the input did not have at all (between the lead axes and the input's own axes).
     for _ in 0..extra {
         arr = arr.sum_axis(Axis(lead));

@@ -1,29 +1,76 @@
 //! `Tensor`: an n-dimensional f32 array with shared, immutable storage.
 //!
-//! A tensor is an [`ndarray::ArcArray`] kept in standard (row-major, contiguous) layout, so
-//! cloning is a reference-count increment and every kernel can take a plain slice.
+//! A tensor is a shape (held inline for up to six axes) and a reference-counted, row-major,
+//! contiguous buffer: cloning is a reference-count increment, every kernel can take a plain
+//! slice, and ndarray views ([`Tensor::view`]) and arrays ([`Tensor::to_array`]) are one call
+//! away. Small tensors matter: a tape records one per op, so creating one must cost little more
+//! than its allocation.
 
 use std::fmt;
+use std::sync::Arc;
 
-use ndarray::{ArcArray, ArrayD, ArrayViewD, IxDyn};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::ShapeError;
 
+/// The most axes a shape holds without a heap allocation.
+const INLINE_AXES: usize = 6;
+
+/// The shape of a tensor: one length per axis, inline (a plain copy) up to six axes.
+#[derive(Clone)]
+pub(crate) enum Shape {
+    Inline { len: u8, dims: [usize; INLINE_AXES] },
+    Heap(Arc<[usize]>),
+}
+
+impl Shape {
+    pub(crate) fn from_slice(dims: &[usize]) -> Self {
+        if dims.len() <= INLINE_AXES {
+            let mut inline = [0; INLINE_AXES];
+            inline[..dims.len()].copy_from_slice(dims);
+            Shape::Inline { len: dims.len() as u8, dims: inline }
+        } else {
+            Shape::Heap(dims.into())
+        }
+    }
+}
+
+impl std::ops::Deref for Shape {
+    type Target = [usize];
+    fn deref(&self) -> &[usize] {
+        match self {
+            Shape::Inline { len, dims } => &dims[..*len as usize],
+            Shape::Heap(dims) => dims,
+        }
+    }
+}
+
 /// An n-dimensional `f32` array, cheap to clone (the storage is shared).
 ///
-/// Invariant: the data is always in standard (C, row-major) layout, so [`Tensor::as_slice`]
-/// never fails.
+/// Invariant: `data.len()` is the product of `shape`, in row-major order.
 #[derive(Clone)]
-pub struct Tensor(ArcArray<f32, IxDyn>);
+pub struct Tensor {
+    shape: Shape,
+    data: Arc<Vec<f32>>,
+}
 
 impl Tensor {
     /// Wraps an ndarray array, copying only if it is not in standard layout.
     pub fn from_array(array: ArrayD<f32>) -> Self {
-        if array.is_standard_layout() {
-            Tensor(array.into_shared())
+        let shape = Shape::from_slice(array.shape());
+        let n = array.len();
+        let data = if array.is_standard_layout() {
+            match array.into_raw_vec_and_offset() {
+                (v, Some(0)) if v.len() == n => v,
+                (v, off) => {
+                    let off = off.unwrap_or(0);
+                    v[off..off + n].to_vec()
+                }
+            }
         } else {
-            Tensor(array.as_standard_layout().into_owned().into_shared())
-        }
+            array.iter().copied().collect()
+        };
+        Tensor { shape, data: Arc::new(data) }
     }
 
     /// Builds a tensor from a shape and row-major data.
@@ -39,12 +86,13 @@ impl Tensor {
         if expected != data.len() {
             return Err(ShapeError::DataLength { shape: shape.to_vec(), len: data.len() });
         }
-        Ok(Tensor(ArcArray::from_shape_vec(IxDyn(shape), data).expect("length checked above")))
+        Ok(Tensor { shape: Shape::from_slice(shape), data: Arc::new(data) })
     }
 
     /// A tensor of the given shape filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Self {
-        Tensor(ArcArray::from_elem(IxDyn(shape), value))
+        let n = shape.iter().product();
+        Tensor { shape: Shape::from_slice(shape), data: Arc::new(vec![value; n]) }
     }
 
     /// A tensor of zeros.
@@ -64,27 +112,27 @@ impl Tensor {
 
     /// The shape (one entry per axis).
     pub fn shape(&self) -> &[usize] {
-        self.0.shape()
+        &self.shape
     }
 
     /// The number of axes.
     pub fn ndim(&self) -> usize {
-        self.0.ndim()
+        self.shape.len()
     }
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.data.len()
     }
 
     /// True if the tensor has no elements.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.data.is_empty()
     }
 
     /// The elements in row-major order.
     pub fn as_slice(&self) -> &[f32] {
-        self.0.as_slice().expect("Tensor invariant: standard layout")
+        &self.data
     }
 
     /// The elements in row-major order, copied into a `Vec`.
@@ -94,17 +142,12 @@ impl Tensor {
 
     /// A read-only ndarray view.
     pub fn view(&self) -> ArrayViewD<'_, f32> {
-        self.0.view()
-    }
-
-    /// The underlying shared array.
-    pub fn array(&self) -> &ArcArray<f32, IxDyn> {
-        &self.0
+        ArrayViewD::from_shape(IxDyn(&self.shape), &self.data).expect("Tensor invariant")
     }
 
     /// An owned ndarray copy.
     pub fn to_array(&self) -> ArrayD<f32> {
-        self.0.to_owned()
+        self.view().to_owned()
     }
 
     /// The single value of a tensor with one element.
@@ -121,12 +164,13 @@ impl Tensor {
         if shape.iter().product::<usize>() != self.len() {
             return Err(ShapeError::mismatch("reshape", self.shape(), shape));
         }
-        Ok(Tensor(self.0.clone().into_shape_with_order(IxDyn(shape)).expect("contiguous")))
+        Ok(Tensor { shape: Shape::from_slice(shape), data: Arc::clone(&self.data) })
     }
 
     /// Applies `f` to every element, returning a new tensor.
     pub fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
-        Tensor::from_array(self.0.map(|&v| f(v)))
+        let data = self.data.iter().map(|&v| f(v)).collect();
+        Tensor { shape: self.shape.clone(), data: Arc::new(data) }
     }
 
     /// The largest absolute difference to `other`, or `None` if the shapes differ.
@@ -151,7 +195,7 @@ impl Tensor {
 
     /// Mutable access to the elements; copies the storage first if it is shared.
     pub(crate) fn make_mut(&mut self) -> &mut [f32] {
-        self.0.as_slice_mut().expect("Tensor invariant: standard layout")
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 }
 
@@ -163,7 +207,8 @@ impl From<ArrayD<f32>> for Tensor {
 
 impl From<Tensor> for ArrayD<f32> {
     fn from(t: Tensor) -> Self {
-        t.0.into_owned()
+        let data = Arc::try_unwrap(t.data).unwrap_or_else(|shared| (*shared).clone());
+        ArrayD::from_shape_vec(IxDyn(&t.shape), data).expect("Tensor invariant")
     }
 }
 
@@ -183,7 +228,7 @@ impl From<Vec<f32>> for Tensor {
 
 impl fmt::Debug for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tensor{:?} {:?}", self.shape(), self.0)
+        write!(f, "Tensor{:?} {:?}", self.shape(), self.view())
     }
 }
 

@@ -67,7 +67,7 @@ pub(crate) fn unreduce(g: &Tensor, lead: usize, in_shape: &[usize], axes: &[usiz
 }
 
 fn sum_axes(x: &Tensor, axes: &[usize], keepdim: bool) -> Tensor {
-    let mut arr = x.array().view().to_owned();
+    let mut arr = x.to_array();
     for &ax in axes.iter().rev() {
         arr = arr.sum_axis(Axis(ax));
     }
