@@ -2,7 +2,7 @@
 //!
 //! | op | forward | backward (cotangent `g` of the output) |
 //! | --- | --- | --- |
-//! | relu | max(x, 0) | g·[x > 0] |
+//! | relu | max(x, 0) | g·𝟙(x > 0) |
 //! | leaky_relu | x if x > 0, else s·x | g if x > 0, else s·g |
 //! | sigmoid | σ(x) = 1/(1 + e⁻ˣ) | g·out·(1 − out) |
 //! | tanh | tanh x | g·(1 − out²) |

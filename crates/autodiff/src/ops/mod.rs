@@ -1,6 +1,6 @@
 //! Every op, one family per file, each op's forward and backward side by side.
 //!
-//! An op is a method on [`Var`](crate::Var) that computes its value and records an [`Op`] on the
+//! An op is a method on [`Var`](crate::Var) that computes its value and records an `Op` on the
 //! tape; its derivative rule is the matching arm of the family's `backward`. A rule receives the
 //! op's output value and the cotangent `g` of that output, and adds a cotangent for each input
 //! with `ctx.acc(input, || ...)`. Cotangents may carry leading task axes (see `backward.rs`);

@@ -9,8 +9,8 @@
 //! | narrow, slice | y = x[start..end; step] along an axis | x̄ = zeros, with g written at the slice |
 //! | concat | y = [x₁ x₂ …] along an axis | x̄ᵢ = the slice of g where xᵢ was placed |
 //! | stack | y = [x₁ x₂ …] along a new axis | x̄ᵢ = g at position i of the new axis |
-//! | index_select | y = x[idx] along an axis | x̄ = zeros, with g scatter-added at idx |
-//! | gather | y[p] = x[p with axis coordinate index[p]] | x̄ = zeros, with g scatter-added there |
+//! | index_select | `y = x[idx]` along an axis | x̄ = zeros, with g scatter-added at idx |
+//! | gather | `y[p] = x[p with axis coordinate index[p]]` | x̄ = zeros, with g scatter-added there |
 //!
 //! Every rule addresses axes of `g` behind its leading task axes (`lead + axis`). Indexing ops
 //! scatter-*add*, so an index that repeats collects the cotangent of every copy.
