@@ -205,6 +205,18 @@ fn corrupted_data_and_header_are_rejected() {
             assert!(msg.contains("checksum mismatch"), "{msg}");
         }
     }
+    // A changed metadata value (same length, so the file stays valid safetensors).
+    let mut params = Params::new();
+    model(&mut params, 4);
+    let tagged = dir.path().join("tagged.safetensors");
+    checkpoint::save(&tagged, &params, None, &meta(&[("epoch", "3")])).unwrap();
+    let text = fs::read(&tagged).unwrap();
+    let at = text.windows(11).position(|w| w == br#""epoch":"3""#).unwrap() + 9;
+    let mut bad = text.clone();
+    bad[at] = b'4';
+    fs::write(&tagged, &bad).unwrap();
+    assert!(expect_corrupt(&tagged).contains("checksum mismatch"));
+
     // The good file still loads.
     let mut params = Params::new();
     model(&mut params, 4);
