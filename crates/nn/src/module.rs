@@ -47,7 +47,8 @@ pub struct Ctx<'a, 't> {
 }
 
 impl<'a, 't> Ctx<'a, 't> {
-    /// A context in `mode`, without buffers, with an RNG seeded with 0.
+    /// A context in `mode`, without buffers, with an RNG seeded with 0: call
+    /// [`Ctx::with_seed`] with a per-step seed, or every step draws the same dropout masks.
     pub fn new(bound: &'a Bound<'t>, mode: Mode) -> Self {
         Ctx { bound, buffers: None, mode, rng: ChaCha8Rng::seed_from_u64(0) }
     }
