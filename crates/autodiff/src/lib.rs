@@ -36,5 +36,7 @@ mod tensor;
 
 pub use backward::{BatchedGrads, Grads};
 pub use error::ShapeError;
+pub use ops::loss::Reduction;
+pub use ops::norm::{BatchNormMode, BatchStats};
 pub use tape::{NodeId, Tape, Var};
 pub use tensor::Tensor;

@@ -11,7 +11,8 @@
 //!
 //! - **Closed form** for T = 2: the point on the segment `g_1 - g_2` closest to the origin.
 //! - **Active set** (Wolfe's nearest-point algorithm): exact up to rounding, finite, and for the
-//!   small T of multi-task learning faster and far more accurate than Frank-Wolfe.
+//!   small T of multi-task learning faster and far more accurate than Frank-Wolfe. This is what
+//!   [`MinNormMethod::Auto`] uses for T > 2.
 //! - **Frank-Wolfe** as in the original MGDA code (best pair to start, exact line search).
 //! - **Projected gradient** with a projection onto the simplex.
 //!
@@ -50,12 +51,15 @@ pub enum MinNormMethod {
     Auto,
     /// The closed form; only for T <= 2 (the point of a segment closest to the origin).
     ClosedForm,
-    /// Wolfe's active-set algorithm for the nearest point of a polytope. Exact up to rounding.
+    /// Wolfe's active-set algorithm for the nearest point of a polytope, started at the best
+    /// pair and finished by pairwise (SMO-style) steps that take it to the rounding level on
+    /// near-degenerate inputs. Exact up to rounding.
     ActiveSet,
     /// Frank-Wolfe with exact line search, started at the best pair, as in the original MGDA
-    /// code. Stops after `max_iter` steps, or once the Frank-Wolfe gap (relative to the largest
-    /// squared gradient norm) is at most `tol`, or once a step moves the weights by less than
-    /// `tol` in the l1 norm (the criterion of the original code).
+    /// code. Stops after `max_iter` steps, or once the dual part of
+    /// [`MinNormSolution::kkt_residual`] (a normalised Frank-Wolfe gap) is at most `tol`, or
+    /// once a step moves the weights by less than `tol` in the l1 norm (the criterion of the
+    /// original code).
     FrankWolfe {
         /// Maximum number of Frank-Wolfe steps.
         max_iter: usize,
@@ -87,13 +91,18 @@ pub struct MinNormSolution {
     /// `alpha^T G alpha`, the squared norm of `sum_t alpha_t g_t`, computed on the given matrix
     /// (never negative).
     pub min_norm_sq: f64,
-    /// The optimality residual: with `q = alpha^T G alpha` and `r_t = (G alpha)_t - q`,
-    /// `max(max_t max(-r_t, 0), max_t alpha_t |r_t|) / max_t G[t][t]` (0 if the matrix is
-    /// zero). The first term is dual infeasibility (some task could still lower the norm), the
-    /// second the complementarity gap on the support. It is zero exactly at a minimiser.
+    /// The optimality (KKT) residual, dimensionless. With `q = alpha^T G alpha`,
+    /// `r_t = (G alpha)_t - q`, `m = sum_s alpha_s |g_s|` and `size_t = m (|g_t| + m)`:
+    /// `max(max_t max(-r_t, 0) / size_t, max_t alpha_t |r_t| / size_t)`. The first term is
+    /// dual infeasibility (some task could still lower the norm), the second the
+    /// complementarity gap on the support. It is zero exactly at a minimiser; `size_t` bounds
+    /// the numbers compared (Cauchy-Schwarz), so the residual does not depend on the overall
+    /// scale, a large gradient elsewhere does not hide a violation, and values near 1e-16 are
+    /// rounding.
     pub kkt_residual: f64,
-    /// Iterations spent: major cycles (points added to the corral) for the active set, steps
-    /// for Frank-Wolfe and projected gradient, 0 for a closed form.
+    /// Iterations spent: major cycles (points added to the corral) plus pairwise polishing
+    /// steps for the active set, steps for Frank-Wolfe and projected gradient, 0 for a closed
+    /// form.
     pub iterations: usize,
     /// The method that produced the weights (never [`MinNormMethod::Auto`]).
     /// [`MinNormMethod::ClosedForm`] also reports T = 1 and inputs with a zero gradient, whose
@@ -351,35 +360,50 @@ fn vertex(index: usize, t: usize) -> Vec<f64> {
     weights
 }
 
-/// Relative size of `|a - b|^2` below which two points count as one.
-const SEGMENT_TOL: f64 = 1e-13;
-
-/// The `gamma` in `[0, 1]` minimising `|gamma a + (1 - gamma) b|^2`, from `aa = |a|^2`,
-/// `ab = <a, b>`, `bb = |b|^2`; `None` when `a` and `b` coincide up to rounding (then every
-/// `gamma` is as good).
+/// The weights `[gamma, 1 - gamma]` (`gamma` in `[0, 1]`) minimising
+/// `|gamma a + (1 - gamma) b|^2`, from `aa = |a|^2`, `ab = <a, b>`, `bb = |b|^2`.
 ///
 /// Setting the derivative of `|b + gamma (a - b)|^2` to zero gives
-/// `gamma = <b, b - a> / |a - b|^2 = (bb - ab) / (aa + bb - 2 ab)`; clamping to `[0, 1]` picks
-/// an endpoint when the foot of the perpendicular from the origin falls outside the segment.
-fn segment_gamma(aa: f64, ab: f64, bb: f64) -> Option<f64> {
+/// `gamma = <b, b - a> / |a - b|^2 = (bb - ab) / (aa + bb - 2 ab)` and likewise
+/// `1 - gamma = (aa - ab) / (aa + bb - 2 ab)`; both are computed as quotients (not one as
+/// `1 - other`), so a tiny weight keeps its relative accuracy. Clamping picks an endpoint when
+/// the foot of the perpendicular from the origin falls outside the segment. When
+/// `|a - b|^2` is at rounding level the quotients are noise, so the answer is also compared
+/// with the better endpoint; if `a` and `b` coincide (`|a - b|^2 <= 0` and `aa == bb`) every
+/// `gamma` is optimal and the midpoint is returned.
+fn segment_weights(aa: f64, ab: f64, bb: f64) -> [f64; 2] {
     let dist_sq = aa + bb - 2.0 * ab;
-    if dist_sq > SEGMENT_TOL * (aa + bb) {
-        Some(((bb - ab) / dist_sq).clamp(0.0, 1.0))
+    let endpoint = match aa.total_cmp(&bb) {
+        std::cmp::Ordering::Less => [1.0, 0.0],
+        std::cmp::Ordering::Greater => [0.0, 1.0],
+        std::cmp::Ordering::Equal => [0.5, 0.5],
+    };
+    if dist_sq <= 0.0 {
+        return endpoint;
+    }
+    let (to_a, to_b) = (bb - ab, aa - ab);
+    let weights = if to_a <= 0.0 {
+        [0.0, 1.0]
+    } else if to_b <= 0.0 {
+        [1.0, 0.0]
     } else {
-        None
+        [to_a / dist_sq, to_b / dist_sq]
+    };
+    if segment_value(weights, aa, ab, bb) <= segment_value(endpoint, aa, ab, bb) {
+        weights
+    } else {
+        endpoint
     }
 }
 
-/// `|gamma a + (1 - gamma) b|^2`.
-fn segment_value(gamma: f64, aa: f64, ab: f64, bb: f64) -> f64 {
-    let rest = 1.0 - gamma;
-    gamma * gamma * aa + 2.0 * gamma * rest * ab + rest * rest * bb
+/// `|w_a a + w_b b|^2`.
+fn segment_value([w_a, w_b]: [f64; 2], aa: f64, ab: f64, bb: f64) -> f64 {
+    w_a * w_a * aa + 2.0 * w_a * w_b * ab + w_b * w_b * bb
 }
 
 /// The T = 2 closed form on a 2 x 2 Gram matrix; equal weights for identical gradients.
 fn two_task_weights(gram: &[f64]) -> [f64; 2] {
-    let gamma = segment_gamma(gram[0], gram[1], gram[3]).unwrap_or(0.5);
-    [gamma, 1.0 - gamma]
+    segment_weights(gram[0], gram[1], gram[3])
 }
 
 /// `(G alpha)_t` for every task, summing over the support of `alpha` only.
@@ -402,6 +426,38 @@ fn argmin(values: &[f64]) -> (usize, f64) {
         .fold((0, f64::INFINITY), |best, (i, &v)| if v < best.1 { (i, v) } else { best })
 }
 
+/// Normalised optimality violations of `weights`, given `products = G weights` and the
+/// gradient norms. With `q = weights . products`, `r_t = products_t - q`,
+/// `m = sum_s weights_s |g_s|` and `size_t = m (|g_t| + m)`:
+struct Violations {
+    /// `max_t max(-r_t, 0) / size_t`: how much some task could still lower the norm.
+    dual: f64,
+    /// `max over weights_t > 0 of |r_t| / size_t`: equality on the support.
+    support: f64,
+    /// `max_t weights_t |r_t| / size_t`: the complementarity gap.
+    complementarity: f64,
+}
+
+/// See [`Violations`]. `size_t` bounds `|products_t| + q` (Cauchy-Schwarz), hence the rounding
+/// in `r_t`, whatever the scales of the other gradients.
+fn violations(weights: &[f64], products: &[f64], norms: &[f64]) -> Violations {
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let (q, m) = (dot(weights, products), dot(weights, norms));
+    let mut found = Violations { dual: 0.0, support: 0.0, complementarity: 0.0 };
+    for ((&w, &p), &n) in weights.iter().zip(products).zip(norms) {
+        let size = m * (n + m);
+        if size > 0.0 {
+            let r = (p - q) / size;
+            found.dual = found.dual.max(-r);
+            if w > 0.0 {
+                found.support = found.support.max(r.abs());
+            }
+            found.complementarity = found.complementarity.max(w * r.abs());
+        }
+    }
+    found
+}
+
 /// Cleans the weights onto the simplex and measures them on the (unscaled) matrix.
 fn finish(
     sym: &[f64],
@@ -422,15 +478,13 @@ fn finish(
     let mut products = vec![0.0; t];
     gram_times(sym, t, &weights, &mut products);
     let norm_sq: f64 = weights.iter().zip(&products).map(|(w, p)| w * p).sum();
-    let scale = (0..t).map(|i| sym[i * t + i]).fold(0.0_f64, f64::max);
-    let kkt_residual = if scale > 0.0 {
-        let worst = weights.iter().zip(&products).fold(0.0_f64, |worst, (&w, &p)| {
-            let r = p - norm_sq;
-            worst.max(-r).max(w * r.abs())
-        });
-        worst / scale
-    } else {
-        0.0
-    };
-    MinNormSolution { weights, min_norm_sq: norm_sq.max(0.0), kkt_residual, iterations, method }
+    let norms: Vec<f64> = (0..t).map(|i| sym[i * t + i].sqrt()).collect();
+    let found = violations(&weights, &products, &norms);
+    MinNormSolution {
+        weights,
+        min_norm_sq: norm_sq.max(0.0),
+        kkt_residual: found.dual.max(found.complementarity),
+        iterations,
+        method,
+    }
 }

@@ -2,11 +2,11 @@
 //! original MGDA code, and projected gradient.
 //!
 //! Both work on a Gram matrix scaled so its largest diagonal entry is 1, with `t >= 2`, and
-//! stop on the Frank-Wolfe gap `alpha^T G alpha - min_t (G alpha)_t <= tol` (which bounds the
-//! distance to the optimal value: `f(alpha) - f* <= 2 gap` for `f = alpha^T G alpha`), on a
-//! step smaller than `tol` in the l1 norm, or after `max_iter` steps.
+//! stop when the normalised dual violation (the first term of the KKT residual, a normalised
+//! Frank-Wolfe gap `alpha^T G alpha - min_t (G alpha)_t`) is at most `tol`, when a step moves
+//! the weights by less than `tol` in the l1 norm, or after `max_iter` steps.
 
-use super::{argmin, gram_times, segment_gamma, segment_value};
+use super::{argmin, gram_times, segment_value, segment_weights, violations};
 
 /// Frank-Wolfe: start at the best pair of tasks (the T = 2 closed form on every pair), then
 /// repeatedly move towards the vertex `g_j` with the smallest `<x, g_j>`, by the exact line
@@ -16,36 +16,37 @@ use super::{argmin, gram_times, segment_gamma, segment_value};
 /// the line search here is exact.
 pub(super) fn frank_wolfe(gram: &[f64], t: usize, max_iter: usize, tol: f64) -> (Vec<f64>, usize) {
     let at = |i: usize, j: usize| gram[i * t + j];
-    let mut best = (f64::INFINITY, 0, 1, 0.5);
+    let mut best = (f64::INFINITY, 0, 1, [0.5, 0.5]);
     for i in 0..t {
         for j in i + 1..t {
             let (aa, ab, bb) = (at(i, i), at(i, j), at(j, j));
-            let gamma = segment_gamma(aa, ab, bb).unwrap_or(0.5);
-            let value = segment_value(gamma, aa, ab, bb);
+            let pair = segment_weights(aa, ab, bb);
+            let value = segment_value(pair, aa, ab, bb);
             if value < best.0 {
-                best = (value, i, j, gamma);
+                best = (value, i, j, pair);
             }
         }
     }
     let mut weights = vec![0.0; t];
-    weights[best.1] = best.3;
-    weights[best.2] += 1.0 - best.3;
+    weights[best.1] = best.3[0];
+    weights[best.2] = best.3[1];
 
+    let norms: Vec<f64> = (0..t).map(|i| at(i, i).sqrt()).collect();
     let mut products = vec![0.0; t];
     let mut steps = 0;
     while steps < max_iter {
         gram_times(gram, t, &weights, &mut products);
-        let norm_sq: f64 = weights.iter().zip(&products).map(|(w, p)| w * p).sum();
-        let (vertex, product) = argmin(&products);
-        if norm_sq - product <= tol {
+        if violations(&weights, &products, &norms).dual <= tol {
             break;
         }
-        // Point on the segment: gamma x + (1 - gamma) g_vertex.
-        let gamma = segment_gamma(norm_sq, product, at(vertex, vertex)).unwrap_or(1.0);
+        let norm_sq: f64 = weights.iter().zip(&products).map(|(w, p)| w * p).sum();
+        let (vertex, product) = argmin(&products);
+        // Point on the segment: keep x + step g_vertex.
+        let [keep, step] = segment_weights(norm_sq, product, at(vertex, vertex));
         let mut change = 0.0;
         for (s, w) in weights.iter_mut().enumerate() {
             let target = if s == vertex { 1.0 } else { 0.0 };
-            let new = gamma * *w + (1.0 - gamma) * target;
+            let new = keep * *w + step * target;
             change += (new - *w).abs();
             *w = new;
         }
@@ -70,14 +71,14 @@ pub(super) fn projected_gradient(
     let max_row_sum = gram.chunks_exact(t).map(|row| row.iter().map(|g| g.abs()).sum::<f64>());
     let lipschitz_half = max_row_sum.fold(0.0_f64, f64::max).min(frobenius);
 
+    let norms: Vec<f64> = (0..t).map(|i| gram[i * t + i].sqrt()).collect();
     let mut weights = vec![1.0 / t as f64; t];
     let mut products = vec![0.0; t];
     let mut moved = vec![0.0; t];
     let mut steps = 0;
     while steps < max_iter {
         gram_times(gram, t, &weights, &mut products);
-        let norm_sq: f64 = weights.iter().zip(&products).map(|(w, p)| w * p).sum();
-        if norm_sq - argmin(&products).1 <= tol {
+        if violations(&weights, &products, &norms).dual <= tol {
             break;
         }
         for ((m, w), p) in moved.iter_mut().zip(&weights).zip(&products) {
