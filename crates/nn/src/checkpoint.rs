@@ -9,8 +9,9 @@
 //!
 //! Writes are atomic: the bytes go to a temporary file in the same directory, which is flushed
 //! to disk and then renamed over the target, so a crash leaves either the old file or the new
-//! one. The metadata carries a checksum (64-bit FNV-1a over names, dtypes, shapes and data); a
-//! truncated or corrupted file is rejected with [`NnError::Corrupt`] naming the file. Loading
+//! one. The metadata carries a checksum (64-bit FNV-1a over names, dtypes, shapes, data and the
+//! other metadata); a truncated or corrupted file is rejected with [`NnError::Corrupt`] naming
+//! the file. Loading
 //! checks every name, shape and dtype first and reports all differences at once
 //! ([`NnError::Mismatch`]); nothing is changed unless everything fits.
 
@@ -117,7 +118,8 @@ fn dtype_name(dtype: Dtype) -> String {
 }
 
 impl Checkpoint {
-    /// The checksum over names, dtypes, shapes and data, in name order.
+    /// The checksum over every tensor's name, dtype, shape and data, then every metadata entry
+    /// but the checksum itself, each in name order.
     fn checksum(&self) -> String {
         let mut h = Fnv::new();
         for (name, t) in &self.tensors {
@@ -128,6 +130,12 @@ impl Checkpoint {
                 h.feed(&(d as u64).to_le_bytes());
             }
             h.feed(&t.data.bytes());
+        }
+        for (key, value) in self.metadata.iter().filter(|(k, _)| k.as_str() != CHECKSUM_KEY) {
+            h.feed(key.as_bytes());
+            h.feed(&[0]);
+            h.feed(value.as_bytes());
+            h.feed(&[0]);
         }
         format!("{:016x}", h.0)
     }
@@ -239,9 +247,7 @@ impl Checkpoint {
             });
         }
         if let Some(expected) = checkpoint.metadata.get(CHECKSUM_KEY) {
-            let mut without = checkpoint.clone();
-            without.metadata.remove(CHECKSUM_KEY);
-            let actual = without.checksum();
+            let actual = checkpoint.checksum();
             if &actual != expected {
                 return Err(corrupt(format!(
                     "checksum mismatch (header says {expected}, data gives {actual})"

@@ -47,7 +47,8 @@ pub struct Ctx<'a, 't> {
 }
 
 impl<'a, 't> Ctx<'a, 't> {
-    /// A context in `mode`, without buffers, with an RNG seeded with 0.
+    /// A context in `mode`, without buffers, with an RNG seeded with 0: call
+    /// [`Ctx::with_seed`] with a per-step seed, or every step draws the same dropout masks.
     pub fn new(bound: &'a Bound<'t>, mode: Mode) -> Self {
         Ctx { bound, buffers: None, mode, rng: ChaCha8Rng::seed_from_u64(0) }
     }
@@ -138,8 +139,9 @@ impl fmt::Debug for Ctx<'_, '_> {
 ///
 /// Implementors register their parameters in a [`Params`] store when built and keep the ids;
 /// `forward` looks the bound leaves up in the [`Ctx`]. The trait is object safe, so
-/// heterogeneous layers fit in a [`Sequential`](crate::Sequential).
-pub trait Module: fmt::Debug {
+/// heterogeneous layers fit in a [`Sequential`](crate::Sequential); it requires `Send + Sync`
+/// so that models can move between threads (a module holds ids and settings, never tensors).
+pub trait Module: fmt::Debug + Send + Sync {
     /// Applies the module to `x` on the tape of `ctx`.
     fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> Var<'t>;
 

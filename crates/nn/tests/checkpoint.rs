@@ -205,6 +205,18 @@ fn corrupted_data_and_header_are_rejected() {
             assert!(msg.contains("checksum mismatch"), "{msg}");
         }
     }
+    // A changed metadata value (same length, so the file stays valid safetensors).
+    let mut params = Params::new();
+    model(&mut params, 4);
+    let tagged = dir.path().join("tagged.safetensors");
+    checkpoint::save(&tagged, &params, None, &meta(&[("epoch", "3")])).unwrap();
+    let text = fs::read(&tagged).unwrap();
+    let at = text.windows(11).position(|w| w == br#""epoch":"3""#).unwrap() + 9;
+    let mut bad = text.clone();
+    bad[at] = b'4';
+    fs::write(&tagged, &bad).unwrap();
+    assert!(expect_corrupt(&tagged).contains("checksum mismatch"));
+
     // The good file still loads.
     let mut params = Params::new();
     model(&mut params, 4);
@@ -310,4 +322,61 @@ fn optimizer_state_must_exist_and_be_of_the_same_kind() {
     let err = checkpoint::load(&path, &mut params, Some(&mut sgd)).unwrap_err();
     assert!(err.to_string().contains("optimizer state of `adam`, loading into `sgd`"), "{err}");
     assert_eq!(sgd.steps(), 0);
+}
+
+/// A trunk with BatchNorm (running statistics in buffers) and Dropout (masks from the step's
+/// seed), trained with AdamW on a schedule.
+fn bn_model(params: &mut Params, seed: u64) -> Sequential {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Sequential::new()
+        .push(Linear::new(params, "trunk.0", 4, 16, &mut rng).unwrap())
+        .push(tapestry_nn::BatchNorm2d::new(params, "trunk.1", 16).unwrap())
+        .push(Relu)
+        .push(tapestry_nn::Dropout::new(0.3))
+        .push(Linear::new(params, "head", 16, 2, &mut rng).unwrap())
+}
+
+fn bn_step(net: &Sequential, params: &mut Params, opt: &mut dyn Optimizer) {
+    let step = opt.steps();
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let mut ctx = Ctx::train(&bound).with_buffers(params.buffers_mut()).with_seed(1000 + step);
+    let out = net.forward(tape.constant(vals(&[8, 4], 0.53, step as f64)), &mut ctx);
+    let loss = losses::mse_loss(out, tape.constant(vals(&[8, 2], 0.21, 0.1 * step as f64)));
+    let grads = bound.grads(&tape.backward(loss));
+    opt.set_lr(schedule().lr(step));
+    opt.step(params, &grads);
+}
+
+#[test]
+fn resume_with_batchnorm_and_dropout_is_bit_identical() {
+    let (n, k) = (9, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bn.safetensors");
+    let mut params = Params::new();
+    let net = bn_model(&mut params, 1);
+    let mut opt = tapestry_nn::optim::AdamW::new(0.01);
+    for _ in 0..n {
+        bn_step(&net, &mut params, &mut opt);
+    }
+
+    let mut params_a = Params::new();
+    let net_a = bn_model(&mut params_a, 1);
+    let mut opt_a = tapestry_nn::optim::AdamW::new(0.01);
+    for _ in 0..k {
+        bn_step(&net_a, &mut params_a, &mut opt_a);
+    }
+    checkpoint::save(&path, &params_a, Some(&opt_a), &BTreeMap::new()).unwrap();
+
+    let mut params_b = Params::new();
+    let net_b = bn_model(&mut params_b, 2);
+    let mut opt_b = tapestry_nn::optim::AdamW::new(0.3);
+    checkpoint::load(&path, &mut params_b, Some(&mut opt_b)).unwrap();
+    for _ in k..n {
+        bn_step(&net_b, &mut params_b, &mut opt_b);
+    }
+    assert_eq!(bits(&params), bits(&params_b));
+    let count = params_b.buffer_id("trunk.1.num_batches_tracked").unwrap();
+    assert_eq!(params_b.buffers().get(count).item(), n as f32);
+    assert_eq!(opt.state(), opt_b.state());
 }

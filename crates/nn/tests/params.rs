@@ -203,3 +203,38 @@ fn accumulating_k_batches_equals_one_big_batch() {
     }
     assert!(acc.is_empty() && acc.take_mean().is_none());
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use tapestry_autodiff::Tensor;
+    use tapestry_nn::{ParamGrads, Params};
+
+    proptest! {
+        /// Flattening a subset and writing it back is the identity, in any id order, and
+        /// leaves the other parameters at zero.
+        #[test]
+        fn flat_round_trip(
+            sizes in proptest::collection::vec(1usize..5, 1..6),
+            pick in proptest::collection::vec(any::<bool>(), 6),
+            seed in any::<u32>(),
+        ) {
+            let mut params = Params::new();
+            let ids: Vec<_> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| params.add(format!("p{i}"), Tensor::zeros(&[n, 2])).unwrap())
+                .collect();
+            let mut subset: Vec<_> =
+                ids.iter().zip(&pick).filter(|(_, &k)| k).map(|(id, _)| *id).collect();
+            subset.reverse();
+            let n = params.numel_of(&subset);
+            let flat: Vec<f32> = (0..n).map(|i| ((i as u32 ^ seed) % 97) as f32 - 48.0).collect();
+            let grads = ParamGrads::from_flat(&params, &subset, &flat).unwrap();
+            prop_assert_eq!(grads.flatten(&subset), flat);
+            for id in ids.iter().filter(|id| !subset.contains(id)) {
+                prop_assert!(grads.get(*id).as_slice().iter().all(|&v| v == 0.0));
+            }
+            prop_assert_eq!(grads.flatten_all().len(), params.numel());
+        }
+    }
+}

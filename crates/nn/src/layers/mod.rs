@@ -5,9 +5,17 @@
 //! module's `state_dict()`.
 
 mod activation;
+mod conv;
+mod dropout;
 mod linear;
+mod norm;
+mod pool;
 mod sequential;
 
 pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh};
+pub use conv::Conv2d;
+pub use dropout::Dropout;
 pub use linear::Linear;
+pub use norm::{BatchNorm2d, LayerNorm};
+pub use pool::{AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;

@@ -48,8 +48,9 @@ use crate::error::NnError;
 use crate::grads::ParamGrads;
 use crate::params::{ParamId, Params};
 
-/// Updates parameters from their gradients.
-pub trait Optimizer {
+/// Updates parameters from their gradients. Object safe: a trainer can hold a
+/// `Box<dyn Optimizer>`.
+pub trait Optimizer: std::fmt::Debug + Send {
     /// A short name of the algorithm (`"sgd"`, `"adam"`, `"adamw"`), saved in checkpoints.
     fn kind(&self) -> &'static str;
 

@@ -10,7 +10,7 @@ use std::f64::consts::PI;
 use std::fmt;
 
 /// A learning rate for every step.
-pub trait LrSchedule: fmt::Debug {
+pub trait LrSchedule: fmt::Debug + Send + Sync {
     /// The learning rate to use for the update after `step` updates have been taken.
     fn lr(&self, step: u64) -> f64;
 }
