@@ -39,8 +39,8 @@ pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Vec<usize>
 /// If the shapes do not broadcast.
 pub fn zip_map(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
     if a.shape() == b.shape() {
-        let data = a.as_slice().iter().zip(b.as_slice()).map(|(&x, &y)| f(x, y)).collect();
-        return Tensor::from_vec(a.shape(), data).expect("same shape");
+        let values = a.as_slice().iter().zip(b.as_slice()).map(|(&x, &y)| f(x, y));
+        return Tensor::from_exact_iter(a.shape(), values);
     }
     let shape = broadcast_shape(op, a.shape(), b.shape());
     let av = a.view();

@@ -51,7 +51,27 @@ impl std::ops::Deref for Shape {
 #[derive(Clone)]
 pub struct Tensor {
     shape: Shape,
-    data: Arc<Vec<f32>>,
+    data: Storage,
+}
+
+/// Shared, reference-counted element storage.
+///
+/// Values computed element by element are collected straight into one allocation
+/// (`Arc<[f32]>`); buffers that kernels fill arrive as a `Vec` and are shared without a copy.
+#[derive(Clone)]
+enum Storage {
+    Slice(Arc<[f32]>),
+    Vec(Arc<Vec<f32>>),
+}
+
+impl std::ops::Deref for Storage {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Storage::Slice(s) => s,
+            Storage::Vec(v) => v,
+        }
+    }
 }
 
 impl Tensor {
@@ -70,7 +90,7 @@ impl Tensor {
         } else {
             array.iter().copied().collect()
         };
-        Tensor { shape, data: Arc::new(data) }
+        Tensor { shape, data: Storage::Vec(Arc::new(data)) }
     }
 
     /// Builds a tensor from a shape and row-major data.
@@ -86,13 +106,24 @@ impl Tensor {
         if expected != data.len() {
             return Err(ShapeError::DataLength { shape: shape.to_vec(), len: data.len() });
         }
-        Ok(Tensor { shape: Shape::from_slice(shape), data: Arc::new(data) })
+        Ok(Tensor { shape: Shape::from_slice(shape), data: Storage::Vec(Arc::new(data)) })
     }
 
     /// A tensor of the given shape filled with `value`.
     pub fn full(shape: &[usize], value: f32) -> Self {
         let n = shape.iter().product();
-        Tensor { shape: Shape::from_slice(shape), data: Arc::new(vec![value; n]) }
+        Tensor::from_exact_iter(shape, std::iter::repeat_n(value, n))
+    }
+
+    /// A tensor from an iterator of exactly `shape.iter().product()` row-major values, collected
+    /// into one allocation.
+    ///
+    /// # Panics
+    /// If the iterator yields another number of values.
+    pub(crate) fn from_exact_iter(shape: &[usize], values: impl Iterator<Item = f32>) -> Self {
+        let data: Arc<[f32]> = values.collect();
+        assert_eq!(data.len(), shape.iter().product::<usize>(), "values do not fit {shape:?}");
+        Tensor { shape: Shape::from_slice(shape), data: Storage::Slice(data) }
     }
 
     /// A tensor of zeros.
@@ -164,13 +195,13 @@ impl Tensor {
         if shape.iter().product::<usize>() != self.len() {
             return Err(ShapeError::mismatch("reshape", self.shape(), shape));
         }
-        Ok(Tensor { shape: Shape::from_slice(shape), data: Arc::clone(&self.data) })
+        Ok(Tensor { shape: Shape::from_slice(shape), data: self.data.clone() })
     }
 
     /// Applies `f` to every element, returning a new tensor.
     pub fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
-        let data = self.data.iter().map(|&v| f(v)).collect();
-        Tensor { shape: self.shape.clone(), data: Arc::new(data) }
+        let data = Storage::Slice(self.data.iter().map(|&v| f(v)).collect());
+        Tensor { shape: self.shape.clone(), data }
     }
 
     /// The largest absolute difference to `other`, or `None` if the shapes differ.
@@ -195,7 +226,15 @@ impl Tensor {
 
     /// Mutable access to the elements; copies the storage first if it is shared.
     pub(crate) fn make_mut(&mut self) -> &mut [f32] {
-        Arc::make_mut(&mut self.data).as_mut_slice()
+        match &mut self.data {
+            Storage::Vec(v) => Arc::make_mut(v).as_mut_slice(),
+            Storage::Slice(s) => {
+                if Arc::get_mut(s).is_none() {
+                    *s = Arc::from(&s[..]);
+                }
+                Arc::get_mut(s).expect("unique after the copy")
+            }
+        }
     }
 }
 
@@ -207,7 +246,10 @@ impl From<ArrayD<f32>> for Tensor {
 
 impl From<Tensor> for ArrayD<f32> {
     fn from(t: Tensor) -> Self {
-        let data = Arc::try_unwrap(t.data).unwrap_or_else(|shared| (*shared).clone());
+        let data = match t.data {
+            Storage::Vec(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone()),
+            Storage::Slice(s) => s.to_vec(),
+        };
         ArrayD::from_shape_vec(IxDyn(&t.shape), data).expect("Tensor invariant")
     }
 }
