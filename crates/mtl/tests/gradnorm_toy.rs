@@ -1,0 +1,59 @@
+//! A small version of the GradNorm paper's toy (two tasks, σ = 1 and 100): GradNorm gives the
+//! small-scale task the larger weight, and the weights sum to T at every step.
+
+use tapestry_mtl::gradnorm::GradNormConfig;
+use tapestry_mtl::step::StepReport;
+use tapestry_mtl::toy::{gradnorm_toy, gradnorm_toy_model, GradNormToyConfig};
+use tapestry_mtl::trainer::{Observer, Trainer, TrainerConfig};
+use tapestry_mtl::weighting::GradNorm;
+use tapestry_nn::optim::Adam;
+use tapestry_nn::Params;
+
+#[derive(Default)]
+struct Weights(Vec<Vec<f64>>);
+
+impl Observer for Weights {
+    fn on_step(&mut self, report: &StepReport) {
+        self.0.push(report.weights.clone());
+        if let Some(g) = &report.gradnorm {
+            self.0.push(g.weights.clone());
+        }
+    }
+}
+
+#[test]
+fn gradnorm_weights_order_inversely_to_sigma_and_sum_to_t() {
+    let config = GradNormToyConfig {
+        sigmas: vec![1.0, 100.0],
+        input_dim: 20,
+        output_dim: 10,
+        train: 400,
+        test: 10,
+        ..GradNormToyConfig::default()
+    };
+    let splits = gradnorm_toy(&config);
+    let mut params = Params::new();
+    let model = gradnorm_toy_model(&mut params, &config, 16, 2, 0).unwrap();
+    assert_eq!(params.name(model_default(&model, &params)), "trunk.2.weight");
+    let trainer_config = TrainerConfig { epochs: 3, batch_size: 40, ..TrainerConfig::default() };
+    let gradnorm = GradNorm::with_config(GradNormConfig {
+        min_weight: 1e-6,
+        ..GradNormConfig::new(0.12, 1e-2)
+    });
+    let mut trainer = Trainer::new(trainer_config, Adam::new(1e-3), gradnorm);
+    let mut log = Weights::default();
+    trainer.fit(&model, &mut params, &splits.train, None, &mut log).unwrap();
+    assert_eq!(log.0.len(), 2 * 30);
+    for w in &log.0 {
+        assert!((w.iter().sum::<f64>() - 2.0).abs() < 1e-9, "{w:?}");
+    }
+    assert_eq!(log.0[0], vec![1.0, 1.0]);
+    let last = log.0.last().unwrap();
+    assert!(last[0] > last[1], "the task with sigma 1 should weigh more: {last:?}");
+    assert!(last[0] > 1.5, "the weights should have moved well apart: {last:?}");
+}
+
+fn model_default(model: &tapestry_mtl::HardSharing, params: &Params) -> tapestry_nn::ParamId {
+    use tapestry_mtl::MultiTaskModel;
+    model.default_gradnorm_param(params).unwrap()
+}
