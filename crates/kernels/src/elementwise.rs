@@ -251,7 +251,11 @@ fn exp_scalar(x: f32) -> f32 {
     const LO: f32 = -87.336_55;
     let xc = x.clamp(LO, HI);
     let fx = xc * std::f32::consts::LOG2_E;
-    let n = (fx + 12_582_912.0) - 12_582_912.0; // round to nearest
+    // Round to nearest by adding 1.5·2²³: the integer then sits in the low mantissa bits, which
+    // gives it without a float-to-int conversion (so the loop vectorises).
+    let t = fx + 12_582_912.0;
+    let n = t - 12_582_912.0;
+    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
     let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_2e-3;
@@ -261,10 +265,10 @@ fn exp_scalar(x: f32) -> f32 {
     p = p * r + 0.5;
     let e = p * (r * r) + r + 1.0;
     // 2^n as two factors, so that n = 128 (x near the top of the range) does not overflow.
-    let ni = n as i32;
-    let (n1, n2) = (ni >> 1, ni - (ni >> 1));
-    let v =
-        e * f32::from_bits(((n1 + 127) as u32) << 23) * f32::from_bits(((n2 + 127) as u32) << 23);
+    let (n1, n2) = (ni >> 1, ni.wrapping_sub(ni >> 1));
+    let v = e
+        * f32::from_bits((n1.wrapping_add(127) as u32) << 23)
+        * f32::from_bits((n2.wrapping_add(127) as u32) << 23);
     let v = if x > HI { f32::INFINITY } else { v };
     let v = if x < LO { 0.0 } else { v };
     if x.is_nan() {

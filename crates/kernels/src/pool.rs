@@ -366,6 +366,20 @@ pub fn avg_pool2d_backward(g: &Pool2dGeometry, dy: &[f32], dx: &mut [f32]) {
             return;
         }
         let d = &dy[plane * yp..(plane + 1) * yp];
+        if g.is_2x2_s2() {
+            // Windows tile the plane without overlap: each cell gets one value.
+            for oy in 0..oh {
+                let drow = &d[oy * ow..(oy + 1) * ow];
+                for r in 0..2 {
+                    let row = &mut dxp[(2 * oy + r) * g.w..(2 * oy + r) * g.w + 2 * ow];
+                    for (pair, &v) in row.chunks_exact_mut(2).zip(drow) {
+                        pair[0] = v * scale;
+                        pair[1] = v * scale;
+                    }
+                }
+            }
+            return;
+        }
         for oy in 0..oh {
             let (y0, y1) = window(oy, g.stride.0, g.padding.0, g.kh, g.h);
             for ox in 0..ow {
