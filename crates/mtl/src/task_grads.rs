@@ -12,6 +12,8 @@
 //! `Param` and `Batched` also yield every task's gradient on *all* parameters (heads
 //! included), so a weighted combination needs no further backward pass.
 
+use std::sync::OnceLock;
+
 use tapestry_autodiff::{BatchedGrads, Grads, Tape, Tensor, Var};
 
 use crate::min_norm::gram_matrix;
@@ -33,6 +35,8 @@ pub struct TaskGradients {
     tasks: usize,
     dim: usize,
     data: Vec<f32>,
+    /// The Gram matrix, computed once on first use (a `T × P` pass over the data).
+    gram: OnceLock<Vec<f64>>,
 }
 
 impl TaskGradients {
@@ -47,7 +51,7 @@ impl TaskGradients {
             "TaskGradients: {tasks} x {dim} needs {} values",
             tasks * dim
         );
-        TaskGradients { tasks, dim, data }
+        TaskGradients { tasks, dim, data, gram: OnceLock::new() }
     }
 
     /// The number of tasks T.
@@ -73,9 +77,10 @@ impl TaskGradients {
         &self.data
     }
 
-    /// The `T × T` Gram matrix `G[s][t] = ⟨g_s, g_t⟩` in f64, row-major.
+    /// The `T × T` Gram matrix `G[s][t] = ⟨g_s, g_t⟩` in f64, row-major (computed on the first
+    /// call and kept, so the weighting and the step's statistics share one pass).
     pub fn gram(&self) -> Vec<f64> {
-        gram_matrix(&self.data, self.tasks, self.dim)
+        self.gram.get_or_init(|| gram_matrix(&self.data, self.tasks, self.dim)).clone()
     }
 
     /// The Euclidean norm of each task's gradient.
@@ -196,11 +201,27 @@ impl TaskSweep {
     /// If `weights.len()` differs from the number of tasks.
     pub fn combined(&self, weights: &[f32], var: Var<'_>) -> Tensor {
         assert_eq!(weights.len(), self.tasks(), "one weight per task");
-        let mut out = vec![0.0f32; var.value().len()];
-        for (t, &w) in weights.iter().enumerate() {
-            let g = self.grad(t, var);
-            for (o, v) in out.iter_mut().zip(g.as_slice()) {
+        let n = var.value().len();
+        let mut out = vec![0.0f32; n];
+        let mut add = |w: f32, g: &[f32]| {
+            for (o, v) in out.iter_mut().zip(g) {
                 *o += w * v;
+            }
+        };
+        match self {
+            TaskSweep::Separate(v) => {
+                for (grads, &w) in v.iter().zip(weights) {
+                    if let Some(g) = grads.get(var) {
+                        add(w, g.as_slice());
+                    }
+                }
+            }
+            // One pass over the stack, without copying each task's row out first.
+            TaskSweep::Batched(b) => {
+                let stacked = b.stacked(var);
+                for (row, &w) in stacked.as_slice().chunks(n.max(1)).zip(weights) {
+                    add(w, row);
+                }
             }
         }
         Tensor::from_vec(&var.shape(), out).expect("shape of var")
