@@ -1,1 +1,230 @@
-fn main() {}
+//! `tapestry`: train, evaluate and compare multi-task models from the command line.
+//!
+//! ```text
+//! tapestry train                       # MultiDigits, MLP, MGDA-UB, 5 epochs (about a minute)
+//! tapestry train --config run.toml     # or every option from a TOML file
+//! tapestry eval --checkpoint runs/train
+//! tapestry compare --methods ew,mgda,mgda-ub,gradnorm
+//! ```
+//!
+//! Every failure prints one sentence on stderr and exits with code 2. `docs/cli.md` describes
+//! the commands, their options and outputs.
+#![forbid(unsafe_code)]
+
+mod compare;
+mod config;
+mod error;
+mod models;
+mod output;
+mod plots;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::RunConfig;
+use crate::error::{one_sentence, CliError, Result};
+
+/// Train, evaluate and compare multi-task models.
+#[derive(Debug, Parser)]
+#[command(name = "tapestry", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Train a multi-task model (defaults: MultiDigits, an MLP, MGDA-UB, 5 epochs).
+    Train {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The output directory.
+        #[arg(long, default_value = "runs/train")]
+        out: PathBuf,
+    },
+    /// Evaluate a saved run's checkpoint on its data set's test split.
+    Eval {
+        /// A run directory (holding checkpoint.safetensors and config.toml) or a checkpoint file.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Use at most this many test samples.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Threads of the rayon pool (0: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Train several weighting methods on the same data and seed and compare them (Δp over EW).
+    Compare {
+        /// Comma-separated methods (ew, mgda, mgda-ub, gradnorm); ew is added as the baseline.
+        #[arg(long, default_value = "ew,mgda,mgda-ub,gradnorm")]
+        methods: String,
+        #[command(flatten)]
+        run: RunArgs,
+        /// The output directory (one subdirectory per method).
+        #[arg(long, default_value = "runs/compare")]
+        out: PathBuf,
+    },
+}
+
+/// The options of a run; each overrides the config file, which overrides the defaults.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A TOML file with any of the options below (names with underscores: batch_size = 64).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data set: multidigits (default), multifashion, scenes, csv.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// The folder of multifashion (MNIST-format files) or the file of csv.
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    /// Use at most this many training and test samples.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Model preset: auto, mlp, conv, lenet, multitasknet.
+    #[arg(long)]
+    model: Option<String>,
+    /// Width of the MLP's last hidden layer (and of conv's linear layer).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Weighting method: ew, mgda, mgda-ub, gradnorm.
+    #[arg(long)]
+    method: Option<String>,
+    /// MGDA / MGDA-UB gradient normalisation: none, l2, loss, loss+.
+    #[arg(long)]
+    normalization: Option<String>,
+    /// Per-task gradients on the shared parameters: param (T sweeps) or batched (one sweep).
+    #[arg(long)]
+    grad_mode: Option<String>,
+    /// GradNorm's asymmetry alpha.
+    #[arg(long)]
+    gradnorm_alpha: Option<f64>,
+    /// GradNorm's learning rate of the task weights.
+    #[arg(long)]
+    gradnorm_lr: Option<f64>,
+    /// Compute per-task gradient cosines every step (true/false).
+    #[arg(long)]
+    cosines: Option<bool>,
+    /// Optimizer: adam, sgd, adamw.
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Samples per batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seed of the data, the initialisation and the batch order.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Threads of the rayon pool (0: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bars or tables.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl RunArgs {
+    /// The configuration: defaults, then the config file, then the options.
+    fn config(&self) -> Result<RunConfig> {
+        let mut c = match &self.config {
+            Some(path) => RunConfig::from_toml_file(path)?,
+            None => RunConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
+        }
+        set!(dataset, model, hidden, method, normalization, grad_mode, gradnorm_alpha, gradnorm_lr);
+        set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
+        if self.data_path.is_some() {
+            c.data_path = self.data_path.clone();
+        }
+        if self.limit.is_some() {
+            c.limit = self.limit;
+        }
+        c.validate()
+    }
+}
+
+/// Builds the one rayon pool with `threads` threads (0: rayon's default).
+pub(crate) fn init_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Ok(());
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| CliError::Invalid(format!("cannot start {threads} threads: {e}")))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train { run, out } => {
+            let config = run.config()?;
+            run::check_out_dir(&out)?;
+            init_threads(config.threads)?;
+            run::train(&config, &out, run.quiet)?;
+        }
+        Command::Eval { checkpoint, limit, threads } => {
+            if limit == Some(0) {
+                return Err(CliError::Invalid("the sample limit must be at least 1".into()));
+            }
+            run::eval(&checkpoint, limit, threads)?;
+        }
+        Command::Compare { methods, run, out } => {
+            let methods = compare::parse_methods(&methods)?;
+            let config = run.config()?;
+            run::check_out_dir(&out)?;
+            init_threads(config.threads)?;
+            let table = compare::compare(&config, &methods, &out, run.quiet)?;
+            println!("{table}");
+            println!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("tapestry: internal error: {}", one_sentence(&message));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version.
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            eprintln!(
+                "tapestry: {} (see tapestry --help)",
+                one_sentence(first).trim_end_matches('.')
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tapestry: {}", e.sentence());
+            ExitCode::from(2)
+        }
+    }
+}

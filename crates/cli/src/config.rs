@@ -1,0 +1,221 @@
+//! The configuration of a run: what `tapestry train` takes from a TOML file or its options, and
+//! what it stores as `config.toml` next to the checkpoint so `tapestry eval` can rebuild the
+//! model.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tapestry_mtl::task_grads::GradMode;
+use tapestry_mtl::weighting::{
+    EqualWeighting, GradNorm, GradNormalization, Mgda, MgdaUb, Weighting,
+};
+use tapestry_nn::optim::{Adam, AdamW, Optimizer, Sgd};
+
+use crate::error::{CliError, Result};
+use crate::invalid;
+
+/// The weighting methods the command knows.
+pub const METHODS: [&str; 4] = ["ew", "mgda", "mgda-ub", "gradnorm"];
+/// The optimizers the command knows.
+pub const OPTIMIZERS: [&str; 3] = ["adam", "sgd", "adamw"];
+/// The model presets the command knows; `auto` picks the data set's default.
+pub const MODELS: [&str; 6] = ["auto", "mlp", "conv", "lenet", "multitasknet", "linear"];
+/// The gradient normalisations of MGDA and MGDA-UB.
+pub const NORMALIZATIONS: [&str; 4] = ["none", "l2", "loss", "loss+"];
+
+/// Everything a training run depends on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunConfig {
+    /// The data set: `multidigits`, `multifashion`, `scenes` or `csv`.
+    pub dataset: String,
+    /// The folder of `multifashion`, the file of `csv`.
+    pub data_path: Option<PathBuf>,
+    /// Use at most this many training and test samples (for quick runs).
+    pub limit: Option<usize>,
+    /// The model preset (see [`MODELS`]).
+    pub model: String,
+    /// The width of the MLP's hidden layers.
+    pub hidden: usize,
+    /// The weighting method (see [`METHODS`]).
+    pub method: String,
+    /// MGDA's and MGDA-UB's gradient normalisation (see [`NORMALIZATIONS`]).
+    pub normalization: String,
+    /// How per-task gradients on the shared parameters are computed: `param` or `batched`.
+    pub grad_mode: String,
+    /// GradNorm's asymmetry.
+    pub gradnorm_alpha: f64,
+    /// GradNorm's learning rate of the weights.
+    pub gradnorm_lr: f64,
+    /// Compute per-task gradient cosines on the shared parameters every step.
+    pub cosines: bool,
+    /// The optimizer (see [`OPTIMIZERS`]).
+    pub optimizer: String,
+    /// The learning rate.
+    pub lr: f64,
+    /// The number of epochs.
+    pub epochs: usize,
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// The seed of the data, the initialisation and the batch order.
+    pub seed: u64,
+    /// Threads of the one rayon pool; 0 lets rayon choose (one per core).
+    pub threads: usize,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            dataset: "multidigits".into(),
+            data_path: None,
+            limit: None,
+            model: "auto".into(),
+            hidden: 128,
+            method: "mgda-ub".into(),
+            normalization: "loss+".into(),
+            grad_mode: "batched".into(),
+            gradnorm_alpha: 1.5,
+            gradnorm_lr: 0.025,
+            cosines: true,
+            optimizer: "adam".into(),
+            lr: 1e-3,
+            epochs: 5,
+            batch_size: 64,
+            seed: 0,
+            threads: 0,
+        }
+    }
+}
+
+/// Checks that `value` is one of `known`, case-insensitively; returns it in lower case.
+fn one_of(what: &str, value: &str, known: &[&str]) -> Result<String> {
+    let lower = value.to_ascii_lowercase();
+    if known.contains(&lower.as_str()) {
+        Ok(lower)
+    } else {
+        Err(invalid!("unknown {what} `{value}`; expected one of {}", known.join(", ")))
+    }
+}
+
+impl RunConfig {
+    /// Reads a TOML configuration file; missing keys take their defaults.
+    pub fn from_toml_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| CliError::io("read", path, e))?;
+        toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| {
+                    format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1))
+                })
+                .unwrap_or_default();
+            invalid!("config file {}{line}: {}", path.display(), e.message().trim())
+        })
+    }
+
+    /// The configuration as TOML text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a run configuration always serialises")
+    }
+
+    /// Checks every value and normalises the names to lower case.
+    pub fn validate(mut self) -> Result<Self> {
+        self.dataset = one_of("data set", &self.dataset, &tapestry_data::DATASET_NAMES)?;
+        self.model = one_of("model", &self.model, &MODELS)?;
+        self.method = one_of("weighting method", &self.method, &METHODS)?;
+        self.normalization = one_of("normalization", &self.normalization, &NORMALIZATIONS)?;
+        self.grad_mode = one_of("gradient mode", &self.grad_mode, &["param", "batched"])?;
+        self.optimizer = one_of("optimizer", &self.optimizer, &OPTIMIZERS)?;
+        if self.epochs == 0 {
+            return Err(invalid!("the number of epochs must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(invalid!("the batch size must be at least 1"));
+        }
+        if self.limit == Some(0) {
+            return Err(invalid!("the sample limit must be at least 1"));
+        }
+        if self.hidden == 0 {
+            return Err(invalid!("the hidden width must be at least 1"));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(invalid!("the learning rate must be a positive number, got {}", self.lr));
+        }
+        if !(self.gradnorm_alpha.is_finite() && self.gradnorm_alpha >= 0.0) {
+            return Err(invalid!(
+                "GradNorm's alpha must be a number >= 0, got {}",
+                self.gradnorm_alpha
+            ));
+        }
+        if !(self.gradnorm_lr.is_finite() && self.gradnorm_lr >= 0.0) {
+            return Err(invalid!(
+                "GradNorm's learning rate must be a number >= 0, got {}",
+                self.gradnorm_lr
+            ));
+        }
+        if self.threads > 1024 {
+            return Err(invalid!("at most 1024 threads, got {}", self.threads));
+        }
+        Ok(self)
+    }
+
+    /// The weighting method, built.
+    pub fn weighting(&self) -> Result<Box<dyn Weighting>> {
+        let normalization = match self.normalization.as_str() {
+            "none" => GradNormalization::None,
+            "l2" => GradNormalization::L2,
+            "loss" => GradNormalization::Loss,
+            "loss+" => GradNormalization::LossPlus,
+            other => return Err(invalid!("unknown normalization `{other}`")),
+        };
+        Ok(match self.method.as_str() {
+            "ew" => Box::new(EqualWeighting),
+            "mgda" => Box::new(Mgda { normalization }),
+            "mgda-ub" => Box::new(MgdaUb { normalization }),
+            "gradnorm" => Box::new(GradNorm::new(self.gradnorm_alpha, self.gradnorm_lr)),
+            other => return Err(invalid!("unknown weighting method `{other}`")),
+        })
+    }
+
+    /// The gradient mode.
+    pub fn grad_mode(&self) -> GradMode {
+        if self.grad_mode == "param" {
+            GradMode::Param
+        } else {
+            GradMode::Batched
+        }
+    }
+
+    /// The optimizer, built.
+    pub fn optimizer(&self) -> Result<Box<dyn Optimizer>> {
+        Ok(match self.optimizer.as_str() {
+            "adam" => Box::new(Adam::new(self.lr)),
+            "adamw" => Box::new(AdamW::new(self.lr)),
+            "sgd" => Box::new(Sgd::new(self.lr)),
+            other => return Err(invalid!("unknown optimizer `{other}`")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let c = RunConfig::default();
+        let back: RunConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn validation_rejects_bad_values() {
+        let bad = |c: RunConfig| c.validate().unwrap_err().to_string();
+        assert!(bad(RunConfig { method: "pcgrad".into(), ..Default::default() })
+            .contains("unknown weighting method `pcgrad`"));
+        assert!(bad(RunConfig { epochs: 0, ..Default::default() }).contains("epochs"));
+        assert!(bad(RunConfig { batch_size: 0, ..Default::default() }).contains("batch size"));
+        assert!(bad(RunConfig { lr: -1.0, ..Default::default() }).contains("learning rate"));
+        let ok = RunConfig { method: "MGDA".into(), ..Default::default() }.validate().unwrap();
+        assert_eq!(ok.method, "mgda");
+    }
+}

@@ -1,0 +1,50 @@
+//! Files a run writes, each atomically: the bytes go to a temporary file in the same directory,
+//! which is flushed and renamed over the target, so an interrupted run leaves either the old
+//! file or the new one, never half of one.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{CliError, Result};
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => Path::new(".").to_path_buf(),
+    };
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| CliError::io("create", &tmp, e))?;
+        file.write_all(bytes).map_err(|e| CliError::io("write", &tmp, e))?;
+        file.sync_all().map_err(|e| CliError::io("flush", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(|e| CliError::io("write", path, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates `dir` (and its parents) if needed.
+pub fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|e| CliError::io("create the directory", dir, e))
+}
+
+/// The JSON lines of `records`, each followed by a newline.
+pub fn json_lines(records: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for r in records {
+        out.push_str(&r.to_string());
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,184 @@
+//! SVG plots of a run (per-task loss and metric curves, task weights, a gradient-cosine
+//! heatmap) and of a comparison (the per-task trade-off), drawn with plotters.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{CliError, Result};
+use crate::output::write_atomic;
+
+fn plot_error(e: impl std::fmt::Debug) -> CliError {
+    CliError::Invalid(format!("cannot draw a plot: {e:?}"))
+}
+
+fn color(i: usize) -> RGBAColor {
+    Palette99::pick(i).to_rgba()
+}
+
+/// A named series of `(x, y)` points.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// The legend's label.
+    pub name: String,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    if hi - lo < 1e-12 {
+        return (lo - 0.5, hi + 0.5);
+    }
+    let pad = (hi - lo) * 0.05;
+    (lo - pad, hi + pad)
+}
+
+/// Draws line series into `area`.
+fn draw_lines(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<()> {
+    let (x0, x1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.0)));
+    let (y0, y1) = range(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)));
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(55)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(plot_error)?;
+    chart.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw().map_err(plot_error)?;
+    for (i, s) in series.iter().enumerate() {
+        let c = color(i);
+        let points: Vec<(f64, f64)> =
+            s.points.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+        let single = points.len() == 1;
+        chart
+            .draw_series(LineSeries::new(points.clone(), ShapeStyle::from(c).stroke_width(2)))
+            .map_err(plot_error)?
+            .label(s.name.clone())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2)));
+        if single || points.len() <= 30 {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, c.filled())))
+                .map_err(plot_error)?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(plot_error)?;
+    Ok(())
+}
+
+/// One chart of line series, written to `path`.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<()> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        draw_lines(&root, title, x_desc, y_desc, series)?;
+        root.present().map_err(plot_error)?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
+/// One panel per entry of `panels` (title, y label, series), side by side, written to `path`.
+pub fn panels(path: &Path, x_desc: &str, panels: &[(String, String, Vec<Series>)]) -> Result<()> {
+    let n = panels.len().max(1);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (420 * n as u32, 420)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let areas = root.split_evenly((1, n));
+        for (area, (title, y_desc, series)) in areas.iter().zip(panels) {
+            draw_lines(area, title, x_desc, y_desc, series)?;
+        }
+        root.present().map_err(plot_error)?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
+/// A `T × T` heatmap of `values` (row-major, in `-1..=1`, `NaN` where unknown) labelled with
+/// `names`, written to `path`: blue where tasks agree, red where they conflict.
+pub fn heatmap(path: &Path, title: &str, names: &[String], values: &[f64]) -> Result<()> {
+    let t = names.len();
+    let mut svg = String::new();
+    {
+        let side = 160 + 110 * t as u32;
+        let root = SVGBackend::with_string(&mut svg, (side + 60, side)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(110)
+            .build_cartesian_2d((0..t).into_segmented(), (0..t).into_segmented())
+            .map_err(plot_error)?;
+        let label = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(t + 1)
+            .y_labels(t + 1)
+            .x_label_formatter(&label)
+            .y_label_formatter(&label)
+            .draw()
+            .map_err(plot_error)?;
+        for r in 0..t {
+            for c in 0..t {
+                let v = values[r * t + c];
+                let fill = if !v.is_finite() {
+                    RGBColor(220, 220, 220)
+                } else if v >= 0.0 {
+                    let k = (255.0 * (1.0 - v.min(1.0))) as u8;
+                    RGBColor(k, k, 255)
+                } else {
+                    let k = (255.0 * (1.0 + v.max(-1.0))) as u8;
+                    RGBColor(255, k, k)
+                };
+                let cell = [
+                    (SegmentValue::Exact(c), SegmentValue::Exact(t - 1 - r)),
+                    (SegmentValue::Exact(c + 1), SegmentValue::Exact(t - r)),
+                ];
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(cell, fill.filled())))
+                    .map_err(plot_error)?;
+                let text = if v.is_finite() { format!("{v:+.2}") } else { "n/a".into() };
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        text,
+                        (SegmentValue::CenterOf(c), SegmentValue::CenterOf(t - 1 - r)),
+                        ("sans-serif", 16).into_font().color(&BLACK),
+                    )))
+                    .map_err(plot_error)?;
+            }
+        }
+        root.present().map_err(plot_error)?;
+    }
+    write_atomic(path, svg.as_bytes())
+}

@@ -1,0 +1,430 @@
+//! `tapestry train` and `tapestry eval`: a training run with progress bars, a metric table each
+//! epoch, `metrics.jsonl`, plots and a checkpoint; and the evaluation of a saved run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+use tapestry_data::{DatasetConfig, MetricKind, Splits, TaskSpec};
+use tapestry_mtl::metrics::{evaluate, Evaluation};
+use tapestry_mtl::trainer::{EpochReport, Observer, Trainer, TrainerConfig};
+use tapestry_mtl::{StepOptions, StepReport};
+use tapestry_nn::checkpoint;
+
+use crate::config::RunConfig;
+use crate::error::{CliError, Result};
+use crate::invalid;
+use crate::models::{build_model, BuiltModel};
+use crate::output::{create_dir, json_lines, write_atomic};
+use crate::plots::{self, Series};
+
+/// The checkpoint's file name in a run directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+/// The configuration's file name in a run directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// The log's file name in a run directory.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+/// Samples per evaluation batch.
+const EVAL_BATCH: usize = 256;
+
+/// The short name of a metric.
+pub fn metric_name(kind: MetricKind) -> &'static str {
+    match kind {
+        MetricKind::Accuracy => "accuracy",
+        MetricKind::MeanAbsoluteError => "MAE",
+        MetricKind::RootMeanSquaredError => "RMSE",
+        MetricKind::MeanIou => "mIoU",
+    }
+}
+
+/// Loads the data set of `config`, keeping at most `config.limit` samples of each split.
+pub fn load_data(config: &RunConfig) -> Result<Splits> {
+    let dataset = DatasetConfig::by_name(&config.dataset, config.seed, config.data_path.clone())?;
+    let mut splits = dataset.load()?;
+    if let Some(limit) = config.limit {
+        for split in [&mut splits.train, &mut splits.test] {
+            if split.len() > limit {
+                let keep: Vec<usize> = (0..limit).collect();
+                *split = split.subset(split.name.clone(), &keep);
+            }
+        }
+    }
+    if splits.train.is_empty() {
+        return Err(invalid!("the training split of `{}` is empty", config.dataset));
+    }
+    if splits.test.is_empty() {
+        return Err(invalid!("the test split of `{}` is empty", config.dataset));
+    }
+    Ok(splits)
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The tasks.
+    pub tasks: Vec<TaskSpec>,
+    /// The evaluation on the test split after the last epoch.
+    pub test: Evaluation,
+    /// Seconds of training (all epochs, without evaluation).
+    pub train_seconds: f64,
+}
+
+/// Collects the step records and drives the progress bar.
+struct Logger {
+    records: Vec<Value>,
+    bar: ProgressBar,
+    names: Vec<String>,
+    epoch_start: Instant,
+    epoch_samples: usize,
+    cosine_sums: Vec<f64>,
+    cosine_count: u64,
+}
+
+impl Observer for Logger {
+    fn on_step(&mut self, r: &StepReport) {
+        let mut record = json!({
+            "kind": "step",
+            "step": r.step,
+            "epoch": r.epoch,
+            "batch_size": r.batch_size,
+            "losses": r.losses,
+            "weights": r.weights,
+        });
+        if let Some(s) = &r.shared {
+            record["grad_norms"] = json!(s.norms);
+            record["cosines"] = json!(s.cosines);
+            if self.cosine_sums.len() != s.cosines.len() {
+                self.cosine_sums = vec![0.0; s.cosines.len()];
+            }
+            for (sum, c) in self.cosine_sums.iter_mut().zip(&s.cosines) {
+                *sum += c;
+            }
+            self.cosine_count += 1;
+        }
+        if let Some(s) = &r.representation {
+            record["rep_cosines"] = json!(s.cosines);
+        }
+        self.records.push(record);
+        self.epoch_samples += r.batch_size;
+        let rate = self.epoch_samples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let losses: Vec<String> =
+            self.names.iter().zip(&r.losses).map(|(n, l)| format!("{n} {l:.3}")).collect();
+        self.bar.set_message(format!("{} | {rate:.0} samples/s", losses.join(", ")));
+        self.bar.inc(1);
+    }
+}
+
+fn evaluation_json(e: &Evaluation) -> Value {
+    Value::Array(
+        e.tasks
+            .iter()
+            .map(|t| {
+                json!({"task": t.task, "loss": t.loss, "metric": metric_name(t.metric), "value": t.value})
+            })
+            .collect(),
+    )
+}
+
+fn fmt_opt(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
+}
+
+/// The per-task table of an epoch (or of an evaluation when `train` is `None`).
+pub fn metric_table(train: Option<&Evaluation>, test: &Evaluation) -> String {
+    let mut out = String::new();
+    let width = test.tasks.iter().map(|t| t.task.len()).max().unwrap_or(4).max(4);
+    match train {
+        Some(_) => out.push_str(&format!(
+            "  {:<width$}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}\n",
+            "task", "train loss", "test loss", "metric", "train", "test"
+        )),
+        None => out.push_str(&format!(
+            "  {:<width$}  {:>10}  {:>8}  {:>10}\n",
+            "task", "loss", "metric", "value"
+        )),
+    }
+    for (i, t) in test.tasks.iter().enumerate() {
+        let name = metric_name(t.metric);
+        match train {
+            Some(tr) => out.push_str(&format!(
+                "  {:<width$}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}\n",
+                t.task,
+                fmt_opt(tr.tasks[i].loss),
+                fmt_opt(t.loss),
+                name,
+                fmt_opt(tr.tasks[i].value),
+                fmt_opt(t.value)
+            )),
+            None => out.push_str(&format!(
+                "  {:<width$}  {:>10}  {:>8}  {:>10}\n",
+                t.task,
+                fmt_opt(t.loss),
+                name,
+                fmt_opt(t.value)
+            )),
+        }
+    }
+    out
+}
+
+/// Trains as `config` says, writing everything into `out`; progress goes to stderr unless
+/// `quiet`, the epoch tables to stdout.
+pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> {
+    let run_start = Instant::now();
+    let splits = load_data(config)?;
+    let BuiltModel { model, mut params, preset, description } =
+        build_model(config, splits.train.sample_shape(), &splits.train.tasks)?;
+    create_dir(out)?;
+    write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+    let tasks = splits.train.tasks.clone();
+    let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
+    if !quiet {
+        println!(
+            "tapestry train: {} ({} train / {} test samples of shape {:?}), model {preset} ({} parameters), method {}, {} lr {}, {} epochs of batch {}",
+            config.dataset,
+            splits.train.len(),
+            splits.test.len(),
+            splits.train.sample_shape(),
+            params.numel(),
+            config.method,
+            config.optimizer,
+            config.lr,
+            config.epochs,
+            config.batch_size
+        );
+        println!("  {description}");
+    }
+    let trainer_config = TrainerConfig {
+        epochs: 1,
+        batch_size: config.batch_size,
+        eval_batch_size: EVAL_BATCH,
+        drop_last: false,
+        seed: config.seed,
+        step: StepOptions {
+            grad_mode: config.grad_mode(),
+            diagnostics: config.cosines,
+            gradnorm_param: None,
+        },
+    };
+    let mut trainer = Trainer::from_boxed(trainer_config, config.optimizer()?, config.weighting()?);
+    let steps_per_epoch = splits.train.len().div_ceil(config.batch_size) as u64;
+    let mut logger = Logger {
+        records: vec![json!({
+            "kind": "run",
+            "tasks": names,
+            "metrics": tasks.iter().map(|t| metric_name(t.metric)).collect::<Vec<_>>(),
+            "higher_is_better": tasks.iter().map(|t| t.metric.higher_is_better()).collect::<Vec<_>>(),
+            "model": preset,
+            "parameters": params.numel(),
+            "config": serde_json::to_value(config).expect("serialisable"),
+        })],
+        bar: ProgressBar::hidden(),
+        names: names.clone(),
+        epoch_start: Instant::now(),
+        epoch_samples: 0,
+        cosine_sums: Vec::new(),
+        cosine_count: 0,
+    };
+    let mut epochs: Vec<EpochReport> = Vec::new();
+    let mut train_seconds = 0.0;
+    for epoch in 0..config.epochs {
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::with_draw_target(Some(steps_per_epoch), ProgressDrawTarget::stderr())
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:25}] {pos}/{len} {msg}")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        logger.bar = bar;
+        logger.epoch_start = Instant::now();
+        logger.epoch_samples = 0;
+        let report = trainer
+            .fit(&model, &mut params, &splits.train, Some(&splits.test), &mut logger)?
+            .pop()
+            .expect("one epoch");
+        logger.bar.finish_and_clear();
+        train_seconds += report.seconds;
+        let test = report.validation.clone().expect("validation data given");
+        let rate = report.train.samples as f64 / report.seconds.max(1e-9);
+        logger.records.push(json!({
+            "kind": "epoch",
+            "epoch": report.epoch,
+            "steps": report.steps,
+            "seconds": report.seconds,
+            "samples_per_second": rate,
+            "mean_weights": report.mean_weights,
+            "train": evaluation_json(&report.train),
+            "test": evaluation_json(&test),
+        }));
+        if !quiet {
+            let weights: Vec<String> = names
+                .iter()
+                .zip(&report.mean_weights)
+                .map(|(n, w)| format!("{n} {w:.3}"))
+                .collect();
+            println!(
+                "epoch {}/{}: {:.1} s, {rate:.0} samples/s, mean weights: {}",
+                epoch + 1,
+                config.epochs,
+                report.seconds,
+                weights.join(", ")
+            );
+            print!("{}", metric_table(Some(&report.train), &test));
+        }
+        epochs.push(report);
+        write_atomic(&out.join(METRICS_FILE), json_lines(&logger.records).as_bytes())?;
+        let metadata = BTreeMap::from([
+            ("epoch".to_string(), (epoch + 1).to_string()),
+            ("step".to_string(), trainer.steps().to_string()),
+            ("method".to_string(), config.method.clone()),
+            ("dataset".to_string(), config.dataset.clone()),
+            ("model".to_string(), preset.clone()),
+        ]);
+        checkpoint::save(out.join(CHECKPOINT_FILE), &params, Some(trainer.optimizer()), &metadata)?;
+        write_plots(out, &names, &logger, &epochs)?;
+    }
+    let test = epochs.last().and_then(|e| e.validation.clone()).expect("at least one epoch");
+    if !quiet {
+        println!(
+            "done in {:.1} s; wrote {}, {}, {} and plots (*.svg) to {}",
+            run_start.elapsed().as_secs_f64(),
+            METRICS_FILE,
+            CHECKPOINT_FILE,
+            CONFIG_FILE,
+            out.display()
+        );
+    }
+    Ok(RunSummary { tasks, test, train_seconds })
+}
+
+/// Writes the plots of the run so far.
+fn write_plots(
+    out: &Path,
+    names: &[String],
+    logger: &Logger,
+    epochs: &[EpochReport],
+) -> Result<()> {
+    let t = names.len();
+    let steps: Vec<&Value> = logger.records.iter().filter(|r| r["kind"] == "step").collect();
+    let per_task = |key: &str, transform: fn(f64) -> f64| -> Vec<Series> {
+        (0..t)
+            .map(|i| Series {
+                name: names[i].clone(),
+                points: steps
+                    .iter()
+                    .filter_map(|r| Some((r["step"].as_f64()?, transform(r[key][i].as_f64()?))))
+                    .collect(),
+            })
+            .collect()
+    };
+    plots::line_chart(
+        &out.join("loss.svg"),
+        "Training loss per task",
+        "step",
+        "log10(loss)",
+        &per_task("losses", |l| l.max(1e-12).log10()),
+    )?;
+    plots::line_chart(
+        &out.join("weights.svg"),
+        "Task weights",
+        "step",
+        "weight",
+        &per_task("weights", |w| w),
+    )?;
+    let panels: Vec<(String, String, Vec<Series>)> = (0..t)
+        .map(|i| {
+            let curve = |name: &str, f: &dyn Fn(&EpochReport) -> Option<f64>| Series {
+                name: name.into(),
+                points: epochs.iter().filter_map(|e| Some((e.epoch as f64 + 1.0, f(e)?))).collect(),
+            };
+            let metric = metric_name(epochs[0].train.tasks[i].metric);
+            (
+                names[i].clone(),
+                metric.to_string(),
+                vec![
+                    curve("train", &|e| e.train.tasks[i].value),
+                    curve("test", &|e| e.validation.as_ref()?.tasks[i].value),
+                ],
+            )
+        })
+        .collect();
+    plots::panels(&out.join("metrics.svg"), "epoch", &panels)?;
+    let cosines: Vec<f64> = if logger.cosine_count > 0 {
+        logger.cosine_sums.iter().map(|s| s / logger.cosine_count as f64).collect()
+    } else {
+        vec![f64::NAN; t * t]
+    };
+    let title = if logger.cosine_count > 0 {
+        format!("Mean gradient cosine on the shared parameters ({} steps)", logger.cosine_count)
+    } else {
+        "Gradient cosines not computed (run with --cosines true)".to_string()
+    };
+    plots::heatmap(&out.join("cosines.svg"), &title, names, &cosines)
+}
+
+/// The checkpoint file and the run's configuration for `--checkpoint DIR_OR_FILE`.
+pub fn locate_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
+    if !path.exists() {
+        return Err(invalid!("checkpoint {} does not exist", path.display()));
+    }
+    let file = if path.is_dir() { path.join(CHECKPOINT_FILE) } else { path.to_path_buf() };
+    if !file.is_file() {
+        return Err(invalid!("{} holds no {CHECKPOINT_FILE}", path.display()));
+    }
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let config = dir.join(CONFIG_FILE);
+    if !config.is_file() {
+        return Err(invalid!(
+            "no {CONFIG_FILE} next to {}: the model cannot be rebuilt without the run's configuration",
+            file.display()
+        ));
+    }
+    Ok((file, config))
+}
+
+/// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
+pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<Evaluation> {
+    let (file, config_path) = locate_checkpoint(path)?;
+    let mut config = RunConfig::from_toml_file(&config_path)?.validate()?;
+    if limit.is_some() {
+        config.limit = limit;
+    }
+    if let Some(n) = threads {
+        config.threads = n;
+    }
+    config = config.validate()?;
+    crate::init_threads(config.threads)?;
+    let splits = load_data(&config)?;
+    let BuiltModel { model, mut params, preset, .. } =
+        build_model(&config, splits.test.sample_shape(), &splits.test.tasks)?;
+    let meta = checkpoint::load(&file, &mut params, None)?;
+    let evaluation = evaluate(&model, &params, &splits.test, EVAL_BATCH)?;
+    println!(
+        "tapestry eval: {} ({} after {} epochs of {}) on the {} test split ({} samples)",
+        file.display(),
+        preset,
+        meta.get("epoch").map(String::as_str).unwrap_or("?"),
+        config.method,
+        config.dataset,
+        evaluation.samples
+    );
+    print!("{}", metric_table(None, &evaluation));
+    Ok(evaluation)
+}
+
+/// Makes sure `out` can be used: an existing file there is an error.
+pub fn check_out_dir(out: &Path) -> Result<()> {
+    if out.exists() && !out.is_dir() {
+        return Err(CliError::Invalid(format!(
+            "output path {} exists and is not a directory",
+            out.display()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! Runs the `tapestry` binary on tiny settings: what train, eval and compare write, and one
+//! sentence with exit code 2 for every kind of bad input.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn tapestry(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tapestry"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts a clean failure: exit code 2, one line on stderr that names `needle`, and no panic.
+fn assert_bad(out: &Output, needle: &str) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert!(
+        !stderr.contains("panicked")
+            && !stderr.contains("backtrace")
+            && !stderr.contains("internal error"),
+        "panic text: {stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr:?}");
+    assert!(stderr.to_lowercase().contains(&needle.to_lowercase()), "{needle:?} not in {stderr:?}");
+    assert!(
+        stderr.trim_end().ends_with('.') || stderr.contains("--help"),
+        "not a sentence: {stderr:?}"
+    );
+}
+
+/// No temporary file (`.name.tmp-*`) anywhere under `dir`.
+fn assert_no_temp_files(dir: &Path) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        assert!(!name.contains(".tmp"), "temporary file left behind: {}", entry.path().display());
+        if entry.path().is_dir() {
+            assert_no_temp_files(&entry.path());
+        }
+    }
+}
+
+const TINY: &[&str] = &["--limit", "256", "--epochs", "1", "--batch-size", "64", "--threads", "1"];
+
+#[test]
+fn train_writes_log_plots_checkpoint_and_eval_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--out", "run", "--method", "mgda", "--epochs", "2"];
+    args.extend_from_slice(&TINY[..2]);
+    args.extend_from_slice(&TINY[4..]);
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("left_digit") && stdout.contains("accuracy"), "{stdout}");
+    let run = dir.path().join("run");
+    for file in [
+        "metrics.jsonl",
+        "checkpoint.safetensors",
+        "config.toml",
+        "loss.svg",
+        "weights.svg",
+        "metrics.svg",
+        "cosines.svg",
+    ] {
+        assert!(run.join(file).is_file(), "{file} missing");
+    }
+    for svg in ["loss.svg", "weights.svg", "metrics.svg", "cosines.svg"] {
+        let s = fs::read_to_string(run.join(svg)).unwrap();
+        assert!(
+            s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
+            "{svg} is not a whole SVG"
+        );
+    }
+    // metrics.jsonl: a run header, 4 steps per epoch (256 / 64), 2 epochs, every line JSON.
+    let log = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records[0]["kind"], "run");
+    let steps: Vec<_> = records.iter().filter(|r| r["kind"] == "step").collect();
+    let epochs: Vec<_> = records.iter().filter(|r| r["kind"] == "epoch").collect();
+    assert_eq!((steps.len(), epochs.len()), (8, 2));
+    let weights: Vec<f64> =
+        steps[0]["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect();
+    assert_eq!(weights.len(), 3);
+    assert!(
+        (weights.iter().sum::<f64>() - 1.0).abs() < 1e-6,
+        "MGDA weights lie on the simplex: {weights:?}"
+    );
+    let cosines = steps[0]["cosines"].as_array().unwrap();
+    assert_eq!(cosines.len(), 9);
+    assert!((cosines[0].as_f64().unwrap() - 1.0).abs() < 1e-4, "a gradient's cosine with itself");
+    let test = epochs[1]["test"].as_array().unwrap();
+    assert_eq!(test[0]["metric"], "accuracy");
+    assert_eq!(test[2]["metric"], "RMSE");
+    assert_no_temp_files(dir.path());
+
+    // eval on the run directory and on the file reproduce the last epoch's test metrics.
+    for target in ["run", "run/checkpoint.safetensors"] {
+        let out = tapestry(&["eval", "--checkpoint", target, "--threads", "1"], dir.path());
+        assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let acc = test[0]["value"].as_f64().unwrap();
+        assert!(
+            stdout.contains(&format!("{acc:.4}")),
+            "eval does not reproduce {acc:.4}: {stdout}"
+        );
+    }
+}
+
+#[test]
+fn compare_prints_delta_p_table_and_writes_the_tradeoff_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "compare",
+        "--methods",
+        "mgda-ub,gradnorm",
+        "--out",
+        "cmp",
+        "--quiet",
+        "--cosines",
+        "false",
+    ];
+    args.extend_from_slice(TINY);
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Δp"), "{stdout}");
+    for method in ["ew", "mgda-ub", "gradnorm"] {
+        assert!(stdout.lines().any(|l| l.starts_with(method)), "no row for {method}: {stdout}");
+        assert!(dir.path().join("cmp").join(method).join("checkpoint.safetensors").is_file());
+    }
+    let ew_row = stdout.lines().find(|l| l.starts_with("ew ")).unwrap();
+    assert!(ew_row.contains("+0.00"), "EW's Δp against itself is 0: {ew_row}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path().join("cmp/compare.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["results"].as_array().unwrap().len(), 3);
+    assert!(dir.path().join("cmp/tradeoff.svg").is_file());
+    assert_no_temp_files(dir.path());
+}
+
+#[test]
+fn train_reads_a_toml_config_and_options_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("run.toml"),
+        "method = \"ew\"\nepochs = 3\nlimit = 128\nbatch_size = 64\nthreads = 1\noptimizer = \"sgd\"\nlr = 0.01\n",
+    )
+    .unwrap();
+    let out = tapestry(
+        &["train", "--config", "run.toml", "--epochs", "1", "--out", "r", "--quiet"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let saved = fs::read_to_string(dir.path().join("r/config.toml")).unwrap();
+    assert!(
+        saved.contains("method = \"ew\"")
+            && saved.contains("epochs = 1")
+            && saved.contains("optimizer = \"sgd\""),
+        "{saved}"
+    );
+    let log = fs::read_to_string(dir.path().join("r/metrics.jsonl")).unwrap();
+    assert_eq!(log.lines().filter(|l| l.contains("\"kind\":\"step\"")).count(), 2);
+}
+
+#[test]
+fn bad_input_gives_one_sentence_and_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fs::write(d.join("bad.toml"), "epochs = \"many\"\n").unwrap();
+    fs::write(d.join("unknown.toml"), "epoch = 3\n").unwrap();
+    fs::write(d.join("bad.csv"), "a,b,target\n1,2,0\n3,x,1\n").unwrap();
+    fs::create_dir(d.join("fake")).unwrap();
+    fs::write(d.join("fake/checkpoint.safetensors"), b"not a checkpoint at all").unwrap();
+    fs::write(d.join("fake/config.toml"), "limit = 16\n").unwrap();
+    fs::create_dir(d.join("noconfig")).unwrap();
+    fs::write(d.join("noconfig/checkpoint.safetensors"), b"x").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["train", "--method", "pcgrad"], "unknown weighting method"),
+        (&["train", "--optimizer", "lbfgs"], "unknown optimizer"),
+        (&["train", "--dataset", "imagenet"], "unknown data set"),
+        (&["train", "--model", "resnet"], "unknown model"),
+        (&["train", "--batch-size", "0"], "batch size"),
+        (&["train", "--epochs", "0"], "epochs"),
+        (&["train", "--limit", "0"], "limit"),
+        (&["train", "--lr=-1"], "learning rate"),
+        (&["train", "--lr", "0"], "learning rate"),
+        (&["train", "--epochs", "abc"], "--epochs"),
+        (&["train", "--bogus"], "--bogus"),
+        (&["train", "--config", "missing.toml"], "missing.toml"),
+        (&["train", "--config", "bad.toml"], "bad.toml"),
+        (&["train", "--config", "unknown.toml"], "epoch"),
+        (&["train", "--model", "lenet", "--limit", "16"], "lenet"),
+        (&["train", "--dataset", "scenes", "--model", "mlp", "--limit", "16"], "per-pixel"),
+        (&["train", "--dataset", "csv"], "csv"),
+        (&["train", "--dataset", "csv", "--data-path", "nothere.csv"], "nothere.csv"),
+        (&["train", "--dataset", "csv", "--data-path", "bad.csv"], "bad.csv"),
+        (&["train", "--dataset", "multifashion", "--data-path", "fake"], "fake"),
+        (&["train", "--out", "bad.toml", "--limit", "16"], "not a directory"),
+        (&["eval", "--checkpoint", "nowhere"], "does not exist"),
+        (&["eval", "--checkpoint", "noconfig"], "config.toml"),
+        (&["eval", "--checkpoint", "fake"], "corrupted"),
+        (&["compare", "--methods", "ew,foo"], "`foo`"),
+        (&["compare", "--batch-size", "0"], "batch size"),
+    ];
+    for (args, needle) in cases {
+        let out = tapestry(args, d);
+        assert_bad(&out, needle);
+    }
+    assert_no_temp_files(d);
+}
+
+#[test]
+fn help_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tapestry(&["train", "--help"], dir.path());
+    assert!(out.status.success());
+    assert!(text(&out.stdout).contains("--method"));
+}
