@@ -11,8 +11,9 @@
 //! cargo run --release --example gradnorm_toy
 //! ```
 //!
-//! Environment overrides for experiments: `TOY_T` (2 or 10: run only that case), `TOY_LR` (Adam's
-//! learning rate, 1e-3), `TOY_WLR` (GradNorm's weight learning rate, 1e-3).
+//! Environment overrides for experiments: `TOY_T` (2 or 10: run only that case), `TOY_LR`
+//! (Adam's learning rate, 1e-3), `TOY_WLR` (GradNorm's weight learning rate, 1e-3), `TOY_N`
+//! (training samples, 10,000; the test set has 1,000).
 
 use tapestry::data::MultiTaskDataset;
 use tapestry::mtl::gradnorm::GradNormConfig;
@@ -92,7 +93,12 @@ fn run(sigmas: Vec<f64>, weight_lr: f64) {
         "\n== T = {t}, sigma = {:?}",
         sigmas.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
     );
-    let config = GradNormToyConfig { sigmas: sigmas.clone(), ..GradNormToyConfig::default() };
+    let samples: usize = std::env::var("TOY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let config = GradNormToyConfig {
+        sigmas: sigmas.clone(),
+        train: samples,
+        ..GradNormToyConfig::default()
+    };
     let (ew, _) = train(&config, EqualWeighting);
     let gradnorm = GradNorm::with_config(GradNormConfig {
         min_weight: 1e-6,
@@ -134,7 +140,7 @@ fn fmt(v: &[f64]) -> String {
 fn main() {
     println!(
         "GradNorm toy: input 250, output 100, B ~ N(0, 10^2), eps_t ~ N(0, 3.5^2), trunk 4 x 100 ReLU, \
-         Adam lr {}, batch {BATCH}, {EPOCHS} epochs of 10,000 samples, alpha {ALPHA}",
+         Adam lr {}, batch {BATCH}, {EPOCHS} epochs, alpha {ALPHA}",
         lr()
     );
     let wlr: f64 = std::env::var("TOY_WLR").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-3);
