@@ -3,6 +3,9 @@
 //!
 //! `cargo bench --bench autodiff`
 
+// criterion_group! generates undocumented public items.
+#![allow(missing_docs)]
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
