@@ -75,7 +75,10 @@ fn forward<'t>(tape: &'t Tape, m: &Mlp) -> Vec<Var<'t>> {
     for (w, b) in &m.trunk {
         h = h.linear(tape.leaf(w.clone()), Some(tape.leaf(b.clone()))).maximum(zero);
     }
-    m.heads.iter().map(|w| (h.linear(tape.leaf(w.clone()), None) - 0.5).pow_scalar(2.0).mean_all()).collect()
+    m.heads
+        .iter()
+        .map(|w| (h.linear(tape.leaf(w.clone()), None) - 0.5).pow_scalar(2.0).mean_all())
+        .collect()
 }
 
 fn mlp_forward_backward(c: &mut Criterion) {
