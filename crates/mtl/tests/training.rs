@@ -437,3 +437,32 @@ fn a_head_of_the_wrong_shape_is_reported() {
     assert!(matches!(e, MtlError::Targets { .. }), "{e}");
     let _ = Tensor::scalar(0.0);
 }
+
+/// Evaluation runs in eval mode (dropout off) over the whole set in order: it is repeatable,
+/// and its accuracy is that of the eval-mode outputs.
+#[test]
+fn evaluation_is_in_eval_mode_and_matches_the_metric_functions() {
+    let mut params = Params::new();
+    let model = conv_model(&mut params, 30, 0.5);
+    let data = dataset(40, 31);
+    let a = tapestry_mtl::metrics::evaluate(&model, &params, &data, 16).unwrap();
+    let b = tapestry_mtl::metrics::evaluate(&model, &params, &data, 7).unwrap();
+    assert_eq!(a.samples, 40);
+    let acc = |e: &tapestry_mtl::metrics::Evaluation| e.task("shape").unwrap().value.unwrap();
+    assert_eq!(acc(&a), acc(&b), "batching must not change the metric");
+
+    let tape = Tape::new();
+    let bound = params.bind_constant(&tape);
+    let mut ctx = Ctx::eval(&bound);
+    let x = tape.constant(input_tensor(&data.inputs));
+    let out = model.forward(x, &mut ctx);
+    let tapestry_data::TaskTargets::Classes { labels } = &data.targets[0] else { unreachable!() };
+    let want = tapestry_mtl::metrics::accuracy(
+        out.outputs[0].value().as_slice(),
+        3,
+        labels,
+        tapestry_data::MISSING_LABEL,
+    )
+    .unwrap();
+    assert_eq!(acc(&a), want);
+}
