@@ -1,7 +1,7 @@
 //! `tapestry`: train, evaluate and compare multi-task models from the command line.
 //!
 //! ```text
-//! tapestry train                       # MultiDigits, MLP, MGDA-UB, 5 epochs (about a minute)
+//! tapestry train                       # MultiDigits, MLP, GradNorm, 25 epochs (about a minute)
 //! tapestry train --config run.toml     # or every option from a TOML file
 //! tapestry eval --checkpoint runs/train
 //! tapestry compare --methods ew,mgda,mgda-ub,gradnorm
@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Train a multi-task model (defaults: MultiDigits, an MLP, MGDA-UB, 5 epochs).
+    /// Train a multi-task model (defaults: MultiDigits, an MLP, GradNorm, Adam, 25 epochs).
     Train {
         #[command(flatten)]
         run: RunArgs,

@@ -7,55 +7,26 @@ use rand_chacha::ChaCha8Rng;
 use tapestry_autodiff::Var;
 use tapestry_data::{TaskKind, TaskSpec};
 use tapestry_mtl::model::HardSharing;
-use tapestry_nn::{init, Ctx, Linear, Module, ParamId, Params, Relu, Sequential};
+use tapestry_nn::{Conv2d, Ctx, Linear, MaxPool2d, Module, Params, Relu, Sequential};
 
 use crate::config::RunConfig;
 use crate::error::Result;
 use crate::invalid;
 
-/// A 2-D convolution with bias, stride 1, registered as `{name}.weight` and `{name}.bias` with
+/// A `c_in → c_out` convolution with a `k × k` kernel, stride 1 and `padding` on each side, with
 /// PyTorch's default initialisation.
-#[derive(Debug)]
-pub struct Conv2d {
-    weight: ParamId,
-    bias: ParamId,
-    padding: usize,
-}
-
-impl Conv2d {
-    /// A `c_in → c_out` convolution with a `k × k` kernel and `padding` on each side.
-    pub fn new(
-        params: &mut Params,
-        name: &str,
-        (c_in, c_out, k, padding): (usize, usize, usize, usize),
-        rng: &mut ChaCha8Rng,
-    ) -> Result<Self> {
-        let weight = params
-            .add(format!("{name}.weight"), init::pytorch_default(&[c_out, c_in, k, k], rng))?;
-        let bias = params
-            .add(format!("{name}.bias"), init::pytorch_default_bias(c_out, c_in * k * k, rng))?;
-        Ok(Conv2d { weight, bias, padding })
-    }
-}
-
-impl Module for Conv2d {
-    fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        let p = (self.padding, self.padding);
-        x.conv2d(ctx.var(self.weight), Some(ctx.var(self.bias)), (1, 1), p, (1, 1))
-    }
-    fn params(&self) -> Vec<ParamId> {
-        vec![self.weight, self.bias]
-    }
+fn conv(
+    params: &mut Params,
+    name: &str,
+    (c_in, c_out, k, padding): (usize, usize, usize, usize),
+    rng: &mut ChaCha8Rng,
+) -> Result<Conv2d> {
+    Ok(Conv2d::new(params, name, c_in, c_out, (k, k), rng)?.padding((padding, padding)))
 }
 
 /// 2 × 2 max pooling with stride 2.
-#[derive(Debug)]
-pub struct MaxPool2;
-
-impl Module for MaxPool2 {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        x.max_pool2d((2, 2), (2, 2), (0, 0))
-    }
+fn pool2() -> MaxPool2d {
+    MaxPool2d::new((2, 2))
 }
 
 /// `[B, ...]` to `[B, F]`.
@@ -204,12 +175,12 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
             let flat = 32 * (h / 2 / 2) * (w / 2 / 2);
             let width = config.hidden;
             let trunk = Sequential::new()
-                .push(Conv2d::new(p, "trunk.0", (c, 16, 3, 1), &mut rng)?)
+                .push(conv(p, "trunk.0", (c, 16, 3, 1), &mut rng)?)
                 .push(Relu)
-                .push(MaxPool2)
-                .push(Conv2d::new(p, "trunk.3", (16, 32, 3, 1), &mut rng)?)
+                .push(pool2())
+                .push(conv(p, "trunk.3", (16, 32, 3, 1), &mut rng)?)
                 .push(Relu)
-                .push(MaxPool2)
+                .push(pool2())
                 .push(Flatten)
                 .push(Linear::new(p, "trunk.7", flat, width, &mut rng)?)
                 .push(Relu);
@@ -230,11 +201,11 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
             };
             let flat = 20 * oh * ow;
             let trunk = Sequential::new()
-                .push(Conv2d::new(p, "trunk.0", (c, 10, 9, 0), &mut rng)?)
-                .push(MaxPool2)
+                .push(conv(p, "trunk.0", (c, 10, 9, 0), &mut rng)?)
+                .push(pool2())
                 .push(Relu)
-                .push(Conv2d::new(p, "trunk.3", (10, 20, 5, 0), &mut rng)?)
-                .push(MaxPool2)
+                .push(conv(p, "trunk.3", (10, 20, 5, 0), &mut rng)?)
+                .push(pool2())
                 .push(Relu)
                 .push(Flatten)
                 .push(Linear::new(p, "trunk.7", flat, 50, &mut rng)?)
@@ -251,10 +222,10 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
                 ));
             }
             let trunk = Sequential::new()
-                .push(Conv2d::new(p, "trunk.0", (c, 16, 3, 1), &mut rng)?)
+                .push(conv(p, "trunk.0", (c, 16, 3, 1), &mut rng)?)
                 .push(Relu)
-                .push(MaxPool2)
-                .push(Conv2d::new(p, "trunk.3", (16, 32, 3, 1), &mut rng)?)
+                .push(pool2())
+                .push(conv(p, "trunk.3", (16, 32, 3, 1), &mut rng)?)
                 .push(Relu);
             let mut b = HardSharing::builder(trunk);
             for task in tasks {
@@ -262,10 +233,10 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
                 let pixel_head =
                     |p: &mut Params, out: usize, rng: &mut ChaCha8Rng| -> Result<Sequential> {
                         Ok(Sequential::new()
-                            .push(Conv2d::new(p, &format!("{name}.0"), (32, 16, 3, 1), rng)?)
+                            .push(conv(p, &format!("{name}.0"), (32, 16, 3, 1), rng)?)
                             .push(Relu)
                             .push(Upsample2)
-                            .push(Conv2d::new(p, &format!("{name}.3"), (16, out, 1, 0), rng)?))
+                            .push(conv(p, &format!("{name}.3"), (16, out, 1, 0), rng)?))
                     };
                 b = match task.kind {
                     TaskKind::Classification { classes: out }
