@@ -140,13 +140,18 @@ pub fn heatmap(path: &Path, title: &str, names: &[String], values: &[f64]) -> Re
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
             _ => String::new(),
         };
+        // Row r is drawn at y = t - 1 - r, so the first task is at the top.
+        let row_label = |v: &SegmentValue<usize>| match v {
+            SegmentValue::CenterOf(i) if *i < t => names[t - 1 - i].clone(),
+            _ => String::new(),
+        };
         chart
             .configure_mesh()
             .disable_mesh()
             .x_labels(t + 1)
             .y_labels(t + 1)
             .x_label_formatter(&label)
-            .y_label_formatter(&label)
+            .y_label_formatter(&row_label)
             .draw()
             .map_err(plot_error)?;
         for r in 0..t {

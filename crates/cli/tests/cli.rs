@@ -225,3 +225,38 @@ fn help_succeeds() {
     assert!(out.status.success());
     assert!(text(&out.stdout).contains("--method"));
 }
+
+/// The checksum a checkpoint carries in its header (over names, shapes, data and metadata).
+fn checkpoint_checksum(path: &Path) -> String {
+    let bytes = fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header["__metadata__"]["tapestry.checksum"].as_str().unwrap().to_string()
+}
+
+/// The step records of a run's log (losses, weights, cosines: no wall-clock times).
+fn step_records(path: &Path) -> Vec<String> {
+    let log = fs::read_to_string(path).unwrap();
+    log.lines().filter(|l| l.contains("\"kind\":\"step\"")).map(String::from).collect()
+}
+
+#[test]
+fn same_seed_same_run_other_seed_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str, seed: &str| {
+        let mut args = vec!["train", "--out", out, "--quiet", "--seed", seed];
+        args.extend_from_slice(TINY);
+        let o = tapestry(&args, dir.path());
+        assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+        let run = dir.path().join(out);
+        (
+            checkpoint_checksum(&run.join("checkpoint.safetensors")),
+            step_records(&run.join("metrics.jsonl")),
+        )
+    };
+    let a = run("a", "3");
+    assert_eq!(a.1.len(), 4);
+    assert!(a == run("b", "3"), "the same seed gave different runs");
+    let c = run("c", "4");
+    assert!(a.0 != c.0 && a.1 != c.1, "another seed gave the same run");
+}
