@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use tapestry_data::{Column, CsvTargetKind, CsvTask};
 use tapestry_mtl::task_grads::GradMode;
 use tapestry_mtl::weighting::{
     EqualWeighting, GradNorm, GradNormalization, Mgda, MgdaUb, Weighting,
@@ -33,6 +34,9 @@ pub struct RunConfig {
     pub data_path: Option<PathBuf>,
     /// Use at most this many training and test samples (for quick runs).
     pub limit: Option<usize>,
+    /// The tasks of a CSV table, each `COLUMN` or `COLUMN:KIND` (see [`parse_target`]); empty
+    /// means one classification task on the last column.
+    pub targets: Vec<String>,
     /// The model preset (see [`MODELS`]).
     pub model: String,
     /// The width of the MLP's hidden layers.
@@ -69,6 +73,7 @@ impl Default for RunConfig {
             dataset: "multidigits".into(),
             data_path: None,
             limit: None,
+            targets: Vec::new(),
             model: "auto".into(),
             hidden: 128,
             method: "gradnorm".into(),
@@ -152,6 +157,15 @@ impl RunConfig {
                 self.gradnorm_lr
             ));
         }
+        if !self.targets.is_empty() && self.dataset != "csv" {
+            return Err(invalid!(
+                "targets only apply to the csv data set, not to `{}`",
+                self.dataset
+            ));
+        }
+        for target in &self.targets {
+            parse_target(target)?;
+        }
         if self.threads > 1024 {
             return Err(invalid!("at most 1024 threads, got {}", self.threads));
         }
@@ -196,6 +210,35 @@ impl RunConfig {
     }
 }
 
+/// Parses a CSV task: `COLUMN` or `COLUMN:KIND`, where `COLUMN` is a header name or a 1-based
+/// column number and `KIND` is `class` (integer labels, the default), `named` (class names) or
+/// `regression`. The task is named after the column.
+pub fn parse_target(spec: &str) -> Result<CsvTask> {
+    let (column, kind) = match spec.rsplit_once(':') {
+        Some((c, k)) => (c.trim(), k.trim().to_ascii_lowercase()),
+        None => (spec.trim(), "class".to_string()),
+    };
+    if column.is_empty() {
+        return Err(invalid!("target `{spec}` names no column"));
+    }
+    let kind = match kind.as_str() {
+        "class" | "classification" => CsvTargetKind::Classification { classes: None },
+        "named" => CsvTargetKind::NamedClasses,
+        "regression" | "reg" => CsvTargetKind::Regression,
+        other => {
+            return Err(invalid!(
+                "target `{spec}`: unknown kind `{other}`; expected class, named or regression"
+            ))
+        }
+    };
+    let (name, column) = match column.parse::<usize>() {
+        Ok(0) => return Err(invalid!("target `{spec}`: column numbers start at 1")),
+        Ok(n) => (format!("column_{n}"), Column::Index(n - 1)),
+        Err(_) => (column.to_string(), Column::Name(column.to_string())),
+    };
+    Ok(CsvTask { name, columns: vec![column], kind })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +258,16 @@ mod tests {
         assert!(bad(RunConfig { epochs: 0, ..Default::default() }).contains("epochs"));
         assert!(bad(RunConfig { batch_size: 0, ..Default::default() }).contains("batch size"));
         assert!(bad(RunConfig { lr: -1.0, ..Default::default() }).contains("learning rate"));
+        assert!(bad(RunConfig { targets: vec!["a".into()], ..Default::default() }).contains("csv"));
+        let csv = |t: &str| RunConfig {
+            dataset: "csv".into(),
+            targets: vec![t.into()],
+            ..Default::default()
+        };
+        assert!(bad(csv("price:banana")).contains("unknown kind `banana`"));
+        assert!(bad(csv("0")).contains("start at 1"));
+        assert_eq!(parse_target("3:regression").unwrap().columns, [Column::Index(2)]);
+        assert_eq!(parse_target("species:named").unwrap().kind, CsvTargetKind::NamedClasses);
         let ok = RunConfig { method: "MGDA".into(), ..Default::default() }.validate().unwrap();
         assert_eq!(ok.method, "mgda");
     }

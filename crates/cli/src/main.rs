@@ -85,6 +85,10 @@ struct RunArgs {
     /// Use at most this many training and test samples.
     #[arg(long)]
     limit: Option<usize>,
+    /// A task of the csv data set, `COLUMN[:class|named|regression]` (repeat for more tasks;
+    /// COLUMN is a header name or a 1-based number). Default: a class label in the last column.
+    #[arg(long = "target")]
+    targets: Vec<String>,
     /// Model preset: auto, mlp, conv, lenet, multitasknet.
     #[arg(long)]
     model: Option<String>,
@@ -149,6 +153,9 @@ impl RunArgs {
         }
         if self.limit.is_some() {
             c.limit = self.limit;
+        }
+        if !self.targets.is_empty() {
+            c.targets = self.targets.clone();
         }
         c.validate()
     }

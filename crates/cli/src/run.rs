@@ -13,7 +13,7 @@ use tapestry_mtl::trainer::{EpochReport, Observer, Trainer, TrainerConfig};
 use tapestry_mtl::{StepOptions, StepReport};
 use tapestry_nn::checkpoint;
 
-use crate::config::RunConfig;
+use crate::config::{parse_target, RunConfig};
 use crate::error::{CliError, Result};
 use crate::invalid;
 use crate::models::{build_model, BuiltModel};
@@ -41,7 +41,14 @@ pub fn metric_name(kind: MetricKind) -> &'static str {
 
 /// Loads the data set of `config`, keeping at most `config.limit` samples of each split.
 pub fn load_data(config: &RunConfig) -> Result<Splits> {
-    let dataset = DatasetConfig::by_name(&config.dataset, config.seed, config.data_path.clone())?;
+    let mut dataset =
+        DatasetConfig::by_name(&config.dataset, config.seed, config.data_path.clone())?;
+    if let DatasetConfig::Csv(csv) = &mut dataset {
+        if !config.targets.is_empty() {
+            csv.tasks =
+                config.targets.iter().map(|t| parse_target(t)).collect::<Result<Vec<_>>>()?;
+        }
+    }
     let mut splits = dataset.load()?;
     if let Some(limit) = config.limit {
         for split in [&mut splits.train, &mut splits.test] {

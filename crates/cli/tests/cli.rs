@@ -260,3 +260,55 @@ fn same_seed_same_run_other_seed_another() {
     let c = run("c", "4");
     assert!(a.0 != c.0 && a.1 != c.1, "another seed gave the same run");
 }
+
+#[test]
+fn scenes_with_multitasknet_and_a_multi_target_csv_train() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tapestry(
+        &["train", "--dataset", "scenes", "--limit", "32", "--batch-size", "16", "--epochs", "1"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("model multitasknet"), "{stdout}");
+    for metric in ["mIoU", "MAE", "accuracy"] {
+        assert!(stdout.contains(metric), "{metric} missing: {stdout}");
+    }
+
+    let mut csv = String::from("a,b,c,label,value\n");
+    for i in 0..200 {
+        let (a, b, c) = ((i % 7) as f32 - 3.0, (i % 5) as f32, (i % 3) as f32);
+        let label = if i % 11 == 0 { "NA".to_string() } else { u8::from(a > 0.0).to_string() };
+        csv.push_str(&format!("{a},{b},{c},{label},{}\n", b + c));
+    }
+    fs::write(dir.path().join("table.csv"), csv).unwrap();
+    let args = [
+        "train",
+        "--dataset",
+        "csv",
+        "--data-path",
+        "table.csv",
+        "--target",
+        "label",
+        "--target",
+        "value:regression",
+        "--epochs",
+        "2",
+        "--out",
+        "csv",
+        "--quiet",
+    ];
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let log = fs::read_to_string(dir.path().join("csv/metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["tasks"], serde_json::json!(["label", "value"]));
+    assert_eq!(first["metrics"], serde_json::json!(["accuracy", "RMSE"]));
+    let out = tapestry(&["eval", "--checkpoint", "csv"], dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let bad = tapestry(
+        &["train", "--dataset", "csv", "--data-path", "table.csv", "--target", "nope"],
+        dir.path(),
+    );
+    assert_bad(&bad, "nope");
+}
