@@ -18,7 +18,7 @@
 //!   Z ─ conv 32→16 k3 ─ ReLU ─ upsample ×2 ─ conv 16→1 k1 ─ [1, 28, 28]     ─ depth (MAE)
 //! ```
 //!
-//! Environment overrides: `EPOCHS` (default 4), `TRAIN` (training scenes, default 2000), and
+//! Environment overrides: `EPOCHS` (default 10), `TRAIN` (training scenes, default 2000), and
 //! rayon's `RAYON_NUM_THREADS` (default one thread per core).
 
 use rand::SeedableRng;
@@ -169,7 +169,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let before = evaluate(&model, &params, &splits.test, 250)?;
     let trainer_config = TrainerConfig {
-        epochs: env("EPOCHS", 4),
+        epochs: env("EPOCHS", 10),
         batch_size: 32,
         eval_batch_size: 250,
         seed: 0,
