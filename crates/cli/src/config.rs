@@ -139,8 +139,8 @@ impl RunConfig {
         if self.limit == Some(0) {
             return Err(invalid!("the sample limit must be at least 1"));
         }
-        if self.hidden == 0 {
-            return Err(invalid!("the hidden width must be at least 1"));
+        if !(1..=16_384).contains(&self.hidden) {
+            return Err(invalid!("the hidden width must lie in 1..=16384, got {}", self.hidden));
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(invalid!("the learning rate must be a positive number, got {}", self.lr));

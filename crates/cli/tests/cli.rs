@@ -102,6 +102,18 @@ fn train_writes_log_plots_checkpoint_and_eval_reads_them() {
     assert_eq!(test[2]["metric"], "RMSE");
     assert_no_temp_files(dir.path());
 
+    // A configuration that no longer fits the checkpoint: every difference, in one line.
+    fs::create_dir(dir.path().join("changed")).unwrap();
+    fs::copy(run.join("checkpoint.safetensors"), dir.path().join("changed/checkpoint.safetensors"))
+        .unwrap();
+    let config =
+        fs::read_to_string(run.join("config.toml")).unwrap().replace("hidden = 128", "hidden = 64");
+    fs::write(dir.path().join("changed/config.toml"), config).unwrap();
+    assert_bad(
+        &tapestry(&["eval", "--checkpoint", "changed"], dir.path()),
+        "does not match the model",
+    );
+
     // eval on the run directory and on the file reproduce the last epoch's test metrics.
     for target in ["run", "run/checkpoint.safetensors"] {
         let out = tapestry(&["eval", "--checkpoint", target, "--threads", "1"], dir.path());
@@ -209,6 +221,26 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
         (&["eval", "--checkpoint", "noconfig"], "config.toml"),
         (&["eval", "--checkpoint", "fake"], "corrupted"),
         (&["compare", "--methods", "ew,foo"], "`foo`"),
+        (&["train", "--hidden", "0"], "hidden width"),
+        (&["train", "--hidden", "100000000"], "hidden width"),
+        (&["train", "--target", "a"], "csv"),
+        (
+            &[
+                "train",
+                "--limit",
+                "128",
+                "--method",
+                "ew",
+                "--optimizer",
+                "sgd",
+                "--lr",
+                "1e6",
+                "-q",
+                "--out",
+                "nan",
+            ],
+            "training stopped",
+        ),
         (&["compare", "--batch-size", "0"], "batch size"),
     ];
     for (args, needle) in cases {
