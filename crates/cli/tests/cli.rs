@@ -344,3 +344,21 @@ fn scenes_with_multitasknet_and_a_multi_target_csv_train() {
     );
     assert_bad(&bad, "nope");
 }
+
+/// Multi-Fashion with the LeNet of Pareto MTL; skipped (with a note) without the Debian package
+/// `dataset-fashion-mnist`.
+#[test]
+fn multifashion_trains_the_lenet() {
+    if !Path::new("/usr/share/datasets/fashion-mnist").is_dir() {
+        eprintln!("skipped: /usr/share/datasets/fashion-mnist is missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["train", "--dataset", "multifashion", "--cosines", "false"];
+    args.extend_from_slice(TINY);
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("model lenet") && stdout.contains("linear 500→50"), "{stdout}");
+    assert!(stdout.contains("top_left") && stdout.contains("bottom_right"), "{stdout}");
+}
