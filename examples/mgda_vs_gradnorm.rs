@@ -7,7 +7,7 @@
 //! ```
 //!
 //! MultiDigits has two classification tasks (the left and the right digit, cross-entropy) and a
-//! regression task (their sum, MSE) whose loss starts some 30 times larger: equal weights let
+//! regression task (their sum, MSE) whose loss starts some 40 times larger: equal weights let
 //! the sum dominate the shared layers, which is where the methods differ.
 //!
 //! Environment overrides: `EPOCHS` (default 10) and rayon's `RAYON_NUM_THREADS`.
