@@ -362,3 +362,36 @@ fn multifashion_trains_the_lenet() {
     assert!(stdout.contains("model lenet") && stdout.contains("linear 500→50"), "{stdout}");
     assert!(stdout.contains("top_left") && stdout.contains("bottom_right"), "{stdout}");
 }
+
+/// A run killed mid-way leaves every output file whole: the log parses line by line, each plot
+/// is a complete SVG, and the checkpoint loads.
+#[test]
+fn a_killed_run_leaves_whole_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tapestry"))
+        .args(["train", "--limit", "2048", "--epochs", "100", "--threads", "1", "-q", "--out", "k"])
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap();
+    let run = dir.path().join("k");
+    // Wait for a first checkpoint (at most 20 s), then a little more, then kill.
+    for _ in 0..200 {
+        if run.join("checkpoint.safetensors").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(run.join("checkpoint.safetensors").exists(), "no epoch finished in 20 s");
+    for line in fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
+    }
+    for svg in ["loss.svg", "weights.svg", "metrics.svg", "cosines.svg"] {
+        let s = fs::read_to_string(run.join(svg)).unwrap();
+        assert!(s.trim_end().ends_with("</svg>"), "{svg} is cut short");
+    }
+    let out = tapestry(&["eval", "--checkpoint", "k", "--limit", "64"], dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+}
