@@ -14,7 +14,7 @@
 //!   meet — in the shared trunk — they are stacked along a leading task axis, and from then on
 //!   each rule runs once for all T tasks, with GEMMs T times larger.
 
-use crate::broadcast::sum_to;
+use crate::broadcast::sum_to_owned;
 use crate::ops::Op;
 use crate::tape::{Node, NodeId, Tape, Var};
 use crate::tensor::Tensor;
@@ -56,8 +56,7 @@ impl<'a> Ctx<'a> {
     /// carry broadcast axes; they are summed away here, once for every op.
     pub(crate) fn acc(&mut self, id: NodeId, grad: impl FnOnce() -> Tensor) {
         if self.needs(id) {
-            let g = grad();
-            let g = sum_to(&g, self.lead, self.nodes[id.index()].value.shape());
+            let g = sum_to_owned(grad(), self.lead, self.nodes[id.index()].value.shape());
             self.out.push((id, g));
         }
     }

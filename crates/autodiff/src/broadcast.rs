@@ -58,9 +58,14 @@ pub fn zip_map(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) ->
 /// # Panics
 /// If `g` cannot have come from broadcasting `shape`.
 pub fn sum_to(g: &Tensor, lead: usize, shape: &[usize]) -> Tensor {
+    sum_to_owned(g.clone(), lead, shape)
+}
+
+/// [`sum_to`] taking the cotangent by value: returned as it is when nothing was broadcast.
+pub(crate) fn sum_to_owned(g: Tensor, lead: usize, shape: &[usize]) -> Tensor {
     let gs = g.shape();
     if gs.len() == lead + shape.len() && &gs[lead..] == shape {
-        return g.clone();
+        return g;
     }
     assert!(gs.len() >= lead + shape.len(), "sum_to: {gs:?} cannot reduce to {shape:?}");
     let extra = gs.len() - lead - shape.len();

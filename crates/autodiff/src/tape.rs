@@ -128,14 +128,26 @@ impl Tape {
     /// is stored as a constant, so its inputs and saved values are dropped at once and backward
     /// never visits it.
     pub(crate) fn record(&self, value: Tensor, op: Op) -> Var<'_> {
-        let requires_grad = self.grad_enabled() && {
-            let nodes = self.nodes.borrow();
-            let mut any = false;
-            op.for_each_input(|i| any |= nodes[i.index()].requires_grad);
-            any
-        };
+        let mut nodes = self.nodes.borrow_mut();
+        let mut requires_grad = false;
+        if self.grad_enabled() {
+            op.for_each_input(|i| requires_grad |= nodes[i.index()].requires_grad);
+        }
         let op = if requires_grad { op } else { Op::Constant };
-        self.push_node(Node { value, op, requires_grad })
+        let id = NodeId(u32::try_from(nodes.len()).expect("tape holds at most 2^32 nodes"));
+        nodes.push(Node { value, op, requires_grad });
+        Var { tape: self, id }
+    }
+
+    /// Runs `f` on the values of two nodes without cloning them.
+    pub(crate) fn with_values<R>(
+        &self,
+        a: NodeId,
+        b: NodeId,
+        f: impl FnOnce(&Tensor, &Tensor) -> R,
+    ) -> R {
+        let nodes = self.nodes.borrow();
+        f(&nodes[a.index()].value, &nodes[b.index()].value)
     }
 
     /// A human-readable listing of the tape, one node per line.

@@ -50,7 +50,7 @@ pub(crate) enum ElementwiseOp {
 use ElementwiseOp as E;
 
 fn unary<'t>(x: Var<'t>, f: impl Fn(f32) -> f32, op: E) -> Var<'t> {
-    let value = x.value().map(f);
+    let value = x.tape.with_values(x.id, x.id, |v, _| v.map(f));
     x.record(value, Op::Elementwise(op))
 }
 
@@ -62,7 +62,7 @@ fn binary<'t>(
     op: E,
 ) -> Var<'t> {
     a.same_tape(b);
-    let value = zip_map(name, &a.value(), &b.value(), f);
+    let value = a.tape.with_values(a.id, b.id, |va, vb| zip_map(name, va, vb, f));
     a.record(value, Op::Elementwise(op))
 }
 
