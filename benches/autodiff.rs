@@ -16,33 +16,34 @@ fn random(rng: &mut ChaCha8Rng, shape: &[usize], scale: f32) -> Tensor {
     Tensor::from_vec(shape, (0..n).map(|_| rng.gen_range(-scale..scale)).collect()).unwrap()
 }
 
+const OPS: usize = 1000;
+
+/// Records `OPS` alternating `mul`/`add` ops on `x0`; returns the leaf and the scalar root.
+fn record_chain<'t>(tape: &'t Tape, x0: &Tensor) -> (Var<'t>, Var<'t>) {
+    let x = tape.leaf(x0.clone());
+    let mut y = x;
+    for i in 0..OPS - 1 {
+        y = if i % 2 == 0 { y * x } else { y + x };
+    }
+    (x, y.sum_all())
+}
+
 /// Record N ops on a 4-element tensor and run backward: the per-op cost of the tape itself.
 fn per_op_overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("autodiff/per_op");
-    const OPS: usize = 1000;
     group.throughput(Throughput::Elements(OPS as u64));
     let x0 = Tensor::from(vec![0.1, 0.2, 0.3, 0.4]);
     group.bench_function("record+backward tiny [4]", |b| {
         b.iter(|| {
             let tape = Tape::with_capacity(OPS + 2);
-            let x = tape.leaf(x0.clone());
-            let mut y = x;
-            for i in 0..OPS - 1 {
-                y = if i % 2 == 0 { y * x } else { y + x };
-            }
-            let g = tape.backward(y.sum_all());
-            std::hint::black_box(g.wrt(x));
+            let (x, root) = record_chain(&tape, &x0);
+            std::hint::black_box(tape.backward(root).wrt(x));
         })
     });
     group.bench_function("record only tiny [4]", |b| {
         b.iter(|| {
             let tape = Tape::with_capacity(OPS + 2);
-            let x = tape.leaf(x0.clone());
-            let mut y = x;
-            for i in 0..OPS - 1 {
-                y = if i % 2 == 0 { y * x } else { y + x };
-            }
-            std::hint::black_box(y.sum_all().value());
+            std::hint::black_box(record_chain(&tape, &x0).1.value());
         })
     });
     group.finish();
