@@ -74,3 +74,13 @@ impl Module for Identity {
         x
     }
 }
+
+/// The Gaussian error linear unit `x·Φ(x)` (exact erf form), as `torch.nn.GELU()`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Gelu;
+
+impl Module for Gelu {
+    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
+        x.gelu()
+    }
+}

@@ -7,14 +7,16 @@
 mod activation;
 mod conv;
 mod dropout;
+mod flatten;
 mod linear;
 mod norm;
 mod pool;
 mod sequential;
 
-pub use activation::{Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh};
+pub use activation::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh};
 pub use conv::Conv2d;
 pub use dropout::Dropout;
+pub use flatten::Flatten;
 pub use linear::Linear;
 pub use norm::{BatchNorm2d, LayerNorm};
 pub use pool::{AvgPool2d, MaxPool2d};
