@@ -39,10 +39,10 @@
 
 mod common;
 
-use tapestry_autodiff::{Tape, Tensor, Var};
+use tapestry_autodiff::{Tape, Tensor};
 use tapestry_nn::{
-    losses, AvgPool2d, BatchNorm2d, Conv2d, Ctx, Dropout, LayerNorm, Linear, MaxPool2d, Mode,
-    Module, Params, Relu, Sequential,
+    losses, AvgPool2d, BatchNorm2d, Conv2d, Ctx, Dropout, Flatten, LayerNorm, Linear, MaxPool2d,
+    Mode, Module, Params, Relu, Sequential,
 };
 
 use common::{assert_close, vals};
@@ -73,17 +73,6 @@ const RUNNING_MEAN: [f32; 4] = [0.09873851388692856, -0.0389305017888546, -0.100
 const RUNNING_VAR: [f32; 4] = [2.504124402999878, 2.4286365509033203, 2.5849432945251465, 2.3512744903564453];
 #[rustfmt::skip]
 const EVAL_LOGITS: [f32; 6] = [-1.172486662864685, 1.4686299562454224, 0.6013370752334595, -1.1779282093048096, 1.437809705734253, 0.6225778460502625];
-
-/// `[N, C, 1, 1]` to `[N, C]`: what `nn.Flatten` does to the script's 1 x 1 feature maps.
-#[derive(Debug)]
-struct SqueezeSpatial;
-
-impl Module for SqueezeSpatial {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        assert_eq!(&x.shape()[2..], &[1, 1]);
-        x.sum(&[2, 3], false)
-    }
-}
 
 fn affine(t: Tensor, scale: f32, shift: f32) -> Tensor {
     t.map(|v| v * scale + shift)
@@ -121,7 +110,7 @@ fn net(params: &mut Params) -> Net {
         .push(MaxPool2d::new((2, 2)))
         .push(conv4)
         .push(AvgPool2d::new((2, 2)))
-        .push(SqueezeSpatial)
+        .push(Flatten)
         .push(ln)
         .push(fc);
     Net { seq, bn }
