@@ -285,7 +285,11 @@ impl TrainStep {
             });
         }
         let outputs = out.outputs.iter().map(|o| o.value()).collect();
+        // The tape's leaves share storage with the parameters: release the step's tape first so
+        // the optimizer updates them in place instead of copying every parameter.
+        drop(sweep);
         drop(bound);
+        drop(tape);
         optimizer.step(params, &grads);
         Ok(StepReport {
             step: counters.step,
