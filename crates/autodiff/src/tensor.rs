@@ -10,6 +10,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use tapestry_kernels::buffer::{self, Buffer};
+use tapestry_kernels::tune::tunables;
 
 use crate::error::ShapeError;
 
@@ -56,12 +58,14 @@ pub struct Tensor {
 
 /// Shared, reference-counted element storage.
 ///
-/// Values computed element by element are collected straight into one allocation
-/// (`Arc<[f32]>`); buffers that kernels fill arrive as a `Vec` and are shared without a copy.
+/// Small tensors are collected straight into one allocation (`Arc<[f32]>`). Large ones live in a
+/// [`Buffer`] of the kernels' pool: when the last reference goes, the buffer is recycled for the
+/// next tensor of the same length (next step's activation or cotangent), instead of going back
+/// to the system and coming back as fresh pages to fault in.
 #[derive(Clone)]
 enum Storage {
     Slice(Arc<[f32]>),
-    Vec(Arc<Vec<f32>>),
+    Vec(Arc<Buffer>),
 }
 
 impl std::ops::Deref for Storage {
@@ -90,7 +94,7 @@ impl Tensor {
         } else {
             array.iter().copied().collect()
         };
-        Tensor { shape, data: Storage::Vec(Arc::new(data)) }
+        Tensor { shape, data: Storage::Vec(Arc::new(Buffer::new(data))) }
     }
 
     /// Builds a tensor from a shape and row-major data.
@@ -106,7 +110,13 @@ impl Tensor {
         if expected != data.len() {
             return Err(ShapeError::DataLength { shape: shape.to_vec(), len: data.len() });
         }
-        Ok(Tensor { shape: Shape::from_slice(shape), data: Storage::Vec(Arc::new(data)) })
+        Ok(Tensor::from_buffer(shape, data))
+    }
+
+    /// Wraps a buffer whose length the caller has checked against the shape.
+    fn from_buffer(shape: &[usize], data: Vec<f32>) -> Self {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor { shape: Shape::from_slice(shape), data: Storage::Vec(Arc::new(Buffer::new(data))) }
     }
 
     /// A tensor of the given shape filled with `value`.
@@ -120,9 +130,20 @@ impl Tensor {
     ///
     /// # Panics
     /// If the iterator yields another number of values.
-    pub(crate) fn from_exact_iter(shape: &[usize], values: impl Iterator<Item = f32>) -> Self {
+    pub(crate) fn from_exact_iter(shape: &[usize], mut values: impl Iterator<Item = f32>) -> Self {
+        let n: usize = shape.iter().product();
+        if n >= tunables().buffer_pool_min_len {
+            let mut data = buffer::take(n);
+            let mut written = 0;
+            for (d, v) in data.iter_mut().zip(values.by_ref()) {
+                *d = v;
+                written += 1;
+            }
+            assert!(written == n && values.next().is_none(), "values do not fit {shape:?}");
+            return Tensor::from_buffer(shape, data);
+        }
         let data: Arc<[f32]> = values.collect();
-        assert_eq!(data.len(), shape.iter().product::<usize>(), "values do not fit {shape:?}");
+        assert_eq!(data.len(), n, "values do not fit {shape:?}");
         Tensor { shape: Shape::from_slice(shape), data: Storage::Slice(data) }
     }
 
@@ -200,8 +221,7 @@ impl Tensor {
 
     /// Applies `f` to every element, returning a new tensor.
     pub fn map(&self, f: impl Fn(f32) -> f32) -> Tensor {
-        let data = Storage::Slice(self.data.iter().map(|&v| f(v)).collect());
-        Tensor { shape: self.shape.clone(), data }
+        Tensor::from_exact_iter(&self.shape, self.data.iter().map(|&v| f(v)))
     }
 
     /// The largest absolute difference to `other`, or `None` if the shapes differ.
@@ -227,7 +247,7 @@ impl Tensor {
     /// Mutable access to the elements; copies the storage first if it is shared.
     pub(crate) fn make_mut(&mut self) -> &mut [f32] {
         match &mut self.data {
-            Storage::Vec(v) => Arc::make_mut(v).as_mut_slice(),
+            Storage::Vec(v) => &mut Arc::make_mut(v)[..],
             Storage::Slice(s) => {
                 if Arc::get_mut(s).is_none() {
                     *s = Arc::from(&s[..]);
@@ -247,7 +267,9 @@ impl From<ArrayD<f32>> for Tensor {
 impl From<Tensor> for ArrayD<f32> {
     fn from(t: Tensor) -> Self {
         let data = match t.data {
-            Storage::Vec(v) => Arc::try_unwrap(v).unwrap_or_else(|shared| (*shared).clone()),
+            Storage::Vec(v) => {
+                Arc::try_unwrap(v).map_or_else(|shared| shared.to_vec(), Buffer::into_vec)
+            }
             Storage::Slice(s) => s.to_vec(),
         };
         ArrayD::from_shape_vec(IxDyn(&t.shape), data).expect("Tensor invariant")

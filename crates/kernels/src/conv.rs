@@ -15,6 +15,7 @@
 //! thread-chunk of the batch, in chunk order, so results are deterministic for a given thread
 //! count (forward and input gradient do not depend on it at all).
 
+use crate::buffer::{self, Buffer};
 use crate::error::KernelError;
 use crate::gemm::sgemm;
 use crate::par::may_parallelize;
@@ -235,12 +236,13 @@ fn valid_range(ow: usize, stride: usize, pad: usize, off: usize, w: usize) -> (u
 /// Runs `f(image_index, scratch)` for every image, in parallel over the batch when worthwhile.
 fn for_each_image<F>(g: &Conv2dGeometry, scratch_len: usize, f: F)
 where
-    F: Fn(usize, &mut Vec<f32>) + Sync + Send,
+    F: Fn(usize, &mut [f32]) + Sync + Send,
 {
+    let scratch = || Buffer::new(buffer::take(scratch_len));
     if g.n > 1 && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
-        (0..g.n).into_par_iter().for_each_init(|| vec![0.0f32; scratch_len], |s, i| f(i, s));
+        (0..g.n).into_par_iter().for_each_init(scratch, |s, i| f(i, s));
     } else {
-        let mut s = vec![0.0f32; scratch_len];
+        let mut s = scratch();
         for i in 0..g.n {
             f(i, &mut s);
         }
@@ -378,44 +380,43 @@ pub fn conv2d_backward_weight(
     // time: their `dy` and patch matrices are laid side by side, so that one GEMM with a long
     // inner dimension `group·P` replaces `group` short ones (P is only 196 at 14x14).
     let group = (tunables().conv_dw_group_cols / p.max(1)).clamp(1, g.n.max(1));
-    let accumulate =
-        |range: std::ops::Range<usize>, dw_part: &mut [f32], scratch: &mut Vec<f32>| {
-            let mut first = true;
-            let mut s = range.start;
-            while s < range.end {
-                let e = (s + group).min(range.end);
-                let cols = (e - s) * p;
-                scratch.resize(g.c_out * cols + k * cols, 0.0);
-                let (dy_cat, col_cat) = scratch.split_at_mut(g.c_out * cols);
-                for (b, i) in (s..e).enumerate() {
-                    let dyi = &dy[i * y_img..(i + 1) * y_img];
-                    for co in 0..g.c_out {
-                        dy_cat[co * cols + b * p..co * cols + (b + 1) * p]
-                            .copy_from_slice(&dyi[co * p..(co + 1) * p]);
-                    }
-                    im2col_ld(g, &x[i * x_img..(i + 1) * x_img], &mut col_cat[b * p..], cols);
+    let accumulate = |range: std::ops::Range<usize>, dw_part: &mut [f32], scratch: &mut [f32]| {
+        let mut first = true;
+        let mut s = range.start;
+        while s < range.end {
+            let e = (s + group).min(range.end);
+            let cols = (e - s) * p;
+            let (dy_cat, col_cat) = scratch.split_at_mut(g.c_out * group * p);
+            let (dy_cat, col_cat) = (&mut dy_cat[..g.c_out * cols], &mut col_cat[..k * cols]);
+            for (b, i) in (s..e).enumerate() {
+                let dyi = &dy[i * y_img..(i + 1) * y_img];
+                for co in 0..g.c_out {
+                    dy_cat[co * cols + b * p..co * cols + (b + 1) * p]
+                        .copy_from_slice(&dyi[co * p..(co + 1) * p]);
                 }
-                let beta = if first { 0.0 } else { 1.0 };
-                sgemm(
-                    g.c_out,
-                    cols,
-                    k,
-                    1.0,
-                    dy_cat,
-                    cols as isize,
-                    1,
-                    col_cat,
-                    1,
-                    cols as isize,
-                    beta,
-                    dw_part,
-                    k as isize,
-                    1,
-                );
-                first = false;
-                s = e;
+                im2col_ld(g, &x[i * x_img..(i + 1) * x_img], &mut col_cat[b * p..], cols);
             }
-        };
+            let beta = if first { 0.0 } else { 1.0 };
+            sgemm(
+                g.c_out,
+                cols,
+                k,
+                1.0,
+                dy_cat,
+                cols as isize,
+                1,
+                col_cat,
+                1,
+                cols as isize,
+                beta,
+                dw_part,
+                k as isize,
+                1,
+            );
+            first = false;
+            s = e;
+        }
+    };
     if g.n == 0 || p == 0 {
         dw.fill(0.0);
         return;
@@ -425,26 +426,29 @@ pub fn conv2d_backward_weight(
     } else {
         1
     };
+    let scratch_len = (g.c_out + k) * group * p;
     if chunks == 1 {
-        let mut scratch = Vec::new();
-        accumulate(0..g.n, dw, &mut scratch);
+        accumulate(0..g.n, dw, &mut Buffer::new(buffer::take(scratch_len)));
         return;
     }
     let per = g.n.div_ceil(chunks);
-    let parts: Vec<Vec<f32>> = (0..g.n)
+    let parts: Vec<Buffer> = (0..g.n)
         .step_by(per)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|s| {
-            let mut part = vec![0.0f32; dw.len()];
-            let mut scratch = Vec::new();
-            accumulate(s..(s + per).min(g.n), &mut part, &mut scratch);
+            let mut part = Buffer::new(buffer::take(dw.len()));
+            accumulate(
+                s..(s + per).min(g.n),
+                &mut part,
+                &mut Buffer::new(buffer::take(scratch_len)),
+            );
             part
         })
         .collect();
     dw.copy_from_slice(&parts[0]);
     for part in &parts[1..] {
-        for (d, v) in dw.iter_mut().zip(part) {
+        for (d, v) in dw.iter_mut().zip(part.iter()) {
             *d += v;
         }
     }

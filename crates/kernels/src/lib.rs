@@ -9,6 +9,7 @@
 //! - [`pool`]: max and average pooling, forward and backward;
 //! - [`elementwise`]: binary and unary maps, activations, reductions and row softmax, SIMD with a
 //!   run-time choice of instruction set;
+//! - [`buffer`]: a pool that recycles large buffers from step to step;
 //! - [`tune`]: every tunable (block sizes, parallel thresholds) with its `TAPESTRY_*` override.
 //!
 //! The crate knows nothing of tapes. It uses the global rayon pool only, and a kernel called from
@@ -18,6 +19,7 @@
 //! This is the only crate of the workspace that contains `unsafe`; each block carries a
 //! `// SAFETY:` comment.
 
+pub mod buffer;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;

@@ -13,6 +13,8 @@
 //! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
 //! | [`Tunables::elementwise_par_min_len`] | `TAPESTRY_ELEMENTWISE_PAR_MIN_LEN` | 2¹⁸ |
 //! | [`Tunables::elementwise_chunk`] | `TAPESTRY_ELEMENTWISE_CHUNK` | 2¹⁴ |
+//! | [`Tunables::buffer_pool_min_len`] | `TAPESTRY_BUFFER_POOL_MIN_LEN` | 2¹⁴ |
+//! | [`Tunables::buffer_pool_max_bytes`] | `TAPESTRY_BUFFER_POOL_MAX_BYTES` | 2³⁰ (1 GiB; 0 turns the pool off) |
 //!
 //! A variable that does not parse as an unsigned integer is ignored (the default stays).
 
@@ -42,6 +44,11 @@ pub struct Tunables {
     /// Elements per rayon task in elementwise kernels, and per partial sum in reductions (this
     /// fixes the order of reductions, independent of the thread count).
     pub elementwise_chunk: usize,
+    /// Buffers of at least this many elements are recycled by [`crate::buffer`]; smaller ones
+    /// are left to the system allocator, which recycles them well on its own.
+    pub buffer_pool_min_len: usize,
+    /// The most bytes [`crate::buffer`] keeps for reuse; 0 turns the pool off.
+    pub buffer_pool_max_bytes: usize,
 }
 
 impl Default for Tunables {
@@ -55,6 +62,8 @@ impl Default for Tunables {
             pool_par_min_elems: 1 << 16,
             elementwise_par_min_len: 1 << 18,
             elementwise_chunk: 1 << 14,
+            buffer_pool_min_len: 1 << 14,
+            buffer_pool_max_bytes: 1 << 30,
         }
     }
 }
@@ -76,6 +85,8 @@ impl Tunables {
         read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
         read("TAPESTRY_ELEMENTWISE_PAR_MIN_LEN", &mut t.elementwise_par_min_len);
         read("TAPESTRY_ELEMENTWISE_CHUNK", &mut t.elementwise_chunk);
+        read("TAPESTRY_BUFFER_POOL_MIN_LEN", &mut t.buffer_pool_min_len);
+        read("TAPESTRY_BUFFER_POOL_MAX_BYTES", &mut t.buffer_pool_max_bytes);
         t.gemm_block_align = t.gemm_block_align.max(1);
         t.elementwise_chunk = t.elementwise_chunk.max(1);
         t

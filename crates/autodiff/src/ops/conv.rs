@@ -13,6 +13,8 @@
 
 use rand::Rng;
 
+use tapestry_kernels::buffer;
+
 use crate::backward::Ctx;
 use crate::broadcast::zip_map;
 use crate::compute::{self, Conv2dGeometry, Pool2dGeometry};
@@ -126,7 +128,7 @@ impl<'t> Var<'t> {
             }
             bv
         });
-        let mut y = vec![0.0; n * c_out * geom.out_h() * geom.out_w()];
+        let mut y = buffer::take(n * c_out * geom.out_h() * geom.out_w());
         let b_slice = bias_value.as_ref().map(Tensor::as_slice);
         compute::conv2d_forward(&geom, x.as_slice(), w.as_slice(), b_slice, &mut y);
         let y = Tensor::from_vec(&[n, c_out, geom.out_h(), geom.out_w()], y).expect("shape");
@@ -158,7 +160,7 @@ impl<'t> Var<'t> {
         let x = self.value();
         let geom = pool_geometry("max_pool2d", x.shape(), kernel, stride, padding);
         let len = geom.n * geom.c * geom.out_h() * geom.out_w();
-        let (mut y, mut argmax) = (vec![0.0; len], vec![0u32; len]);
+        let (mut y, mut argmax) = (buffer::take(len), vec![0u32; len]);
         compute::max_pool2d_forward(&geom, x.as_slice(), &mut y, &mut argmax);
         let y = Tensor::from_vec(&[geom.n, geom.c, geom.out_h(), geom.out_w()], y).expect("shape");
         self.record(y, Op::Conv(ConvOp::MaxPool2d { x: self.id, geom, argmax }))
@@ -185,7 +187,7 @@ impl<'t> Var<'t> {
     ) -> Var<'t> {
         let x = self.value();
         let geom = pool_geometry("avg_pool2d", x.shape(), kernel, stride, padding);
-        let mut y = vec![0.0; geom.n * geom.c * geom.out_h() * geom.out_w()];
+        let mut y = buffer::take(geom.n * geom.c * geom.out_h() * geom.out_w());
         compute::avg_pool2d_forward(&geom, x.as_slice(), &mut y);
         let y = Tensor::from_vec(&[geom.n, geom.c, geom.out_h(), geom.out_w()], y).expect("shape");
         self.record(y, Op::Conv(ConvOp::AvgPool2d { x: self.id, geom }))
@@ -256,13 +258,13 @@ impl Family for ConvOp {
                 let (vx, vw) = (ctx.value(x), ctx.value(w));
                 ctx.acc(x, || {
                     let stacked = Conv2dGeometry { n: tasks * geom.n, ..geom };
-                    let mut dx = vec![0.0; tasks * vx.len()];
+                    let mut dx = buffer::take(tasks * vx.len());
                     compute::conv2d_backward_input(&stacked, g.as_slice(), vw.as_slice(), &mut dx);
                     Tensor::from_vec(&with_lead(g, lead, vx.shape()), dx).expect("shape")
                 });
                 if ctx.needs(w) || b.is_some_and(|b| ctx.needs(b)) {
                     let (mut dw, mut db) =
-                        (vec![0.0; tasks * vw.len()], vec![0.0; tasks * geom.c_out]);
+                        (buffer::take(tasks * vw.len()), vec![0.0; tasks * geom.c_out]);
                     let chunks = dw.chunks_mut(vw.len()).zip(db.chunks_mut(geom.c_out));
                     for (task, (dw, db)) in chunks.enumerate() {
                         let g = task_slice(g.as_slice(), task, out.len());
@@ -282,7 +284,7 @@ impl Family for ConvOp {
             ConvOp::MaxPool2d { x, geom, ref argmax } => {
                 let vx = ctx.value(x);
                 ctx.acc(x, || {
-                    let mut dx = vec![0.0; tasks * vx.len()];
+                    let mut dx = buffer::take(tasks * vx.len());
                     for (task, dx) in dx.chunks_mut(vx.len()).enumerate() {
                         let g = task_slice(g.as_slice(), task, out.len());
                         compute::max_pool2d_backward(&geom, g, argmax, dx);
@@ -293,7 +295,7 @@ impl Family for ConvOp {
             ConvOp::AvgPool2d { x, geom } => {
                 let vx = ctx.value(x);
                 ctx.acc(x, || {
-                    let mut dx = vec![0.0; tasks * vx.len()];
+                    let mut dx = buffer::take(tasks * vx.len());
                     for (task, dx) in dx.chunks_mut(vx.len()).enumerate() {
                         let g = task_slice(g.as_slice(), task, out.len());
                         compute::avg_pool2d_backward(&geom, g, dx);

@@ -8,6 +8,8 @@
 //! Leading task axes of a stacked cotangent are just more batch axes here: `g·W` with `g` of
 //! shape `[T, N, out]` folds into one `[T·N, out] × [out, in]` GEMM.
 
+use tapestry_kernels::buffer;
+
 use crate::backward::Ctx;
 use crate::broadcast::broadcast_shape;
 use crate::compute;
@@ -47,7 +49,9 @@ pub(crate) fn matmul_nd(name: &'static str, a: &Tensor, b: &Tensor, ta: bool, tb
     let stb = if tb { (1, cb) } else { (cb, 1) };
     let mut out_shape = batch.clone();
     out_shape.extend([m, n]);
-    let mut out = vec![0.0f32; count * m * n];
+    // Every GEMM below overwrites its block of `out` (beta = 0), except with k = 0.
+    let mut out =
+        if k == 0 { buffer::take_zeroed(count * m * n) } else { buffer::take(count * m * n) };
 
     let b_batch: usize = bb.iter().product();
     if b_batch == 1 && !ta {

@@ -1,0 +1,252 @@
+//! A process-wide pool of large `f32` buffers.
+//!
+//! A training step allocates the same large buffers every step: activations, cotangents, patch
+//! matrices. Taken fresh from the system allocator, each one is new memory from the kernel, and
+//! the first write to every page of it is a page fault: on the reference MTL model that costs
+//! about a quarter of the step. The pool keeps freed buffers of at least
+//! [`Tunables::buffer_pool_min_len`](crate::tune::Tunables::buffer_pool_min_len) elements, up to
+//! [`Tunables::buffer_pool_max_bytes`](crate::tune::Tunables::buffer_pool_max_bytes) in all, and hands them out
+//! again for the same length, so that from the second step on the big buffers are recycled.
+//!
+//! - [`take`] gives a buffer of a given length whose contents are unspecified (whatever the last
+//!   user left): for outputs a kernel overwrites completely.
+//! - [`take_zeroed`] gives a buffer of zeros.
+//! - [`Buffer`] owns a vector and gives it back to the pool when dropped.
+//!
+//! Buffers are matched by exact length: shapes repeat from step to step, so exact matching
+//! recycles nearly everything, and a buffer never holds more memory than its length needs. The
+//! contents of a recycled buffer are always initialised `f32`s (no `unsafe`), so a kernel that
+//! forgot to write an element would read a stale value, never undefined memory; the kernels'
+//! tests check every output element.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::tune::tunables;
+
+struct Pool {
+    by_len: HashMap<usize, Vec<Vec<f32>>>,
+    bytes: usize,
+    stats: PoolStats,
+}
+
+/// Counters of the pool since the process started (or the last [`clear`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Requests for a poolable length served by a recycled buffer.
+    pub hits: u64,
+    /// Requests for a poolable length that needed a new allocation.
+    pub misses: u64,
+    /// Buffers returned to the pool.
+    pub returned: u64,
+    /// Buffers dropped on return because the pool was at its byte budget.
+    pub dropped: u64,
+    /// Bytes held by the pool now.
+    pub held_bytes: usize,
+}
+
+static POOL: Mutex<Option<Pool>> = Mutex::new(None);
+
+fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
+    // A panic while the lock is held leaves the pool consistent (every operation is a single
+    // push or pop), so a poisoned lock is still usable.
+    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let pool = guard.get_or_insert_with(|| Pool {
+        by_len: HashMap::new(),
+        bytes: 0,
+        stats: PoolStats::default(),
+    });
+    f(pool)
+}
+
+fn poolable(len: usize) -> bool {
+    let t = tunables();
+    t.buffer_pool_max_bytes > 0 && len >= t.buffer_pool_min_len.max(1)
+}
+
+fn recycled(len: usize) -> Option<Vec<f32>> {
+    if !poolable(len) {
+        return None;
+    }
+    with_pool(|p| {
+        let v = p.by_len.get_mut(&len).and_then(Vec::pop);
+        match &v {
+            Some(_) => {
+                p.stats.hits += 1;
+                p.bytes -= len * 4;
+            }
+            None => p.stats.misses += 1,
+        }
+        v
+    })
+}
+
+/// A vector of `len` elements with unspecified (but initialised) contents: a recycled buffer of
+/// that length if the pool holds one, else a new zeroed one. For outputs that the caller
+/// overwrites completely.
+///
+/// ```
+/// use tapestry_kernels::buffer::take;
+/// let mut y = take(3);
+/// y.copy_from_slice(&[1.0, 2.0, 3.0]); // every element written before any is read
+/// assert_eq!(y.len(), 3);
+/// ```
+pub fn take(len: usize) -> Vec<f32> {
+    recycled(len).unwrap_or_else(|| vec![0.0; len])
+}
+
+/// A vector of `len` zeros, recycled from the pool when it holds a buffer of that length.
+pub fn take_zeroed(len: usize) -> Vec<f32> {
+    match recycled(len) {
+        Some(mut v) => {
+            v.fill(0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// Returns a vector to the pool (if it is long enough and the pool has room); otherwise frees it.
+pub fn give(v: Vec<f32>) {
+    let len = v.len();
+    if !poolable(len) || v.capacity() != len {
+        return;
+    }
+    let budget = tunables().buffer_pool_max_bytes;
+    with_pool(|p| {
+        if p.bytes + len * 4 > budget {
+            p.stats.dropped += 1;
+            return;
+        }
+        p.bytes += len * 4;
+        p.stats.returned += 1;
+        p.by_len.entry(len).or_default().push(v);
+    });
+}
+
+/// The pool's counters, and the bytes it holds now.
+pub fn stats() -> PoolStats {
+    with_pool(|p| PoolStats { held_bytes: p.bytes, ..p.stats })
+}
+
+/// Frees every buffer the pool holds and resets its counters.
+pub fn clear() {
+    with_pool(|p| {
+        p.by_len.clear();
+        p.bytes = 0;
+        p.stats = PoolStats::default();
+    });
+}
+
+/// An owned `f32` vector that goes back to the pool when dropped.
+///
+/// Dereferences to `[f32]`; [`Buffer::into_vec`] takes the vector out (it then leaves the pool's
+/// care for good).
+#[derive(Default)]
+pub struct Buffer(Vec<f32>);
+
+impl Buffer {
+    /// Wraps a vector: when the buffer is dropped, the vector is offered to the pool.
+    pub fn new(v: Vec<f32>) -> Self {
+        Buffer(v)
+    }
+
+    /// The vector, taken out of the pool's care.
+    pub fn into_vec(mut self) -> Vec<f32> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        give(std::mem::take(&mut self.0));
+    }
+}
+
+impl Clone for Buffer {
+    fn clone(&self) -> Self {
+        let mut v = take(self.0.len());
+        v.copy_from_slice(&self.0);
+        Buffer(v)
+    }
+}
+
+impl std::ops::Deref for Buffer {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Buffer {
+    fn deref_mut(&mut self) -> &mut [f32] {
+        &mut self.0
+    }
+}
+
+impl From<Vec<f32>> for Buffer {
+    fn from(v: Vec<f32>) -> Self {
+        Buffer(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The pool is process-wide and tests run in parallel: each test uses lengths of its own.
+
+    #[test]
+    fn a_returned_buffer_is_handed_out_again_for_the_same_length() {
+        let len = (1 << 20) + 3;
+        let v = take(len);
+        let ptr = v.as_ptr();
+        give(v);
+        let again = take(len);
+        assert_eq!(again.as_ptr(), ptr, "the same allocation comes back");
+        assert_eq!(again.len(), len);
+        let other = take(len);
+        assert_ne!(other.as_ptr(), ptr, "a buffer is handed out once");
+    }
+
+    #[test]
+    fn take_zeroed_clears_a_recycled_buffer() {
+        let len = (1 << 20) + 5;
+        let mut v = take(len);
+        v.fill(7.0);
+        give(v);
+        let z = take_zeroed(len);
+        assert!(z.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn small_buffers_are_not_pooled() {
+        let len = 7;
+        give(take(len));
+        // Other tests may return buffers concurrently, but none of length 7.
+        assert!(with_pool(|p| p.by_len.get(&len).is_none_or(|b| b.is_empty())));
+    }
+
+    #[test]
+    fn a_dropped_buffer_goes_back_and_into_vec_keeps_it() {
+        let len = (1 << 20) + 9;
+        let b = Buffer::new(take(len));
+        let ptr = b.as_ptr();
+        drop(b);
+        let v = Buffer::new(take(len)).into_vec();
+        assert_eq!(v.as_ptr(), ptr);
+        // `into_vec` took it out: dropping the empty wrapper returned nothing.
+        assert!(with_pool(|p| p.by_len.get(&len).is_none_or(|b| b.is_empty())));
+    }
+
+    #[test]
+    fn clones_are_independent_copies() {
+        let len = (1 << 20) + 11;
+        let mut a = Buffer::new(take_zeroed(len));
+        a[0] = 1.0;
+        let b = a.clone();
+        a[0] = 2.0;
+        assert_eq!(b[0], 1.0);
+        assert_eq!(b.len(), len);
+    }
+}
