@@ -16,6 +16,7 @@
 //! count (forward and input gradient do not depend on it at all).
 
 use crate::buffer::{self, Buffer};
+use crate::conv_direct;
 use crate::error::KernelError;
 use crate::gemm::sgemm;
 use crate::par::may_parallelize;
@@ -234,7 +235,7 @@ fn valid_range(ow: usize, stride: usize, pad: usize, off: usize, w: usize) -> (u
 }
 
 /// Runs `f(image_index, scratch)` for every image, in parallel over the batch when worthwhile.
-fn for_each_image<F>(g: &Conv2dGeometry, scratch_len: usize, f: F)
+pub(crate) fn for_each_image<F>(g: &Conv2dGeometry, scratch_len: usize, f: F)
 where
     F: Fn(usize, &mut [f32]) + Sync + Send,
 {
@@ -278,6 +279,10 @@ pub fn conv2d_forward(
         return;
     }
     let pointwise = g.is_pointwise();
+    if !pointwise && conv_direct::applicable(g) {
+        conv_direct::forward(g, x, w, bias, y);
+        return;
+    }
     let scratch = if pointwise { 0 } else { k * p };
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
     for_each_image(g, scratch, |i, col| {
@@ -322,6 +327,10 @@ pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
         return;
     }
     let pointwise = g.is_pointwise();
+    if let Some(t) = conv_direct::backward_input_geometry(g).filter(|_| !pointwise) {
+        conv_direct::backward_input(g, &t, dy, w, dx);
+        return;
+    }
     let scratch = if pointwise { 0 } else { k * p };
     let dx_ptr = crate::par::SendPtr(dx.as_mut_ptr());
     for_each_image(g, scratch, |i, col| {

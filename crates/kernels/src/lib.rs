@@ -26,6 +26,7 @@ pub mod gemm;
 pub mod pool;
 pub mod tune;
 
+mod conv_direct;
 mod error;
 mod par;
 mod simd;

@@ -163,3 +163,52 @@ fn wrong_output_length_panics() {
     let mut y = vec![0.0; 5];
     conv2d_forward(&g, &[0.0; 16], &[0.0; 9], None, &mut y);
 }
+
+#[test]
+fn direct_path_shapes_every_tile_width_and_channel_block() {
+    // Stride 1, dilation 1 and output channels in multiples of 16 take the direct AVX-512
+    // kernel where the CPU has it: blocks of 1 to 4 vectors of channels (16, 48, 80 = 64 + 16),
+    // rows split into tiles of 1 to 6 pixels (widths 1 to 13), every padding up to k - 1 and
+    // beyond, rectangular kernels; input channels in multiples of 16 also take it for dX.
+    for (c_in, c_out) in [(1, 16), (16, 48), (32, 80), (3, 32)] {
+        for w in [1, 2, 5, 7, 11, 13] {
+            check(geom(2, c_in, 4, w, c_out, (3, 3), (1, 1), (1, 1), (1, 1)), w % 2 == 1);
+        }
+    }
+    for k in 1..=4 {
+        for pad in 0..=k {
+            check(geom(2, 16, 6, 7, 16, (k, k), (1, 1), (pad, pad), (1, 1)), pad % 2 == 0);
+        }
+    }
+    check(geom(2, 16, 9, 8, 32, (3, 2), (1, 1), (2, 0), (1, 1)), true);
+    check(geom(2, 16, 9, 8, 32, (1, 5), (1, 1), (0, 2), (1, 1)), false);
+}
+
+#[test]
+fn direct_and_im2col_paths_agree() {
+    // The same convolution on the direct kernel and, with the portable path forced, on im2col +
+    // GEMM. (On a CPU without AVX-512 both runs take im2col and this checks determinism.)
+    let g = geom(3, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1));
+    let x = random_vec(g.x_len(), 11);
+    let w = random_vec(g.w_len(), 12);
+    let b = random_vec(g.c_out, 13);
+    let dy = random_vec(g.y_len(), 14);
+    let run = || {
+        let mut y = vec![f32::NAN; g.y_len()];
+        conv2d_forward(&g, &x, &w, Some(&b), &mut y);
+        let mut dx = vec![f32::NAN; g.x_len()];
+        conv2d_backward_input(&g, &dy, &w, &mut dx);
+        (y, dx)
+    };
+    let (y_direct, dx_direct) = run();
+    tapestry_kernels::elementwise::set_force_scalar(true);
+    let (y_gemm, dx_gemm) = run();
+    tapestry_kernels::elementwise::set_force_scalar(false);
+    let close = |a: &[f32], b: &[f32], what: &str| {
+        for (i, (p, q)) in a.iter().zip(b).enumerate() {
+            assert!((p - q).abs() <= 1e-4 * (1.0 + q.abs()), "{what}[{i}]: {p} vs {q}");
+        }
+    };
+    close(&y_direct, &y_gemm, "forward");
+    close(&dx_direct, &dx_gemm, "backward_input");
+}
