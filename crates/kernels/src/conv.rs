@@ -436,6 +436,12 @@ pub fn conv2d_backward_weight(
         1
     };
     let scratch_len = (g.c_out + k) * group * p;
+    // The direct kernel copies `dy` channels-last for every image, which only pays off when each
+    // element of `dy` then meets enough taps (measured: 288 taps gain 1.5x, 27 taps lose 2x).
+    if !g.is_pointwise() && conv_direct::applicable(g) && k >= 64 {
+        conv_direct::backward_weight(g, x, dy, dw, chunks);
+        return;
+    }
     if chunks == 1 {
         accumulate(0..g.n, dw, &mut Buffer::new(buffer::take(scratch_len)));
         return;

@@ -135,15 +135,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &
     let offsets = &offsets;
     let image = move |i: usize, xp: &mut [f32]| {
         // Zero-padded copy of image i.
-        let xi = &x[i * x_img..(i + 1) * x_img];
-        xp.fill(0.0);
-        for ci in 0..g.c_in {
-            for iy in 0..g.h {
-                let dst = (ci * hp + iy + g.padding.0) * wp + g.padding.1;
-                let src = (ci * g.h + iy) * g.w;
-                xp[dst..dst + g.w].copy_from_slice(&xi[src..src + g.w]);
-            }
-        }
+        pad_image(g, &x[i * x_img..(i + 1) * x_img], xp, hp, wp);
         // SAFETY: image `i` owns the disjoint range `i*y_img..(i+1)*y_img` of `y`, in bounds by
         // the assertion above; `y` stays mutably borrowed for the whole loop.
         let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
@@ -295,6 +287,203 @@ impl Tile<'_> {
 
     #[cfg(not(target_arch = "x86_64"))]
     unsafe fn run_tile<const V: usize, const PX: usize>(self) {
+        unreachable!("the direct convolution needs AVX-512")
+    }
+}
+
+/// Gradient with respect to the weight (stride 1, dilation 1; checked by the caller with
+/// [`applicable`]); `dw` is overwritten. The bias gradient is the caller's.
+///
+/// `dW[co, ci, r, s] = Σ_n Σ_(oy, ox) dy[n, co, oy, ox] · xp[n, ci, oy + r, ox + s]`: a GEMM whose
+/// inner dimension is the pixels. The register tile is `V` vectors of 16 output channels by `TT`
+/// taps; for each pixel the kernel loads the `V` vectors of `dy` at that pixel (from a
+/// channels-last copy of `dy`), broadcasts the `TT` input values under it, and issues `V·TT`
+/// fused multiply-adds. Pixels are taken 64 at a time, so that the `dy` rows stay in the L1
+/// cache while every tap tile passes over them.
+///
+/// Images are split into `chunks` contiguous ranges, one partial sum each, added in range order:
+/// the result depends on the number of chunks (the caller passes the thread count), never on
+/// scheduling.
+pub(crate) fn backward_weight(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    chunks: usize,
+) {
+    use rayon::prelude::*;
+    assert!(applicable(g));
+    let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let taps = g.c_in * g.kh * g.kw;
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
+    let tap_offsets: Vec<usize> = (0..g.c_in)
+        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
+        .map(|(ci, r, s)| ci * hp * wp + r * wp + s)
+        .collect();
+    let pix_offsets: Vec<usize> =
+        (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
+    // One chunk of images into a partial dW, in the packed (tap-major per channel block) layout.
+    let partial = |images: std::ops::Range<usize>| -> Buffer {
+        let mut acc = Buffer::new(buffer::take_zeroed(g.c_out * taps));
+        let mut xp = Buffer::new(buffer::take(g.c_in * hp * wp));
+        let mut dyt = Buffer::new(buffer::take(p * g.c_out));
+        for i in images {
+            pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
+            // dyᵀ: channels last, so that 16 channels of one pixel are one vector.
+            let dyi = &dy[i * y_img..(i + 1) * y_img];
+            for co in 0..g.c_out {
+                for (q, &v) in dyi[co * p..(co + 1) * p].iter().enumerate() {
+                    dyt[q * g.c_out + co] = v;
+                }
+            }
+            let mut off = 0;
+            for co0 in (0..g.c_out).step_by(MAX_V * CO_VEC) {
+                let v = ((g.c_out - co0) / CO_VEC).min(MAX_V);
+                let block = &mut acc[off..off + taps * v * CO_VEC];
+                off += taps * v * CO_VEC;
+                for q0 in (0..p).step_by(PIXEL_CHUNK) {
+                    let pixels = &pix_offsets[q0..(q0 + PIXEL_CHUNK).min(p)];
+                    let mut t0 = 0;
+                    while t0 < taps {
+                        let tt = MAX_TT.min(taps - t0);
+                        let tile = WeightTile {
+                            xp: &xp,
+                            dyt: &dyt[q0 * g.c_out + co0..],
+                            c_out: g.c_out,
+                            pixels,
+                            taps: &tap_offsets[t0..t0 + tt],
+                            acc: &mut block[t0 * v * CO_VEC..(t0 + tt) * v * CO_VEC],
+                        };
+                        tile.run(v, tt);
+                        t0 += tt;
+                    }
+                }
+            }
+        }
+        acc
+    };
+    let packed = if chunks <= 1 {
+        partial(0..g.n)
+    } else {
+        let per = g.n.div_ceil(chunks);
+        let starts: Vec<usize> = (0..g.n).step_by(per).collect();
+        let parts: Vec<Buffer> =
+            starts.into_par_iter().map(|s| partial(s..(s + per).min(g.n))).collect();
+        let mut parts = parts.into_iter();
+        let mut sum = parts.next().expect("at least one chunk");
+        for part in parts {
+            for (a, b) in sum.iter_mut().zip(part.iter()) {
+                *a += b;
+            }
+        }
+        sum
+    };
+    // Unpack: block by block, tap-major → dw[co, tap].
+    let mut off = 0;
+    for co0 in (0..g.c_out).step_by(MAX_V * CO_VEC) {
+        let width = (g.c_out - co0).min(MAX_V * CO_VEC);
+        for t in 0..taps {
+            for l in 0..width {
+                dw[(co0 + l) * taps + t] = packed[off + t * width + l];
+            }
+        }
+        off += taps * width;
+    }
+}
+
+/// Pixels of `dy` per pass over the tap tiles.
+const PIXEL_CHUNK: usize = 64;
+/// The most taps in a weight-gradient tile.
+const MAX_TT: usize = 6;
+
+/// Writes image `x` (`[c_in, h, w]`) zero-padded into `xp` (`[c_in, hp, wp]`).
+fn pad_image(g: &Conv2dGeometry, x: &[f32], xp: &mut [f32], hp: usize, wp: usize) {
+    xp.fill(0.0);
+    for ci in 0..g.c_in {
+        for iy in 0..g.h {
+            let dst = (ci * hp + iy + g.padding.0) * wp + g.padding.1;
+            let src = (ci * g.h + iy) * g.w;
+            xp[dst..dst + g.w].copy_from_slice(&x[src..src + g.w]);
+        }
+    }
+}
+
+/// One weight-gradient register tile: `v` vectors of output channels by `tt` taps, summed over
+/// a run of pixels and added into `acc`.
+struct WeightTile<'a> {
+    /// The padded image.
+    xp: &'a [f32],
+    /// `dy` channels last, from the run's first pixel and the block's first channel on.
+    dyt: &'a [f32],
+    /// Elements between pixels in `dyt`.
+    c_out: usize,
+    /// The offset in `xp` of each pixel of the run.
+    pixels: &'a [usize],
+    /// The offset in `xp` of each tap of the tile.
+    taps: &'a [usize],
+    /// The tile's accumulators: `tt` taps of `v·16` channels.
+    acc: &'a mut [f32],
+}
+
+impl WeightTile<'_> {
+    fn run(self, v: usize, tt: usize) {
+        dispatch!(self, v, tt; 1, 2, 3, 4; 1, 2, 3, 4, 5, 6)
+    }
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)] // see `Tile::run_tile`
+    unsafe fn run_tile<const V: usize, const TT: usize>(self) {
+        use std::arch::x86_64::*;
+        let n = self.pixels.len();
+        assert!(self.taps.len() == TT && self.acc.len() == TT * V * CO_VEC);
+        assert!(n == 0 || (n - 1) * self.c_out + V * CO_VEC <= self.dyt.len(), "dW tile: dy");
+        let last_pixel = self.pixels.iter().copied().max().unwrap_or(0);
+        let last_tap = self.taps.iter().copied().max().unwrap_or(0);
+        assert!(last_pixel + last_tap < self.xp.len(), "dW tile: input");
+        let mut acc = [[_mm512_setzero_ps(); TT]; V];
+        let a = self.acc.as_mut_ptr();
+        for t in 0..TT {
+            for v in 0..V {
+                // SAFETY: TT·V·16 accumulators (asserted above).
+                acc[v][t] = unsafe { _mm512_loadu_ps(a.add((t * V + v) * CO_VEC)) };
+            }
+        }
+        let mut base = [self.xp.as_ptr(); TT];
+        for t in 0..TT {
+            // SAFETY: the tap offset is inside `xp` (asserted above).
+            base[t] = unsafe { base[t].add(self.taps[t]) };
+        }
+        let d = self.dyt.as_ptr();
+        for (q, &pix) in self.pixels.iter().enumerate() {
+            let mut dv = [_mm512_setzero_ps(); V];
+            for v in 0..V {
+                // SAFETY: q·c_out + V·16 ≤ dyt.len() (asserted above).
+                dv[v] = unsafe { _mm512_loadu_ps(d.add(q * self.c_out + v * CO_VEC)) };
+            }
+            for t in 0..TT {
+                // SAFETY: pix + tap offset < xp.len() (asserted above).
+                let b = _mm512_set1_ps(unsafe { *base[t].add(pix) });
+                for v in 0..V {
+                    acc[v][t] = _mm512_fmadd_ps(dv[v], b, acc[v][t]);
+                }
+            }
+        }
+        for t in 0..TT {
+            for v in 0..V {
+                // SAFETY: as for the loads above.
+                unsafe { _mm512_storeu_ps(a.add((t * V + v) * CO_VEC), acc[v][t]) };
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn run_tile<const V: usize, const TT: usize>(self) {
         unreachable!("the direct convolution needs AVX-512")
     }
 }

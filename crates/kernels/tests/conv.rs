@@ -182,6 +182,13 @@ fn direct_path_shapes_every_tile_width_and_channel_block() {
     }
     check(geom(2, 16, 9, 8, 32, (3, 2), (1, 1), (2, 0), (1, 1)), true);
     check(geom(2, 16, 9, 8, 32, (1, 5), (1, 1), (0, 2), (1, 1)), false);
+    // The weight gradient's direct kernel takes taps 6 at a time: tails of 1 to 5 taps
+    // (73, 34·2, 17·9, 76, 13·5 taps).
+    check(geom(2, 73, 3, 4, 16, (1, 1), (1, 1), (1, 1), (1, 1)), true);
+    check(geom(2, 34, 5, 5, 16, (1, 2), (1, 1), (0, 1), (1, 1)), false);
+    check(geom(2, 17, 5, 6, 32, (3, 3), (1, 1), (1, 1), (1, 1)), true);
+    check(geom(2, 19, 5, 6, 48, (2, 2), (1, 1), (1, 1), (1, 1)), false);
+    check(geom(2, 13, 4, 9, 16, (1, 5), (1, 1), (0, 2), (1, 1)), true);
 }
 
 #[test]
