@@ -442,6 +442,10 @@ pub fn conv2d_backward_weight(
         conv_direct::backward_weight(g, x, dy, dw, chunks);
         return;
     }
+    if !g.is_pointwise() && conv_direct::rows_applicable(g) && k < 64 {
+        conv_direct::backward_weight_rows(g, x, dy, dw, chunks);
+        return;
+    }
     if chunks == 1 {
         accumulate(0..g.n, dw, &mut Buffer::new(buffer::take(scratch_len)));
         return;

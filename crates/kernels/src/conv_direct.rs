@@ -487,3 +487,188 @@ impl WeightTile<'_> {
         unreachable!("the direct convolution needs AVX-512")
     }
 }
+
+/// True when [`backward_weight_rows`] can compute the weight gradient of `g`: AVX-512 is
+/// active, and stride and dilation are 1 (any number of channels).
+pub(crate) fn rows_applicable(g: &Conv2dGeometry) -> bool {
+    active_isa() == Isa::Avx512
+        && g.stride == (1, 1)
+        && g.dilation == (1, 1)
+        && g.out_h() > 0
+        && g.out_w() > 0
+}
+
+/// Output channels per weight-gradient row tile.
+const ROW_CO: usize = 4;
+/// Taps per weight-gradient row tile.
+const ROW_TT: usize = 6;
+
+/// Weight gradient for layers with few taps (the 3-channel first layer: 27), where
+/// [`backward_weight`]'s channels-last copy of `dy` costs more than it saves. `dw` is
+/// overwritten.
+///
+/// Each `dW[co, tap]` is a dot product over the pixels of `dy[co]` with the input under the tap.
+/// Laid out with the padded row length `wp`, both are plain contiguous runs: `dy` is copied into
+/// rows of `wp` (zeros past the `ow` real columns), and the input under tap `(ci, r, s)` for pixel
+/// `q = oy·wp + ox` is `xp[ci·plane + r·wp + s + q]`. The tile is 4 channels by 6 taps of 16-lane
+/// accumulators: per 16 pixels, 10 loads and 24 FMAs. The accumulators stay vectors across all
+/// images of a chunk and are summed across lanes (in a fixed tree) once at the end. The padded
+/// layout computes `wp/ow` times the useful products (30/28 at 28x28), with zeros.
+///
+/// Chunks of images are summed in order, as in [`backward_weight`].
+pub(crate) fn backward_weight_rows(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    chunks: usize,
+) {
+    use rayon::prelude::*;
+    assert!(rows_applicable(g));
+    let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let plane = hp * wp;
+    let taps = g.c_in * g.kh * g.kw;
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
+    // Pixels in the padded-row layout, rounded up to whole vectors.
+    let q_len = (oh * wp).div_ceil(CO_VEC) * CO_VEC;
+    let tap_offsets: Vec<usize> = (0..g.c_in)
+        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
+        .map(|(ci, r, s)| ci * plane + r * wp + s)
+        .collect();
+    // The padded image plus a zero tail, so that every tap may read q_len elements.
+    let xp_len = tap_offsets.iter().max().copied().unwrap_or(0) + q_len;
+    let partial = |images: std::ops::Range<usize>| -> Buffer {
+        let mut acc = Buffer::new(buffer::take_zeroed(g.c_out * taps * CO_VEC));
+        let mut xp = Buffer::new(buffer::take(xp_len.max(g.c_in * plane)));
+        let mut dyp = Buffer::new(buffer::take(g.c_out * q_len));
+        for i in images {
+            pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
+            xp[g.c_in * plane..].fill(0.0);
+            dyp.fill(0.0);
+            let dyi = &dy[i * y_img..(i + 1) * y_img];
+            for co in 0..g.c_out {
+                for oy in 0..oh {
+                    let src = &dyi[co * p + oy * ow..co * p + (oy + 1) * ow];
+                    dyp[co * q_len + oy * wp..co * q_len + oy * wp + ow].copy_from_slice(src);
+                }
+            }
+            for co0 in (0..g.c_out).step_by(ROW_CO) {
+                let nc = ROW_CO.min(g.c_out - co0);
+                for t0 in (0..taps).step_by(ROW_TT) {
+                    let nt = ROW_TT.min(taps - t0);
+                    let tile = RowTile {
+                        xp: &xp,
+                        dyp: &dyp[co0 * q_len..(co0 + nc) * q_len],
+                        q_len,
+                        taps: &tap_offsets[t0..t0 + nt],
+                        acc: &mut acc,
+                        acc_base: (co0 * taps + t0) * CO_VEC,
+                        acc_co_stride: taps * CO_VEC,
+                    };
+                    tile.run(nc, nt);
+                }
+            }
+        }
+        acc
+    };
+    let lanes = if chunks <= 1 {
+        partial(0..g.n)
+    } else {
+        let per = g.n.div_ceil(chunks);
+        let starts: Vec<usize> = (0..g.n).step_by(per).collect();
+        let parts: Vec<Buffer> =
+            starts.into_par_iter().map(|s| partial(s..(s + per).min(g.n))).collect();
+        let mut parts = parts.into_iter();
+        let mut sum = parts.next().expect("at least one chunk");
+        for part in parts {
+            for (a, b) in sum.iter_mut().zip(part.iter()) {
+                *a += b;
+            }
+        }
+        sum
+    };
+    for (d, l) in dw.iter_mut().zip(lanes.chunks_exact(CO_VEC)) {
+        *d = crate::simd::reduce_lanes(l.try_into().expect("16 lanes"));
+    }
+}
+
+/// One row tile of the weight gradient: `nc` channels by `nt` taps of 16-lane accumulators.
+struct RowTile<'a> {
+    xp: &'a [f32],
+    /// The tile's `dy` rows in the padded-row layout, `q_len` apart.
+    dyp: &'a [f32],
+    q_len: usize,
+    /// The offset in `xp` of each tap of the tile.
+    taps: &'a [usize],
+    /// Every accumulator: `[c_out][taps][16]`.
+    acc: &'a mut [f32],
+    /// Where the tile's first accumulator is.
+    acc_base: usize,
+    /// Elements between the accumulators of two channels.
+    acc_co_stride: usize,
+}
+
+impl RowTile<'_> {
+    fn run(self, nc: usize, nt: usize) {
+        dispatch!(self, nc, nt; 1, 2, 3, 4; 1, 2, 3, 4, 5, 6)
+    }
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)] // see `Tile::run_tile`
+    unsafe fn run_tile<const C: usize, const T: usize>(self) {
+        use std::arch::x86_64::*;
+        assert!(self.taps.len() == T && self.dyp.len() == C * self.q_len);
+        assert!(self.q_len.is_multiple_of(CO_VEC));
+        let last_tap = self.taps.iter().copied().max().unwrap_or(0);
+        assert!(last_tap + self.q_len <= self.xp.len(), "dW row tile: input");
+        let last_acc = self.acc_base + (C - 1) * self.acc_co_stride + T * CO_VEC;
+        assert!(last_acc <= self.acc.len(), "dW row tile: accumulators");
+        let a = self.acc.as_mut_ptr();
+        let mut acc = [[_mm512_setzero_ps(); T]; C];
+        for c in 0..C {
+            for t in 0..T {
+                // SAFETY: within `last_acc` (asserted above).
+                let at = unsafe { a.add(self.acc_base + c * self.acc_co_stride + t * CO_VEC) };
+                acc[c][t] = unsafe { _mm512_loadu_ps(at) };
+            }
+        }
+        let mut base = [self.xp.as_ptr(); T];
+        for t in 0..T {
+            // SAFETY: the tap offset plus q_len is within `xp` (asserted above).
+            base[t] = unsafe { base[t].add(self.taps[t]) };
+        }
+        let d = self.dyp.as_ptr();
+        for q in (0..self.q_len).step_by(CO_VEC) {
+            let mut dv = [_mm512_setzero_ps(); C];
+            for c in 0..C {
+                // SAFETY: c·q_len + q + 16 ≤ C·q_len = dyp.len().
+                dv[c] = unsafe { _mm512_loadu_ps(d.add(c * self.q_len + q)) };
+            }
+            for t in 0..T {
+                // SAFETY: tap offset + q + 16 ≤ tap offset + q_len ≤ xp.len().
+                let xv = unsafe { _mm512_loadu_ps(base[t].add(q)) };
+                for c in 0..C {
+                    acc[c][t] = _mm512_fmadd_ps(dv[c], xv, acc[c][t]);
+                }
+            }
+        }
+        for c in 0..C {
+            for t in 0..T {
+                // SAFETY: as for the loads above.
+                let at = unsafe { a.add(self.acc_base + c * self.acc_co_stride + t * CO_VEC) };
+                unsafe { _mm512_storeu_ps(at, acc[c][t]) };
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn run_tile<const C: usize, const T: usize>(self) {
+        unreachable!("the direct convolution needs AVX-512")
+    }
+}

@@ -189,6 +189,15 @@ fn direct_path_shapes_every_tile_width_and_channel_block() {
     check(geom(2, 17, 5, 6, 32, (3, 3), (1, 1), (1, 1), (1, 1)), true);
     check(geom(2, 19, 5, 6, 48, (2, 2), (1, 1), (1, 1), (1, 1)), false);
     check(geom(2, 13, 4, 9, 16, (1, 5), (1, 1), (0, 2), (1, 1)), true);
+    // Below 64 taps the weight gradient runs on rows: tiles of up to 4 channels by 6 taps, so
+    // every tail of both (1 to 5 channels, 1 to 5 taps), and rows of any width.
+    for (c_in, k, pad) in [(1, (1, 1), 1), (2, (1, 1), 1), (1, (2, 2), 0), (1, (1, 5), 2)] {
+        for c_out in [1, 2, 3, 5] {
+            check(geom(2, c_in, 5, 7, c_out, k, (1, 1), (pad, pad), (1, 1)), c_out % 2 == 1);
+        }
+    }
+    check(geom(3, 3, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1)), true);
+    check(geom(2, 7, 3, 17, 6, (3, 3), (1, 1), (2, 2), (1, 1)), false);
 }
 
 #[test]
