@@ -8,11 +8,11 @@
 //! ```
 //!
 //! which is the forward GEMM `W · col` with `col` read straight from `xp`. The register tile is
-//! `V` vectors of 16 output channels by `PX` neighbouring output pixels of one row
-//! (`V·PX ≤ 24` accumulators). For each tap `(ci, r, s)` the kernel loads the `V` weight vectors
-//! of the tap (packed so that they are contiguous), broadcasts `PX` input values, and issues
-//! `V·PX` fused multiply-adds: 24 FMAs against 10 loads, close to the FMA units' peak. Each
-//! accumulator (16 channels of one pixel) is then scattered into the NCHW output.
+//! `V ≤ 2` vectors of 16 output channels by `PX ≤ 7` neighbouring output pixels of one row. For
+//! each tap `(ci, r, s)` the kernel loads the `V` weight vectors of the tap (packed so that they
+//! are contiguous, and few enough to stay in L1), broadcasts `PX` input values, and issues
+//! `V·PX` fused multiply-adds: 14 FMAs against 9 loads. Each accumulator (16 channels of one
+//! pixel) is then scattered into the NCHW output.
 //!
 //! The gradient with respect to the input of such a convolution is again one: `dx` is the
 //! convolution of `dy` with the weight flipped in both spatial axes and its two channel axes
@@ -27,9 +27,9 @@ use crate::simd::{active_isa, Isa};
 /// Output channels per vector.
 const CO_VEC: usize = 16;
 /// The most vectors of output channels in a tile.
-const MAX_V: usize = 4;
+const MAX_V: usize = 2;
 /// The most output pixels in a tile.
-const MAX_PX: usize = 6;
+const MAX_PX: usize = 7;
 
 /// True when the direct forward kernel can compute `g`: AVX-512 is active, stride and dilation
 /// are 1, and the output channels come in whole vectors of 16.
@@ -211,7 +211,7 @@ macro_rules! dispatch {
 
 impl Tile<'_> {
     fn run(self, v: usize, n: usize) {
-        dispatch!(self, v, n; 1, 2, 3, 4; 1, 2, 3, 4, 5, 6)
+        dispatch!(self, v, n; 1, 2, 3, 4; 1, 2, 3, 4, 5, 6, 7)
     }
 
     /// # Safety
@@ -340,8 +340,8 @@ pub(crate) fn backward_weight(
                 }
             }
             let mut off = 0;
-            for co0 in (0..g.c_out).step_by(MAX_V * CO_VEC) {
-                let v = ((g.c_out - co0) / CO_VEC).min(MAX_V);
+            for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
+                let v = ((g.c_out - co0) / CO_VEC).min(MAX_V_DW);
                 let block = &mut acc[off..off + taps * v * CO_VEC];
                 off += taps * v * CO_VEC;
                 for q0 in (0..p).step_by(PIXEL_CHUNK) {
@@ -383,8 +383,8 @@ pub(crate) fn backward_weight(
     };
     // Unpack: block by block, tap-major → dw[co, tap].
     let mut off = 0;
-    for co0 in (0..g.c_out).step_by(MAX_V * CO_VEC) {
-        let width = (g.c_out - co0).min(MAX_V * CO_VEC);
+    for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
+        let width = (g.c_out - co0).min(MAX_V_DW * CO_VEC);
         for t in 0..taps {
             for l in 0..width {
                 dw[(co0 + l) * taps + t] = packed[off + t * width + l];
@@ -394,6 +394,8 @@ pub(crate) fn backward_weight(
     }
 }
 
+/// The most vectors of output channels in a weight-gradient tile.
+const MAX_V_DW: usize = 4;
 /// Pixels of `dy` per pass over the tap tiles.
 const PIXEL_CHUNK: usize = 64;
 /// The most taps in a weight-gradient tile.
