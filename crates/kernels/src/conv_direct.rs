@@ -211,7 +211,7 @@ macro_rules! dispatch {
 
 impl Tile<'_> {
     fn run(self, v: usize, n: usize) {
-        dispatch!(self, v, n; 1, 2, 3, 4; 1, 2, 3, 4, 5, 6, 7)
+        dispatch!(self, v, n; 1, 2; 1, 2, 3, 4, 5, 6, 7)
     }
 
     /// # Safety

@@ -167,11 +167,12 @@ fn wrong_output_length_panics() {
 #[test]
 fn direct_path_shapes_every_tile_width_and_channel_block() {
     // Stride 1, dilation 1 and output channels in multiples of 16 take the direct AVX-512
-    // kernel where the CPU has it: blocks of 1 to 4 vectors of channels (16, 48, 80 = 64 + 16),
-    // rows split into tiles of 1 to 6 pixels (widths 1 to 13), every padding up to k - 1 and
-    // beyond, rectangular kernels; input channels in multiples of 16 also take it for dX.
+    // kernel where the CPU has it: blocks of 1 or 2 vectors of channels (16, 48 = 32 + 16,
+    // 80 = 32 + 32 + 16; the weight gradient's blocks of up to 4: 64 + 16), rows split into tiles
+    // of 1 to 7 pixels (widths 1 to 13), every padding up to k - 1 and beyond, rectangular
+    // kernels; input channels in multiples of 16 also take it for dX.
     for (c_in, c_out) in [(1, 16), (16, 48), (32, 80), (3, 32)] {
-        for w in [1, 2, 5, 7, 11, 13] {
+        for w in [1, 2, 3, 4, 5, 7, 11, 13] {
             check(geom(2, c_in, 4, w, c_out, (3, 3), (1, 1), (1, 1), (1, 1)), w % 2 == 1);
         }
     }
