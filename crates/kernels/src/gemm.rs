@@ -14,10 +14,9 @@
 //! Blocks never split the `k` dimension, so each element of C is computed by the same sequence
 //! of operations whatever the number of threads: results do not depend on the thread count.
 
-use crate::par::{may_parallelize, SendConstPtr, SendPtr};
+use crate::par::{fork, may_parallelize, SendConstPtr, SendPtr};
 use crate::simd::{multiversion, reduce_lanes, LANES};
 use crate::tune::tunables;
-use rayon::prelude::*;
 
 /// `C = alpha * A·B + beta * C`, with A `m`×`k`, B `k`×`n` and C `m`×`n`.
 ///
@@ -119,7 +118,8 @@ pub fn sgemm(
         (0..len).step_by(per.max(1)).map(|s| (s, (s + per).min(len))).collect();
     let (pa, pb, pc) =
         (SendConstPtr(a.as_ptr()), SendConstPtr(b.as_ptr()), SendPtr(c.as_mut_ptr()));
-    blocks.into_par_iter().for_each(|(s, e)| {
+    fork(blocks.len(), |b| {
+        let (s, e) = blocks[b];
         let (mm, nn, oa, ob, oc) = if split_rows {
             (e - s, n, s as isize * rsa, 0, s as isize * rsc)
         } else {
