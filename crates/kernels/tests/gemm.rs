@@ -127,6 +127,21 @@ fn large_problems_take_the_parallel_path_correctly() {
 }
 
 #[test]
+fn narrow_products_with_long_k_both_orientations_and_in_parallel() {
+    // C with at most 32 columns (or rows) and k >= 64 takes the narrow kernel on AVX-512: one or
+    // two vectors of columns, tiles of 1 to 12 rows, any layout; large enough ones in parallel.
+    for &(m, k, n) in &[(1, 64, 1), (13, 65, 16), (25, 100, 17), (128, 256, 10), (37, 70, 32)] {
+        for (la, lb) in [(Layout::RowMajor, Layout::ColMajor), (Layout::ColMajor, Layout::Padded)] {
+            check(m, k, n, la, lb, Layout::RowMajor, 1.0, 0.0);
+            check(n, k, m, lb, la, Layout::ColMajor, -0.5, 0.25);
+            check(m, k, n, la, lb, Layout::Padded, 2.0, 1.0);
+        }
+    }
+    check(3000, 300, 10, Layout::RowMajor, Layout::ColMajor, Layout::RowMajor, 1.0, 0.0);
+    check(20, 300, 3001, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.5);
+}
+
+#[test]
 fn k_zero_scales_c_by_beta() {
     let mut c = vec![2.0f32; 6];
     sgemm(2, 0, 3, 1.0, &[], 0, 1, &[], 3, 1, 0.5, &mut c, 3, 1);
