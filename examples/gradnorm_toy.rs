@@ -187,7 +187,7 @@ fn fmt(values: &[f64], decimals: usize) -> String {
 
 fn run_case(sigmas: Vec<f64>, seeds: u64, settings: &Settings) {
     let t = sigmas.len();
-    println!("\n== T = {t}, sigma = [{}], seeds 0..{seeds}", fmt(&sigmas, 2));
+    println!("\n== T = {t}, sigma = [{}], {seeds} seeds (0 to {})", fmt(&sigmas, 2), seeds - 1);
     let (mut ew, mut gn) = (Vec::new(), Vec::new());
     for seed in 0..seeds {
         let config = GradNormToyConfig {
@@ -275,11 +275,11 @@ fn main() {
     );
     let only: usize = env_or("TOY_T", 0);
     if only == 0 || only == 2 {
-        run_case(vec![1.0, 100.0], env_or("TOY_SEEDS", 5), &settings);
+        run_case(vec![1.0, 100.0], env_or("TOY_SEEDS", 5).max(1), &settings);
     }
     if only == 0 || only == 10 {
         let t = 10;
         let sigmas = (0..t).map(|i| 100f64.powf(i as f64 / (t - 1) as f64)).collect();
-        run_case(sigmas, env_or("TOY_SEEDS", 3), &settings);
+        run_case(sigmas, env_or("TOY_SEEDS", 3).max(1), &settings);
     }
 }
