@@ -1,55 +1,118 @@
 //! The synthetic toy of the GradNorm paper (Chen et al., ICML 2018, section 4): T regression
 //! tasks `f_t(x) = σ_t tanh((B + ε_t) x)` on a shared 4-layer ReLU trunk of 100 units, trained
-//! with equal weights and with GradNorm (α = 0.12) from the same initialisation and batches.
+//! with equal weights (EW) and with GradNorm (α = 0.12) from the same initialisation and batches.
 //!
-//! It prints, for T = 2 with σ = (1, 100) and for T = 10 with σ spread geometrically over
-//! [1, 100]: GradNorm's weights against σ (they should order inversely to σ), the largest
-//! deviation of their sum from T over every step, and the sum over tasks of the test loss ratio
-//! `L_t(test, end) / L_t(test, start)` for EW and GradNorm (lower is better).
+//! For T = 2 with σ = (1, 100) and for T = 10 with σ spread geometrically over [1, 100], over
+//! several seeds (each draws new `B`, `ε_t`, inputs, initialisation and batch order, shared by
+//! EW and GradNorm), it prints GradNorm's weights against σ (they should order inversely to
+//! σ), the largest deviation of their sum from T over every step, and the paper's measure: the
+//! sum over tasks of the test loss ratio `L_t(test, now) / L_t(test, start)` (lower is better),
+//! per seed at the end of training and as a mean over seeds along the way.
 //!
 //! ```text
 //! cargo run --release --example gradnorm_toy
 //! ```
 //!
-//! Environment overrides for experiments: `TOY_T` (2 or 10: run only that case), `TOY_LR`
-//! (Adam's learning rate, 1e-3), `TOY_WLR` (GradNorm's weight learning rate, 1e-3), `TOY_N`
-//! (training samples, 10,000; the test set has 1,000).
+//! GradNorm's weights follow Adam at 0.025, as in the paper (which uses Adam throughout and
+//! that weight learning rate on NYUv2; it gives no optimizer settings for the toy). Environment
+//! overrides for experiments: `TOY_T` (2 or 10: run only that case), `TOY_SEEDS` (seeds per
+//! case: 5 for T = 2, 3 for T = 10), `TOY_EPOCHS` (20), `TOY_N` (training samples, 10,000; the
+//! test set has 1,000), `TOY_LR` (the network's Adam learning rate, 1e-3), `TOY_WEIGHT_OPT`
+//! (`adam`, or `gd` for plain gradient descent on the weights) and `TOY_WLR` (the weights'
+//! learning rate: 0.025 with Adam, 1e-3 with gradient descent).
 
 use tapestry::data::MultiTaskDataset;
 use tapestry::mtl::gradnorm::GradNormConfig;
 use tapestry::mtl::metrics::evaluate;
 use tapestry::mtl::toy::{gradnorm_toy, gradnorm_toy_model, GradNormToyConfig};
 use tapestry::mtl::weighting::{EqualWeighting, GradNorm, Weighting};
-use tapestry::mtl::{HardSharing, Observer, StepReport, Trainer, TrainerConfig};
+use tapestry::mtl::{EpochReport, HardSharing, Observer, StepReport, Trainer, TrainerConfig};
 use tapestry::nn::optim::Adam;
 use tapestry::nn::Params;
 
-const EPOCHS: usize = 20;
 const BATCH: usize = 100;
-fn lr() -> f64 {
-    std::env::var("TOY_LR").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-3)
-}
 const ALPHA: f64 = 0.12;
 
-/// Records GradNorm's weights and how far their sum strays from T.
-#[derive(Default)]
-struct WeightLog {
-    max_sum_error: f64,
-    last: Vec<f64>,
-    history: Vec<Vec<f64>>,
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-impl Observer for WeightLog {
+/// The run's settings, from the defaults and the environment.
+struct Settings {
+    epochs: usize,
+    samples: usize,
+    lr: f64,
+    weight_adam: bool,
+    weight_lr: f64,
+}
+
+impl Settings {
+    fn from_env() -> Self {
+        let weight_adam = env_or("TOY_WEIGHT_OPT", "adam".to_string()) != "gd";
+        Settings {
+            epochs: env_or("TOY_EPOCHS", 20),
+            samples: env_or("TOY_N", 10_000),
+            lr: env_or("TOY_LR", 1e-3),
+            weight_adam,
+            weight_lr: env_or("TOY_WLR", if weight_adam { 0.025 } else { 1e-3 }),
+        }
+    }
+
+    fn gradnorm(&self) -> GradNorm {
+        let config = if self.weight_adam {
+            GradNormConfig::adam(ALPHA, self.weight_lr)
+        } else {
+            GradNormConfig::new(ALPHA, self.weight_lr)
+        };
+        GradNorm::with_config(GradNormConfig { min_weight: 1e-6, ..config })
+    }
+}
+
+/// Records the weights of every step, how far their sum strays from T, and the sum of the
+/// test loss ratios after every epoch.
+struct RunLog {
+    start: Vec<f64>,
+    max_sum_error: f64,
+    weights: Vec<Vec<f64>>,
+    ratio_sums: Vec<f64>,
+}
+
+impl Observer for RunLog {
     fn on_step(&mut self, report: &StepReport) {
         let t = report.weights.len() as f64;
-        let sum: f64 = report.weights.iter().sum();
-        self.max_sum_error = self.max_sum_error.max((sum - t).abs());
+        let mut error = (report.weights.iter().sum::<f64>() - t).abs();
         if let Some(g) = &report.gradnorm {
-            let next: f64 = g.weights.iter().sum();
-            self.max_sum_error = self.max_sum_error.max((next - t).abs());
+            error = error.max((g.weights.iter().sum::<f64>() - t).abs());
         }
-        self.last = report.weights.clone();
-        self.history.push(report.weights.clone());
+        self.max_sum_error = self.max_sum_error.max(error);
+        self.weights.push(report.weights.clone());
+    }
+
+    fn on_epoch(&mut self, report: &EpochReport) {
+        let test = report.validation.as_ref().expect("the test set is passed as validation");
+        let losses = test.tasks.iter().map(|t| t.loss.expect("a non-empty test set"));
+        self.ratio_sums.push(losses.zip(&self.start).map(|(l, s)| l / s).sum());
+    }
+}
+
+/// One training run's results.
+struct Run {
+    ratios: Vec<f64>,
+    log: RunLog,
+}
+
+impl Run {
+    fn ratio_sum(&self) -> f64 {
+        self.ratios.iter().sum()
+    }
+
+    /// The mean weight of each task over the last epoch, less noisy than one step's.
+    fn last_epoch_weights(&self, epochs: usize) -> Vec<f64> {
+        let steps = self.log.weights.len();
+        let last = &self.log.weights[steps - steps / epochs..];
+        (0..self.ratios.len())
+            .map(|t| last.iter().map(|w| w[t]).sum::<f64>() / last.len() as f64)
+            .collect()
     }
 }
 
@@ -58,19 +121,31 @@ fn test_losses(model: &HardSharing, params: &Params, test: &MultiTaskDataset) ->
     eval.tasks.iter().map(|t| t.loss.expect("a non-empty test set")).collect()
 }
 
-/// Trains from the same initialisation with `weighting`; returns the loss ratios and the log.
-fn train(config: &GradNormToyConfig, weighting: impl Weighting + 'static) -> (Vec<f64>, WeightLog) {
+/// Trains on the toy of `config` with `weighting`, from the initialisation and batch order of
+/// `seed`.
+fn train(
+    config: &GradNormToyConfig,
+    settings: &Settings,
+    seed: u64,
+    weighting: impl Weighting + 'static,
+) -> Run {
     let splits = gradnorm_toy(config);
     let mut params = Params::new();
-    let model = gradnorm_toy_model(&mut params, config, 100, 4, 1).expect("fresh names");
+    let model = gradnorm_toy_model(&mut params, config, 100, 4, 1000 + seed).expect("fresh names");
     let start = test_losses(&model, &params, &splits.test);
-    let trainer_config =
-        TrainerConfig { epochs: EPOCHS, batch_size: BATCH, seed: 2, ..TrainerConfig::default() };
-    let mut trainer = Trainer::new(trainer_config, Adam::new(lr()), weighting);
-    let mut log = WeightLog::default();
-    trainer.fit(&model, &mut params, &splits.train, None, &mut log).expect("training runs");
+    let trainer_config = TrainerConfig {
+        epochs: settings.epochs,
+        batch_size: BATCH,
+        seed: 2000 + seed,
+        ..TrainerConfig::default()
+    };
+    let mut trainer = Trainer::new(trainer_config, Adam::new(settings.lr), weighting);
+    let mut log =
+        RunLog { start: start.clone(), max_sum_error: 0.0, weights: vec![], ratio_sums: vec![] };
+    (trainer.fit(&model, &mut params, &splits.train, Some(&splits.test), &mut log))
+        .expect("training runs");
     let end = test_losses(&model, &params, &splits.test);
-    (end.iter().zip(&start).map(|(e, s)| e / s).collect(), log)
+    Run { ratios: end.iter().zip(&start).map(|(e, s)| e / s).collect(), log }
 }
 
 /// The fraction of task pairs whose weights order inversely to their σ.
@@ -87,69 +162,124 @@ fn inverse_order_fraction(sigmas: &[f64], weights: &[f64]) -> f64 {
     good as f64 / pairs as f64
 }
 
-fn run(sigmas: Vec<f64>, weight_lr: f64) {
-    let t = sigmas.len();
-    println!(
-        "\n== T = {t}, sigma = {:?}",
-        sigmas.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
-    );
-    let samples: usize = std::env::var("TOY_N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
-    let config = GradNormToyConfig {
-        sigmas: sigmas.clone(),
-        train: samples,
-        ..GradNormToyConfig::default()
-    };
-    let (ew, _) = train(&config, EqualWeighting);
-    let gradnorm = GradNorm::with_config(GradNormConfig {
-        min_weight: 1e-6,
-        ..GradNormConfig::new(ALPHA, weight_lr)
-    });
-    let (gn, log) = train(&config, gradnorm);
-    let steps = log.history.len();
-    // The mean weight over the last epoch, less noisy than one step's.
-    let last_epoch = &log.history[steps - steps / EPOCHS..];
-    let mean: Vec<f64> = (0..t)
-        .map(|i| last_epoch.iter().map(|w| w[i]).sum::<f64>() / last_epoch.len() as f64)
-        .collect();
-    println!("GradNorm weights (mean over the last epoch, by task):");
-    for (i, (s, w)) in sigmas.iter().zip(&mean).enumerate() {
-        println!("  task {i}: sigma {s:>7.2}  weight {w:.5}");
-    }
-    println!(
-        "pairs ordered inversely to sigma: {:.0}% (last step's weights: {:.0}%)",
-        100.0 * inverse_order_fraction(&sigmas, &mean),
-        100.0 * inverse_order_fraction(&sigmas, &log.last)
-    );
-    println!(
-        "weights sum to T at every step: largest |sum - T| over {steps} steps = {:.1e}",
-        log.max_sum_error
-    );
-    let (sum_ew, sum_gn): (f64, f64) = (ew.iter().sum(), gn.iter().sum());
-    println!("test loss ratio by task, EW:       {}", fmt(&ew));
-    println!("test loss ratio by task, GradNorm: {}", fmt(&gn));
-    println!(
-        "sum of test loss ratios: EW {sum_ew:.4}, GradNorm {sum_gn:.4} ({})",
-        if sum_gn < sum_ew { "GradNorm lower" } else { "GradNorm NOT lower" }
-    );
+fn mean(values: &[f64]) -> f64 {
+    values.iter().sum::<f64>() / values.len() as f64
 }
 
-fn fmt(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" ")
+/// The sample standard deviation (0 for one value).
+fn std_dev(values: &[f64]) -> f64 {
+    if values.len() < 2 {
+        return 0.0;
+    }
+    let m = mean(values);
+    (values.iter().map(|v| (v - m).powi(2)).sum::<f64>() / (values.len() - 1) as f64).sqrt()
+}
+
+/// The mean over runs of each entry of `f(run)`.
+fn mean_of(runs: &[Run], f: impl Fn(&Run) -> Vec<f64>) -> Vec<f64> {
+    let all: Vec<Vec<f64>> = runs.iter().map(f).collect();
+    (0..all[0].len()).map(|i| mean(&all.iter().map(|v| v[i]).collect::<Vec<_>>())).collect()
+}
+
+fn fmt(values: &[f64], decimals: usize) -> String {
+    values.iter().map(|v| format!("{v:.decimals$}")).collect::<Vec<_>>().join(" ")
+}
+
+fn run_case(sigmas: Vec<f64>, seeds: u64, settings: &Settings) {
+    let t = sigmas.len();
+    println!("\n== T = {t}, sigma = [{}], {seeds} seeds (0 to {})", fmt(&sigmas, 2), seeds - 1);
+    let (mut ew, mut gn) = (Vec::new(), Vec::new());
+    for seed in 0..seeds {
+        let config = GradNormToyConfig {
+            sigmas: sigmas.clone(),
+            train: settings.samples,
+            seed,
+            ..GradNormToyConfig::default()
+        };
+        ew.push(train(&config, settings, seed, EqualWeighting));
+        gn.push(train(&config, settings, seed, settings.gradnorm()));
+    }
+
+    let epochs = settings.epochs;
+    let weights = mean_of(&gn, |r| r.last_epoch_weights(epochs));
+    println!("GradNorm's weights (mean over the last epoch, then over seeds):");
+    for (i, (s, w)) in sigmas.iter().zip(&weights).enumerate() {
+        println!("  task {i}: sigma {s:>7.2}  weight {w:.4}");
+    }
+    let orders: Vec<f64> = gn
+        .iter()
+        .map(|r| 100.0 * inverse_order_fraction(&sigmas, &r.last_epoch_weights(epochs)))
+        .collect();
+    println!(
+        "pairs of tasks whose weights order inversely to sigma, per seed: {}%",
+        fmt(&orders, 0)
+    );
+    let steps: usize = gn.iter().map(|r| r.log.weights.len()).sum();
+    let sum_error = gn.iter().map(|r| r.log.max_sum_error).fold(0.0, f64::max);
+    println!("weights sum to T: largest |sum - T| over {steps} steps = {sum_error:.1e}");
+
+    println!("test loss ratio by task (mean over seeds):");
+    println!("  EW       {}", fmt(&mean_of(&ew, |r| r.ratios.clone()), 3));
+    println!("  GradNorm {}", fmt(&mean_of(&gn, |r| r.ratios.clone()), 3));
+
+    println!("sum of test loss ratios at the end of training (lower is better):");
+    println!("  seed      EW  GradNorm  GradNorm - EW");
+    let (sums_ew, sums_gn): (Vec<f64>, Vec<f64>) =
+        ew.iter().zip(&gn).map(|(e, g)| (e.ratio_sum(), g.ratio_sum())).unzip();
+    let gaps: Vec<f64> = sums_gn.iter().zip(&sums_ew).map(|(g, e)| g - e).collect();
+    for seed in 0..gaps.len() {
+        println!(
+            "  {seed:>4}  {:>6.3}  {:>8.3}  {:>+13.3}",
+            sums_ew[seed], sums_gn[seed], gaps[seed]
+        );
+    }
+    println!(
+        "  mean  {:.3} ± {:.3}  {:.3} ± {:.3}  {:+.3} ± {:.3} (± one standard deviation over seeds)",
+        mean(&sums_ew),
+        std_dev(&sums_ew),
+        mean(&sums_gn),
+        std_dev(&sums_gn),
+        mean(&gaps),
+        std_dev(&gaps)
+    );
+    let lower = gaps.iter().filter(|g| **g < 0.0).count();
+    println!("  GradNorm lower than EW on {lower} of {} seeds", gaps.len());
+
+    let marks: Vec<usize> = std::iter::once(1)
+        .chain((1..=4).map(|q| (q * epochs / 4).max(1)))
+        .filter(|&e| e <= epochs)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    println!("sum of test loss ratios during training (mean over seeds), after epoch:");
+    let header: Vec<String> = marks.iter().map(|e| format!("{e:>6}")).collect();
+    println!("  {:<9}{}", "", header.join(""));
+    for (name, runs) in [("EW", &ew), ("GradNorm", &gn)] {
+        let curve = mean_of(runs, |r| r.log.ratio_sums.clone());
+        let row: Vec<String> = marks.iter().map(|&e| format!("{:>6.3}", curve[e - 1])).collect();
+        println!("  {name:<9}{}", row.join(""));
+    }
 }
 
 fn main() {
+    let settings = Settings::from_env();
     println!(
-        "GradNorm toy: input 250, output 100, B ~ N(0, 10^2), eps_t ~ N(0, 3.5^2), trunk 4 x 100 ReLU, \
-         Adam lr {}, batch {BATCH}, {EPOCHS} epochs, alpha {ALPHA}",
-        lr()
+        "GradNorm toy: input 250, output 100, B ~ N(0, 10^2), eps_t ~ N(0, 3.5^2), x ~ N(0, 1), \
+         trunk 4 x 100 ReLU, Adam lr {}, batch {BATCH}, {} epochs of {} samples, alpha {ALPHA}, \
+         GradNorm's weights by {} at lr {}",
+        settings.lr,
+        settings.epochs,
+        settings.samples,
+        if settings.weight_adam { "Adam" } else { "gradient descent" },
+        settings.weight_lr
     );
-    let wlr: f64 = std::env::var("TOY_WLR").ok().and_then(|v| v.parse().ok()).unwrap_or(1e-3);
-    let only: usize = std::env::var("TOY_T").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let only: usize = env_or("TOY_T", 0);
     if only == 0 || only == 2 {
-        run(vec![1.0, 100.0], wlr);
+        run_case(vec![1.0, 100.0], env_or("TOY_SEEDS", 5).max(1), &settings);
     }
-    let t = 10;
     if only == 0 || only == 10 {
-        run((0..t).map(|i| 100f64.powf(i as f64 / (t - 1) as f64)).collect(), wlr);
+        let t = 10;
+        let sigmas = (0..t).map(|i| 100f64.powf(i as f64 / (t - 1) as f64)).collect();
+        run_case(sigmas, env_or("TOY_SEEDS", 3).max(1), &settings);
     }
 }

@@ -9,7 +9,9 @@
 
 use thiserror::Error;
 
-use crate::gradnorm::{gradnorm_update, GradNormConfig, GradNormError, GradNormStep};
+use crate::gradnorm::{
+    gradnorm_update, GradNormConfig, GradNormError, GradNormStep, WeightOptimizerState,
+};
 use crate::min_norm::{min_norm_weights, MinNormError, MinNormSolution};
 use crate::task_grads::TaskGradients;
 
@@ -243,23 +245,31 @@ impl Weighting for MgdaUb {
 ///
 /// The weights used at a step are the current ones; the update computed from that step's
 /// losses and norms applies from the next step. The initial losses `L_t(0)` are those of the
-/// first step.
+/// first step. The weights' optimizer state (Adam's moments) is kept from step to step.
 #[derive(Debug, Clone)]
 pub struct GradNorm {
     config: GradNormConfig,
     current: Vec<f64>,
     initial_losses: Option<Vec<f64>>,
+    optimizer_state: WeightOptimizerState,
 }
 
 impl GradNorm {
-    /// GradNorm with asymmetry `alpha` and weight learning rate `learning_rate`.
+    /// GradNorm with asymmetry `alpha` and weight learning rate `learning_rate`, with plain
+    /// gradient descent on the weights ([`GradNormConfig::new`]).
     pub fn new(alpha: f64, learning_rate: f64) -> Self {
         GradNorm::with_config(GradNormConfig::new(alpha, learning_rate))
     }
 
-    /// GradNorm with a full configuration.
+    /// GradNorm with a full configuration, for instance [`GradNormConfig::adam`] for Adam on
+    /// the weights as in the paper.
     pub fn with_config(config: GradNormConfig) -> Self {
-        GradNorm { config, current: Vec::new(), initial_losses: None }
+        GradNorm {
+            config,
+            current: Vec::new(),
+            initial_losses: None,
+            optimizer_state: WeightOptimizerState::default(),
+        }
     }
 
     /// The weights the next step will use (empty before the first step).
@@ -284,10 +294,18 @@ impl Weighting for GradNorm {
         let t = input.losses.len();
         if self.current.len() != t {
             self.current = vec![1.0; t];
+            self.optimizer_state = WeightOptimizerState::default();
         }
         let initial = self.initial_losses.get_or_insert_with(|| input.losses.to_vec()).clone();
         let used = self.current.clone();
-        let step = gradnorm_update(&used, norms, input.losses, &initial, &self.config)?;
+        let step = gradnorm_update(
+            &used,
+            norms,
+            input.losses,
+            &initial,
+            &self.config,
+            &mut self.optimizer_state,
+        )?;
         self.current = step.weights.clone();
         Ok(StepWeights { weights: used, gradnorm: Some(step), ..Default::default() })
     }

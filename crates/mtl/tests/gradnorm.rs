@@ -5,7 +5,14 @@ use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tapestry_mtl::gradnorm::{gradnorm_update, GradNormConfig, GradNormError};
+use tapestry_mtl::gradnorm::{
+    gradnorm_update, GradNormConfig, GradNormError, WeightOptimizer, WeightOptimizerState,
+};
+
+/// A new optimizer state, for updates that do not carry one over.
+fn fresh() -> WeightOptimizerState {
+    WeightOptimizerState::default()
+}
 
 fn sum(values: &[f64]) -> f64 {
     values.iter().sum()
@@ -22,7 +29,8 @@ fn crafted_two_task_case_moves_weight_to_the_slow_task() {
     //   dL/dw = sign(G - target) * n = (+1, -1); w - 0.1 * dL/dw = (0.9, 1.1), sum 2 already.
     let config = GradNormConfig::new(1.5, 0.1);
     let step =
-        gradnorm_update(&[1.0, 1.0], &[1.0, 1.0], &[0.25, 1.0], &[1.0, 1.0], &config).unwrap();
+        gradnorm_update(&[1.0, 1.0], &[1.0, 1.0], &[0.25, 1.0], &[1.0, 1.0], &config, &mut fresh())
+            .unwrap();
     assert_eq!(step.loss_ratios, vec![0.25, 1.0]);
     assert!((step.relative_inverse_rates[0] - 0.4).abs() < 1e-15);
     assert!((step.relative_inverse_rates[1] - 1.6).abs() < 1e-15);
@@ -43,7 +51,8 @@ fn repeated_updates_keep_the_sum_and_the_direction() {
     let mut weights = vec![1.0, 1.0];
     let (norms, losses, initial) = ([2.0, 0.5], [0.2, 0.9], [1.0, 1.0]);
     for step_index in 0..20 {
-        let step = gradnorm_update(&weights, &norms, &losses, &initial, &config).unwrap();
+        let step =
+            gradnorm_update(&weights, &norms, &losses, &initial, &config, &mut fresh()).unwrap();
         assert!((sum(&step.weights) - 2.0).abs() < 1e-12, "step {step_index}");
         if step.weighted_grad_norms[0] > step.targets[0] {
             assert!(step.weights[0] < weights[0] && step.weights[1] > weights[1]);
@@ -63,7 +72,8 @@ fn weights_sum_to_t_after_every_update() {
         for _ in 0..50 {
             let norms: Vec<f64> = (0..t).map(|_| rng.gen_range(0.0..10.0)).collect();
             let losses: Vec<f64> = initial.iter().map(|l| l * rng.gen_range(0.0..1.2)).collect();
-            let step = gradnorm_update(&weights, &norms, &losses, &initial, &config).unwrap();
+            let step = gradnorm_update(&weights, &norms, &losses, &initial, &config, &mut fresh())
+                .unwrap();
             assert!((sum(&step.weights) - t as f64).abs() < 1e-12 * t as f64);
             assert!(step.weights.iter().all(|w| w.is_finite() && *w > 0.0));
             weights = step.weights;
@@ -77,7 +87,8 @@ fn the_floor_keeps_a_task_alive() {
     // renormalisation: (1e-3, 1 + 100) * 2 / (1e-3 + 101).
     let config = GradNormConfig::new(1.5, 100.0);
     let step =
-        gradnorm_update(&[1.0, 1.0], &[1.0, 1.0], &[0.25, 1.0], &[1.0, 1.0], &config).unwrap();
+        gradnorm_update(&[1.0, 1.0], &[1.0, 1.0], &[0.25, 1.0], &[1.0, 1.0], &config, &mut fresh())
+            .unwrap();
     let total = 1e-3 + 101.0;
     assert!((step.weights[0] - 2.0 * 1e-3 / total).abs() < 1e-15, "{:?}", step.weights);
     assert!((step.weights[1] - 2.0 * 101.0 / total).abs() < 1e-12);
@@ -87,13 +98,125 @@ fn the_floor_keeps_a_task_alive() {
 fn alpha_zero_gives_equal_targets_and_zero_losses_give_equal_rates() {
     let config = GradNormConfig::new(0.0, 0.1);
     let step =
-        gradnorm_update(&[0.5, 1.5], &[2.0, 1.0], &[0.1, 0.9], &[1.0, 1.0], &config).unwrap();
+        gradnorm_update(&[0.5, 1.5], &[2.0, 1.0], &[0.1, 0.9], &[1.0, 1.0], &config, &mut fresh())
+            .unwrap();
     // G = (1, 1.5), G_bar = 1.25: both targets 1.25 whatever the loss ratios.
     assert_eq!(step.targets, vec![1.25, 1.25]);
     let step =
-        gradnorm_update(&[1.0, 1.0], &[1.0, 3.0], &[0.0, 0.0], &[1.0, 2.0], &config).unwrap();
+        gradnorm_update(&[1.0, 1.0], &[1.0, 3.0], &[0.0, 0.0], &[1.0, 2.0], &config, &mut fresh())
+            .unwrap();
     assert_eq!(step.relative_inverse_rates, vec![1.0, 1.0]);
     assert_eq!(step.targets, vec![2.0, 2.0]);
+}
+
+#[test]
+fn adam_on_the_weights_golden_values() {
+    // Step 1: G = (1, 100), both loss ratios 1, so both targets are G_bar = 50.5 and
+    // dL/dw = (-1, +100); Adam's first bias-corrected step is the sign, lr each way.
+    // Step 2: norms (1, 1), G = w, targets 1, dL/dw = (+1, -1): the moments remember step 1.
+    //   python3 -c "
+    //   import math
+    //   b1,b2,eps,lr=0.9,0.999,1e-8,0.025; m=[0,0]; v=[0,0]
+    //   def upd(w,g,k):
+    //       out=[]
+    //       for i in range(2):
+    //           m[i]=b1*m[i]+(1-b1)*g[i]; v[i]=b2*v[i]+(1-b2)*g[i]**2
+    //           out.append(w[i]-lr*(m[i]/(1-b1**k))/(math.sqrt(v[i]/(1-b2**k))+eps))
+    //       s=sum(out); return [x*2/s for x in out]
+    //   w=upd([1.0,1.0],[-1.0,100.0],1); print(w); print(upd(w,[1.0,-1.0],2))"
+    //   -> [1.0249999998768438, 0.9750000001231561]
+    //      [1.032918652678737, 0.9670813473212628]
+    let config = GradNormConfig::adam(0.12, 0.025);
+    let mut state = WeightOptimizerState::default();
+    let one = [1.0, 1.0];
+    let step = gradnorm_update(&one, &[1.0, 100.0], &one, &one, &config, &mut state).unwrap();
+    assert_eq!(step.weight_gradient, vec![-1.0, 100.0]);
+    assert!((step.weights[0] - 1.024_999_999_876_843_8).abs() < 1e-15, "{:?}", step.weights);
+    assert!((step.weights[1] - 0.975_000_000_123_156_1).abs() < 1e-15, "{:?}", step.weights);
+    assert_eq!(state.steps, 1);
+    let step = gradnorm_update(&step.weights, &one, &one, &one, &config, &mut state).unwrap();
+    assert_eq!(step.weight_gradient, vec![1.0, -1.0]);
+    assert!((step.weights[0] - 1.032_918_652_678_737).abs() < 1e-14, "{:?}", step.weights);
+    assert!((step.weights[1] - 0.967_081_347_321_262_8).abs() < 1e-14, "{:?}", step.weights);
+    assert_eq!(state.steps, 2);
+    // Gradient descent at the same rate moves the weight of the large-norm task by 100 lr.
+    let step = gradnorm_update(
+        &one,
+        &[1.0, 100.0],
+        &one,
+        &one,
+        &GradNormConfig::new(0.12, 0.025),
+        &mut fresh(),
+    )
+    .unwrap();
+    let total = 1.025 + 1e-3; // task 1 falls to 1 - 2.5 < 0 and is floored at 1e-3
+    assert!((step.weights[0] - 2.0 * 1.025 / total).abs() < 1e-12, "{:?}", step.weights);
+}
+
+#[test]
+fn adam_steps_do_not_depend_on_the_scale_of_the_gradient_norms() {
+    // The point of Adam here: multiplying every n_t by c multiplies dL/dw by c and leaves
+    // Adam's steps (and the weights) unchanged, while gradient descent's steps grow c-fold.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let t = 4;
+    let initial: Vec<f64> = (0..t).map(|_| rng.gen_range(0.5..5.0)).collect();
+    let inputs: Vec<(Vec<f64>, Vec<f64>)> = (0..40)
+        .map(|_| {
+            let norms = (0..t).map(|i| rng.gen_range(0.1..1.0) * 10f64.powi(i as i32)).collect();
+            let losses = initial.iter().map(|l| l * rng.gen_range(0.2..1.2)).collect();
+            (norms, losses)
+        })
+        .collect();
+    let run = |config: &GradNormConfig, scale: f64| {
+        let (mut weights, mut state) = (vec![1.0; t], fresh());
+        for (norms, losses) in &inputs {
+            let scaled: Vec<f64> = norms.iter().map(|n| n * scale).collect();
+            let step =
+                gradnorm_update(&weights, &scaled, losses, &initial, config, &mut state).unwrap();
+            weights = step.weights;
+        }
+        weights
+    };
+    let adam = GradNormConfig::adam(0.5, 0.01);
+    let (unit, scaled) = (run(&adam, 1.0), run(&adam, 1000.0));
+    // Equal up to eps = 1e-8 against |dL/dw| >= 0.1: at most lr * 1e-7 per step.
+    for (a, b) in unit.iter().zip(&scaled) {
+        assert!((a - b).abs() < 1e-7, "{unit:?} vs {scaled:?}");
+    }
+    let descent = GradNormConfig::new(0.5, 1e-4);
+    let (unit, scaled) = (run(&descent, 1.0), run(&descent, 1000.0));
+    let gap = unit.iter().zip(&scaled).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    assert!(gap > 0.1, "gradient descent should depend on the scale: {unit:?} vs {scaled:?}");
+}
+
+#[test]
+fn the_gradnorm_weighting_keeps_adams_state_between_steps() {
+    use tapestry_mtl::weighting::{GradNorm, StepInput, Weighting};
+    let config = GradNormConfig::adam(0.12, 0.025);
+    let mut weighting = GradNorm::with_config(config);
+    let (mut weights, mut state) = (vec![1.0, 1.0], fresh());
+    let initial = [2.0, 3.0];
+    for step in 0..6u64 {
+        let losses = [2.0 / (1.0 + step as f64), 3.0 - 0.1 * step as f64];
+        let norms = [0.5 + step as f64, 40.0 - 5.0 * step as f64];
+        let input = StepInput {
+            step,
+            epoch: 0,
+            losses: &losses,
+            shared: None,
+            representation: None,
+            layer_grad_norms: Some(&norms),
+        };
+        let out = weighting.weights(&input).unwrap();
+        assert_eq!(out.weights, weights, "step {step}: the weights in use are last step's");
+        let expected = gradnorm_update(&weights, &norms, &losses, &initial, &config, &mut state)
+            .unwrap()
+            .weights;
+        assert_eq!(out.gradnorm.unwrap().weights, expected, "step {step}");
+        assert_eq!(weighting.current_weights(), expected.as_slice());
+        weights = expected;
+    }
+    assert_eq!(state.steps, 6);
 }
 
 /// `L_grad(w) = sum_t |w_t n_t - target_t|` with the targets held fixed, written out here
@@ -121,7 +244,7 @@ proptest! {
         let initial: Vec<f64> = (0..t).map(|_| rng.gen_range(0.5..5.0)).collect();
         let losses: Vec<f64> = initial.iter().map(|l| l * rng.gen_range(0.05..1.5)).collect();
         let config = GradNormConfig::new(alpha, 0.01);
-        let step = gradnorm_update(&weights, &norms, &losses, &initial, &config).unwrap();
+        let step = gradnorm_update(&weights, &norms, &losses, &initial, &config, &mut fresh()).unwrap();
         prop_assert!((balance_loss(&weights, &norms, &step.targets) - step.balance_loss).abs()
             < 1e-12 * (1.0 + step.balance_loss));
         let h = 1e-6;
@@ -146,34 +269,60 @@ proptest! {
 fn invalid_inputs_are_rejected_with_a_clear_error() {
     let config = GradNormConfig::new(1.5, 0.1);
     let ok = [1.0, 1.0];
-    assert_eq!(gradnorm_update(&[], &[], &[], &[], &config), Err(GradNormError::NoTasks));
+    assert_eq!(
+        gradnorm_update(&[], &[], &[], &[], &config, &mut fresh()),
+        Err(GradNormError::NoTasks)
+    );
     assert!(matches!(
-        gradnorm_update(&ok, &[1.0], &ok, &ok, &config),
+        gradnorm_update(&ok, &[1.0], &ok, &ok, &config, &mut fresh()),
         Err(GradNormError::LengthMismatch { name: "grad_norms", len: 1, expected: 2 })
     ));
-    let err = gradnorm_update(&ok, &ok, &[1.0, f64::NAN], &ok, &config).unwrap_err();
+    let err = gradnorm_update(&ok, &ok, &[1.0, f64::NAN], &ok, &config, &mut fresh()).unwrap_err();
     assert!(matches!(err, GradNormError::NonFinite { name: "losses", index: 1, .. }));
     assert!(err.to_string().contains("losses[1]"), "{err}");
     assert!(matches!(
-        gradnorm_update(&ok, &ok, &ok, &[1.0, 0.0], &config),
+        gradnorm_update(&ok, &ok, &ok, &[1.0, 0.0], &config, &mut fresh()),
         Err(GradNormError::OutOfRange { name: "initial_losses", index: 1, .. })
     ));
     assert!(matches!(
-        gradnorm_update(&[1.0, -1.0], &ok, &ok, &ok, &config),
+        gradnorm_update(&[1.0, -1.0], &ok, &ok, &ok, &config, &mut fresh()),
         Err(GradNormError::OutOfRange { name: "weights", index: 1, .. })
     ));
     assert!(matches!(
-        gradnorm_update(&ok, &[-1.0, 1.0], &ok, &ok, &config),
+        gradnorm_update(&ok, &[-1.0, 1.0], &ok, &ok, &config, &mut fresh()),
         Err(GradNormError::OutOfRange { name: "grad_norms", index: 0, .. })
     ));
     let bad = GradNormConfig { alpha: -1.0, ..config };
     assert!(matches!(
-        gradnorm_update(&ok, &ok, &ok, &ok, &bad),
+        gradnorm_update(&ok, &ok, &ok, &ok, &bad, &mut fresh()),
         Err(GradNormError::InvalidConfig { name: "alpha", .. })
     ));
     let bad = GradNormConfig { min_weight: 0.0, ..config };
     assert!(matches!(
-        gradnorm_update(&ok, &ok, &ok, &ok, &bad),
+        gradnorm_update(&ok, &ok, &ok, &ok, &bad, &mut fresh()),
         Err(GradNormError::InvalidConfig { name: "min_weight", .. })
     ));
+    let bad = GradNormConfig {
+        optimizer: WeightOptimizer::Adam { beta1: 1.0, beta2: 0.999, eps: 1e-8 },
+        ..config
+    };
+    let err = gradnorm_update(&ok, &ok, &ok, &ok, &bad, &mut fresh()).unwrap_err();
+    assert!(matches!(err, GradNormError::InvalidConfig { name: "optimizer.beta1", .. }));
+    assert!(err.to_string().contains("config.optimizer.beta1 = 1"), "{err}");
+    let bad = GradNormConfig {
+        optimizer: WeightOptimizer::Adam { beta1: 0.9, beta2: 0.999, eps: 0.0 },
+        ..config
+    };
+    assert!(matches!(
+        gradnorm_update(&ok, &ok, &ok, &ok, &bad, &mut fresh()),
+        Err(GradNormError::InvalidConfig { name: "optimizer.eps", .. })
+    ));
+    let mut three =
+        WeightOptimizerState { steps: 1, first_moment: vec![0.0; 3], second_moment: vec![0.0; 3] };
+    let before = three.clone();
+    assert!(matches!(
+        gradnorm_update(&ok, &ok, &ok, &ok, &GradNormConfig::adam(1.5, 0.1), &mut three),
+        Err(GradNormError::LengthMismatch { name: "state.first_moment", len: 3, expected: 2 })
+    ));
+    assert_eq!(three, before, "the state is unchanged on error");
 }
