@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tapestry_data::{Column, CsvTargetKind, CsvTask};
+use tapestry_mtl::gradnorm::GradNormConfig;
 use tapestry_mtl::task_grads::GradMode;
 use tapestry_mtl::weighting::{
     EqualWeighting, GradNorm, GradNormalization, Mgda, MgdaUb, Weighting,
@@ -21,6 +22,8 @@ pub const METHODS: [&str; 4] = ["ew", "mgda", "mgda-ub", "gradnorm"];
 pub const OPTIMIZERS: [&str; 3] = ["adam", "sgd", "adamw"];
 /// The model presets the command knows; `auto` picks the data set's default.
 pub const MODELS: [&str; 6] = ["auto", "mlp", "conv", "lenet", "multitasknet", "linear"];
+/// The rules GradNorm's weights can follow: Adam (as in the paper) or plain gradient descent.
+pub const GRADNORM_OPTIMIZERS: [&str; 2] = ["adam", "gd"];
 /// The gradient normalisations of MGDA and MGDA-UB.
 pub const NORMALIZATIONS: [&str; 4] = ["none", "l2", "loss", "loss+"];
 
@@ -51,6 +54,9 @@ pub struct RunConfig {
     pub gradnorm_alpha: f64,
     /// GradNorm's learning rate of the weights.
     pub gradnorm_lr: f64,
+    /// How GradNorm's weights follow their gradient (see [`GRADNORM_OPTIMIZERS`]): `adam`, as in
+    /// the paper, or `gd` (plain gradient descent).
+    pub gradnorm_optimizer: String,
     /// Compute per-task gradient cosines on the shared parameters every step.
     pub cosines: bool,
     /// The optimizer (see [`OPTIMIZERS`]).
@@ -81,6 +87,7 @@ impl Default for RunConfig {
             grad_mode: "batched".into(),
             gradnorm_alpha: 1.5,
             gradnorm_lr: 0.025,
+            gradnorm_optimizer: "adam".into(),
             cosines: true,
             optimizer: "adam".into(),
             lr: 2e-3,
@@ -130,6 +137,8 @@ impl RunConfig {
         self.normalization = one_of("normalization", &self.normalization, &NORMALIZATIONS)?;
         self.grad_mode = one_of("gradient mode", &self.grad_mode, &["param", "batched"])?;
         self.optimizer = one_of("optimizer", &self.optimizer, &OPTIMIZERS)?;
+        self.gradnorm_optimizer =
+            one_of("GradNorm optimizer", &self.gradnorm_optimizer, &GRADNORM_OPTIMIZERS)?;
         if self.epochs == 0 {
             return Err(invalid!("the number of epochs must be at least 1"));
         }
@@ -185,7 +194,14 @@ impl RunConfig {
             "ew" => Box::new(EqualWeighting),
             "mgda" => Box::new(Mgda { normalization }),
             "mgda-ub" => Box::new(MgdaUb { normalization }),
-            "gradnorm" => Box::new(GradNorm::new(self.gradnorm_alpha, self.gradnorm_lr)),
+            "gradnorm" => {
+                let (alpha, lr) = (self.gradnorm_alpha, self.gradnorm_lr);
+                Box::new(GradNorm::with_config(if self.gradnorm_optimizer == "adam" {
+                    GradNormConfig::adam(alpha, lr)
+                } else {
+                    GradNormConfig::new(alpha, lr)
+                }))
+            }
             other => return Err(invalid!("unknown weighting method `{other}`")),
         })
     }

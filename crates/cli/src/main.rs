@@ -110,6 +110,9 @@ struct RunArgs {
     /// GradNorm's learning rate of the task weights.
     #[arg(long)]
     gradnorm_lr: Option<f64>,
+    /// How GradNorm's weights follow their gradient: adam (as in the paper) or gd.
+    #[arg(long)]
+    gradnorm_optimizer: Option<String>,
     /// Compute per-task gradient cosines every step (true/false).
     #[arg(long)]
     cosines: Option<bool>,
@@ -147,6 +150,7 @@ impl RunArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
         set!(dataset, model, hidden, method, normalization, grad_mode, gradnorm_alpha, gradnorm_lr);
+        set!(gradnorm_optimizer);
         set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
         if self.data_path.is_some() {
             c.data_path = self.data_path.clone();

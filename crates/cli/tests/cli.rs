@@ -198,6 +198,7 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["train", "--method", "pcgrad"], "unknown weighting method"),
         (&["train", "--optimizer", "lbfgs"], "unknown optimizer"),
+        (&["train", "--gradnorm-optimizer", "rmsprop"], "unknown GradNorm optimizer"),
         (&["train", "--dataset", "imagenet"], "unknown data set"),
         (&["train", "--model", "resnet"], "unknown model"),
         (&["train", "--batch-size", "0"], "batch size"),
