@@ -105,6 +105,21 @@ pub(crate) fn binary(name: &'static str, op: BinaryOp, a: &Tensor, b: &Tensor) -
     zip_map(name, a, b, |x, y| op.apply(x, y))
 }
 
+/// `f(y, g_t, out_t)` for each task block `g_t` of a cotangent `g` of shape `[lead.., y shape]`:
+/// a backward rule that combines the cotangent with a saved value of the node's own shape. The
+/// result has `g`'s shape.
+pub(crate) fn map_tasks(g: &Tensor, y: &Tensor, f: impl Fn(&[f32], &[f32], &mut [f32])) -> Tensor {
+    debug_assert!(g.shape().ends_with(y.shape()), "{:?} after {:?}", g.shape(), y.shape());
+    Tensor::from_kernel(g.shape(), |out| {
+        if !y.is_empty() {
+            let blocks = out.chunks_exact_mut(y.len()).zip(g.as_slice().chunks_exact(y.len()));
+            for (o, gt) in blocks {
+                f(y.as_slice(), gt, o);
+            }
+        }
+    })
+}
+
 /// A row-major shape seen as `[outer, mid, inner]`, where `mid` holds one run of adjacent axes
 /// that are summed over (or repeated along) and `outer`, `inner` the axes before and after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
