@@ -14,7 +14,8 @@
 //!   meet — in the shared trunk — they are stacked along a leading task axis, and from then on
 //!   each rule runs once for all T tasks, with GEMMs T times larger.
 
-use crate::broadcast::sum_to_owned;
+use crate::broadcast::{sum_to_owned, TINY};
+use crate::compute::elementwise as ew;
 use crate::ops::Op;
 use crate::tape::{Node, NodeId, Tape, Var};
 use crate::tensor::Tensor;
@@ -62,19 +63,27 @@ impl<'a> Ctx<'a> {
     }
 }
 
-fn add_into(dst: &mut Tensor, src: &Tensor) {
-    debug_assert_eq!(dst.shape(), src.shape());
-    for (d, s) in dst.make_mut().iter_mut().zip(src.as_slice()) {
-        *d += s;
+/// `dst += src` on the kernels (a plain loop for tiny tensors: the same sums).
+fn add_slices(dst: &mut [f32], src: &[f32]) {
+    if src.len() <= TINY {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += s;
+        }
+    } else {
+        ew::add_assign(dst, src);
     }
 }
 
+/// `dst += src`, where two cotangents of one node meet.
+fn add_into(dst: &mut Tensor, src: &Tensor) {
+    debug_assert_eq!(dst.shape(), src.shape());
+    add_slices(dst.make_mut(), src.as_slice());
+}
+
+/// Adds task `t`'s cotangent `src` into its row of a stack.
 fn add_into_row(stacked: &mut Tensor, t: usize, src: &Tensor) {
     let n = src.len();
-    let row = &mut stacked.make_mut()[t * n..(t + 1) * n];
-    for (d, s) in row.iter_mut().zip(src.as_slice()) {
-        *d += s;
-    }
+    add_slices(&mut stacked.make_mut()[t * n..(t + 1) * n], src.as_slice());
 }
 
 fn stacked_zeros(tasks: usize, shape: &[usize]) -> Tensor {

@@ -1,12 +1,13 @@
-//! The one door to heavy compute: GEMM, conv2d and pooling. Ops call these functions and
-//! nothing else for heavy loops, so the kernels behind them (`tapestry-kernels`: SIMD, rayon,
-//! matrixmultiply) change in one place.
+//! The one door to heavy compute: GEMM, conv2d, pooling and the elementwise kernels. Ops call
+//! these functions and nothing else for heavy loops, so the kernels behind them
+//! (`tapestry-kernels`: SIMD, rayon, matrixmultiply) change in one place.
 //!
 //! Every buffer is a dense row-major (NCHW) slice; backward functions overwrite their outputs.
 
 pub(crate) use tapestry_kernels::conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dGeometry,
 };
+pub(crate) use tapestry_kernels::elementwise;
 use tapestry_kernels::gemm::sgemm;
 pub(crate) use tapestry_kernels::pool::{
     avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,

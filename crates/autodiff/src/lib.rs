@@ -29,6 +29,7 @@ mod backward;
 pub mod broadcast;
 mod compute;
 pub mod error;
+mod fill;
 pub mod gradcheck;
 pub mod ops;
 mod tape;

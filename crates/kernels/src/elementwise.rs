@@ -13,27 +13,51 @@
 //! rayon. Reductions always sum per chunk and then the chunk sums in order, whether or not they
 //! run in parallel, so their results do not depend on the thread count.
 //!
-//! Binary kernels take equal-length slices; the broadcasting the autodiff needs is a row vector
-//! over a `[rows, cols]` matrix ([`add_row_broadcast`]) and its reverse, the sum over rows
-//! ([`sum_over_rows`]).
+//! Binary kernels take equal-length slices, or ([`binary`]) one operand that repeats along the
+//! other: numpy broadcasting of a trailing block, such as a bias row over a `[rows, cols]`
+//! matrix, a single value over a tensor, or one sample's values over a stack of tasks. The
+//! reverse of a row broadcast is the sum over rows ([`sum_over_rows`]); of a column broadcast,
+//! the sum of each row ([`sum_rows`]).
+//!
+//! Files: this one holds the arithmetic maps; `activation.rs` the activations with their
+//! derivatives, `exp` and `ln`; `reduce.rs` the sums, dot product and maximum; `softmax.rs` the
+//! row softmax and log-softmax, forward and backward.
 
-use crate::par::may_parallelize;
-use crate::simd::{multiversion, LANES};
-use crate::tune::tunables;
+mod activation;
+mod reduce;
+mod softmax;
+
 use rayon::prelude::*;
 
-pub use crate::simd::{active_isa, detected_isa, set_force_scalar, Isa};
+use crate::par::may_parallelize;
+use crate::simd::multiversion;
+use crate::tune::tunables;
 
-fn check_same(op: &str, what: &str, got: usize, want: usize) {
+pub use crate::simd::{active_isa, detected_isa, set_force_scalar, Isa};
+pub use activation::{
+    exp, leaky_relu_backward, leaky_relu_forward, ln, relu_backward, relu_forward, sigmoid,
+    sigmoid_backward, tanh, tanh_backward,
+};
+pub use reduce::{dot, max, sum, sum_over_rows, sum_rows};
+pub use softmax::{
+    log_softmax_rows, log_softmax_rows_backward, softmax_rows, softmax_rows_backward,
+};
+
+pub(super) fn check_same(op: &str, what: &str, got: usize, want: usize) {
     assert!(got == want, "{op}: {what} has length {got}, expected {want}");
 }
 
-fn parallel(len: usize) -> bool {
+pub(super) fn parallel(len: usize) -> bool {
     len >= tunables().elementwise_par_min_len && may_parallelize()
 }
 
 /// Applies `f` to matching chunks of `a`, `b` and `out`, in parallel when long.
-fn map2(a: &[f32], b: &[f32], out: &mut [f32], f: fn(&[f32], &[f32], &mut [f32])) {
+pub(super) fn map2(
+    a: &[f32],
+    b: &[f32],
+    out: &mut [f32],
+    f: impl Fn(&[f32], &[f32], &mut [f32]) + Sync,
+) {
     if parallel(out.len()) {
         let ch = tunables().elementwise_chunk;
         out.par_chunks_mut(ch)
@@ -46,7 +70,7 @@ fn map2(a: &[f32], b: &[f32], out: &mut [f32], f: fn(&[f32], &[f32], &mut [f32])
 }
 
 /// Applies `f` to matching chunks of `a` and `out`, in parallel when long.
-fn map1(a: &[f32], out: &mut [f32], f: fn(&[f32], &mut [f32])) {
+pub(super) fn map1(a: &[f32], out: &mut [f32], f: impl Fn(&[f32], &mut [f32]) + Sync) {
     if parallel(out.len()) {
         let ch = tunables().elementwise_chunk;
         out.par_chunks_mut(ch).zip(a.par_chunks(ch)).for_each(|(o, x)| f(x, o));
@@ -56,11 +80,46 @@ fn map1(a: &[f32], out: &mut [f32], f: fn(&[f32], &mut [f32])) {
 }
 
 macro_rules! binary_op {
-    ($(#[$meta:meta])* $name:ident, $kernel:ident, |$x:ident, $y:ident| $e:expr) => {
+    (
+        $(#[$meta:meta])* $name:ident, $kernel:ident, $row_rhs:ident, $row_lhs:ident,
+        |$x:ident, $y:ident| $e:expr
+    ) => {
         multiversion! {
             fn $kernel(a: &[f32], b: &[f32], out: &mut [f32]) {
                 for ((o, &$x), &$y) in out.iter_mut().zip(a).zip(b) {
                     *o = $e;
+                }
+            }
+        }
+        multiversion! {
+            /// `out = a op row`, the row repeating along `a` and `out`.
+            fn $row_rhs(a: &[f32], row: &[f32], out: &mut [f32]) {
+                if let [$y] = *row {
+                    for (o, &$x) in out.iter_mut().zip(a) {
+                        *o = $e;
+                    }
+                } else {
+                    for (o, a) in out.chunks_exact_mut(row.len()).zip(a.chunks_exact(row.len())) {
+                        for ((o, &$x), &$y) in o.iter_mut().zip(a).zip(row) {
+                            *o = $e;
+                        }
+                    }
+                }
+            }
+        }
+        multiversion! {
+            /// `out = row op b`, the row repeating along `b` and `out`.
+            fn $row_lhs(row: &[f32], b: &[f32], out: &mut [f32]) {
+                if let [$x] = *row {
+                    for (o, &$y) in out.iter_mut().zip(b) {
+                        *o = $e;
+                    }
+                } else {
+                    for (o, b) in out.chunks_exact_mut(row.len()).zip(b.chunks_exact(row.len())) {
+                        for ((o, &$x), &$y) in o.iter_mut().zip(row).zip(b) {
+                            *o = $e;
+                        }
+                    }
                 }
             }
         }
@@ -79,23 +138,108 @@ macro_rules! binary_op {
 
 binary_op!(
     /// `out[i] = a[i] + b[i]`.
-    add, add_k, |x, y| x + y
+    add, add_k, add_row_rhs_k, add_row_lhs_k, |x, y| x + y
 );
 binary_op!(
     /// `out[i] = a[i] - b[i]`.
-    sub, sub_k, |x, y| x - y
+    sub, sub_k, sub_row_rhs_k, sub_row_lhs_k, |x, y| x - y
 );
 binary_op!(
     /// `out[i] = a[i] * b[i]`.
-    mul, mul_k, |x, y| x * y
+    mul, mul_k, mul_row_rhs_k, mul_row_lhs_k, |x, y| x * y
 );
 binary_op!(
     /// `out[i] = a[i] / b[i]`.
-    div, div_k, |x, y| x / y
+    div, div_k, div_row_rhs_k, div_row_lhs_k, |x, y| x / y
 );
 
+/// The arithmetic operation of [`binary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `a + b`
+    Add,
+    /// `a - b`
+    Sub,
+    /// `a * b`
+    Mul,
+    /// `a / b`
+    Div,
+}
+
+/// A kernel over three slices.
+type Kernel2 = fn(&[f32], &[f32], &mut [f32]);
+
+impl BinaryOp {
+    /// The operation on one pair of numbers (what every kernel computes per element).
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+        }
+    }
+
+    /// The kernels for equal lengths, a repeated right operand, a repeated left operand.
+    fn kernels(self) -> [Kernel2; 3] {
+        match self {
+            BinaryOp::Add => [add_k, add_row_rhs_k, add_row_lhs_k],
+            BinaryOp::Sub => [sub_k, sub_row_rhs_k, sub_row_lhs_k],
+            BinaryOp::Mul => [mul_k, mul_row_rhs_k, mul_row_lhs_k],
+            BinaryOp::Div => [div_k, div_row_rhs_k, div_row_lhs_k],
+        }
+    }
+}
+
+/// `out[i] = a[i mod a.len()] op b[i mod b.len()]`, where one operand is as long as `out` and
+/// the other either is too or repeats along it: numpy broadcasting when the shorter operand's
+/// shape is a trailing part of the output's (a bias `[C]` over `[N, C]`, a scalar over
+/// anything, a sample `[N, C]` over a task stack `[T, N, C]`). Every element is computed as
+/// `a op b`, exactly as [`BinaryOp::apply`].
+///
+/// ```
+/// use tapestry_kernels::elementwise::{binary, BinaryOp};
+/// let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // [2, 3]
+/// let mut out = [0.0; 6];
+/// binary(BinaryOp::Sub, &x, &[1.0, 2.0, 3.0], &mut out);
+/// assert_eq!(out, [0.0, 0.0, 0.0, 3.0, 3.0, 3.0]);
+/// binary(BinaryOp::Div, &[12.0], &x, &mut out);
+/// assert_eq!(out, [12.0, 6.0, 4.0, 3.0, 2.4, 2.0]);
+/// ```
+///
+/// # Panics
+///
+/// If the longer operand is not as long as `out`, or the shorter one's length does not divide
+/// it (an empty operand only goes with an empty output).
+pub fn binary(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    let (n, short) = (out.len(), a.len().min(b.len()));
+    assert!(
+        a.len().max(b.len()) == n && (short == n || (short > 0 && n.is_multiple_of(short))),
+        "binary {op:?}: operands of lengths {} and {} do not tile an output of length {n}",
+        a.len(),
+        b.len()
+    );
+    let [same, row_rhs, row_lhs] = op.kernels();
+    if short == n {
+        return map2(a, b, out, same);
+    }
+    // Parallel blocks hold whole repetitions of the short operand.
+    let block = (tunables().elementwise_chunk / short).max(1) * short;
+    let par = parallel(n);
+    match (b.len() == short, par) {
+        (true, false) => row_rhs(a, b, out),
+        (false, false) => row_lhs(a, b, out),
+        (true, true) => {
+            out.par_chunks_mut(block).zip(a.par_chunks(block)).for_each(|(o, a)| row_rhs(a, b, o))
+        }
+        (false, true) => {
+            out.par_chunks_mut(block).zip(b.par_chunks(block)).for_each(|(o, b)| row_lhs(a, b, o))
+        }
+    }
+}
+
 multiversion! {
-    fn add_assign_k(x: &[f32], y: &mut [f32]) {
+    pub(super) fn add_assign_k(x: &[f32], y: &mut [f32]) {
         for (o, &v) in y.iter_mut().zip(x) {
             *o += v;
         }
@@ -173,299 +317,7 @@ pub fn add_row_broadcast(x: &[f32], row: &[f32], out: &mut [f32]) {
         "{OP}: x has length {} which is not a multiple of the row length {cols}",
         x.len()
     );
-    if cols == 0 {
-        return;
+    if cols > 0 {
+        binary(BinaryOp::Add, x, row, out);
     }
-    for (o, xr) in out.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-        add_k(xr, row, o);
-    }
-}
-
-/// `out[c] = Σ_r x[r, c]` for `x` viewed as `[rows, out.len()]`, summing rows in order (the
-/// reverse of [`add_row_broadcast`]).
-///
-/// # Panics
-///
-/// If `x.len()` is not a multiple of a non-empty `out`.
-pub fn sum_over_rows(x: &[f32], out: &mut [f32]) {
-    const OP: &str = "sum_over_rows";
-    let cols = out.len();
-    assert!(
-        x.len().is_multiple_of(cols),
-        "{OP}: x has length {} which is not a multiple of the row length {cols}",
-        x.len()
-    );
-    out.fill(0.0);
-    if cols == 0 {
-        return;
-    }
-    for xr in x.chunks_exact(cols) {
-        add_assign_k(xr, out);
-    }
-}
-
-multiversion! {
-    fn relu_k(x: &[f32], y: &mut [f32]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = if v > 0.0 { v } else { 0.0 };
-        }
-    }
-}
-
-/// `y[i] = max(x[i], 0)` (NaN maps to 0).
-///
-/// # Panics
-///
-/// If the slices differ in length.
-pub fn relu_forward(x: &[f32], y: &mut [f32]) {
-    check_same("relu_forward", "y", y.len(), x.len());
-    map1(x, y, relu_k);
-}
-
-multiversion! {
-    fn relu_back_k(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        for ((o, &v), &d) in dx.iter_mut().zip(x).zip(dy) {
-            *o = if v > 0.0 { d } else { 0.0 };
-        }
-    }
-}
-
-/// `dx[i] = dy[i]` where `x[i] > 0`, else 0 (the derivative at 0 is taken as 0).
-///
-/// # Panics
-///
-/// If the three slices differ in length.
-pub fn relu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
-    check_same("relu_backward", "dy", dy.len(), x.len());
-    check_same("relu_backward", "dx", dx.len(), x.len());
-    map2(x, dy, dx, relu_back_k);
-}
-
-/// `e^x` in `f32`, branch-free so that loops over it vectorise: range reduction
-/// `x = n·ln2 + r`, a degree-6 polynomial for `e^r` (Cephes `expf`), and `2^n` built from
-/// exponent bits. Within 2 ulp of the correctly rounded result for normal outputs; inputs below
-/// -87.3365 (results below the smallest normal number) give 0, above 88.7228 give infinity.
-#[inline(always)]
-fn exp_scalar(x: f32) -> f32 {
-    const HI: f32 = 88.722_83;
-    const LO: f32 = -87.336_55;
-    let xc = x.clamp(LO, HI);
-    let fx = xc * std::f32::consts::LOG2_E;
-    // Round to nearest by adding 1.5·2²³: the integer then sits in the low mantissa bits, which
-    // gives it without a float-to-int conversion (so the loop vectorises).
-    let t = fx + 12_582_912.0;
-    let n = t - 12_582_912.0;
-    let ni = (t.to_bits() as i32).wrapping_sub(0x4B40_0000);
-    let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 0.166_666_65;
-    p = p * r + 0.5;
-    let e = p * (r * r) + r + 1.0;
-    // 2^n as two factors, so that n = 128 (x near the top of the range) does not overflow.
-    let (n1, n2) = (ni >> 1, ni.wrapping_sub(ni >> 1));
-    let v = e
-        * f32::from_bits((n1.wrapping_add(127) as u32) << 23)
-        * f32::from_bits((n2.wrapping_add(127) as u32) << 23);
-    let v = if x > HI { f32::INFINITY } else { v };
-    let v = if x < LO { 0.0 } else { v };
-    if x.is_nan() {
-        x
-    } else {
-        v
-    }
-}
-
-multiversion! {
-    fn exp_k(x: &[f32], y: &mut [f32]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = exp_scalar(v);
-        }
-    }
-}
-
-/// `y[i] = e^x[i]` (within 2 ulp; results below the smallest normal `f32` flush to 0).
-///
-/// # Panics
-///
-/// If the slices differ in length.
-pub fn exp(x: &[f32], y: &mut [f32]) {
-    check_same("exp", "y", y.len(), x.len());
-    map1(x, y, exp_k);
-}
-
-multiversion! {
-    fn sigmoid_k(x: &[f32], y: &mut [f32]) {
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = 1.0 / (1.0 + exp_scalar(-v));
-        }
-    }
-}
-
-/// `y[i] = 1 / (1 + e^-x[i])`.
-///
-/// # Panics
-///
-/// If the slices differ in length.
-pub fn sigmoid(x: &[f32], y: &mut [f32]) {
-    check_same("sigmoid", "y", y.len(), x.len());
-    map1(x, y, sigmoid_k);
-}
-
-fn ln_k(x: &[f32], y: &mut [f32]) {
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = v.ln();
-    }
-}
-
-/// `y[i] = ln x[i]` (the standard library's correctly rounded `ln`, not vectorised).
-///
-/// # Panics
-///
-/// If the slices differ in length.
-pub fn ln(x: &[f32], y: &mut [f32]) {
-    check_same("ln", "y", y.len(), x.len());
-    map1(x, y, ln_k);
-}
-
-multiversion! {
-    fn sum_k(x: &[f32]) -> f32 {
-        crate::simd::sum_lanes(x)
-    }
-}
-
-multiversion! {
-    fn dot_k(a: &[f32], b: &[f32]) -> f32 {
-        crate::simd::dot_lanes(a, b)
-    }
-}
-
-/// Sums per fixed chunk (in parallel when long), then the chunk sums in order.
-fn chunked_reduce(len: usize, part: impl Fn(std::ops::Range<usize>) -> f32 + Sync) -> f32 {
-    let ch = tunables().elementwise_chunk;
-    let ranges: Vec<std::ops::Range<usize>> =
-        (0..len).step_by(ch).map(|s| s..(s + ch).min(len)).collect();
-    let partials: Vec<f32> = if parallel(len) {
-        ranges.into_par_iter().map(&part).collect()
-    } else {
-        ranges.into_iter().map(&part).collect()
-    };
-    let mut total = 0.0f32;
-    for p in partials {
-        total += p;
-    }
-    total
-}
-
-/// The sum of `x` in a fixed order (16 lanes per chunk, chunk sums in order): the same result
-/// for any thread count and instruction set. Empty slices sum to 0.
-pub fn sum(x: &[f32]) -> f32 {
-    chunked_reduce(x.len(), |r| sum_k(&x[r]))
-}
-
-/// The dot product `Σ a[i]·b[i]` in the same fixed order as [`sum`].
-///
-/// # Panics
-///
-/// If the slices differ in length.
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    check_same("dot", "b", b.len(), a.len());
-    chunked_reduce(a.len(), |r| dot_k(&a[r.clone()], &b[r]))
-}
-
-multiversion! {
-    fn max_k(x: &[f32]) -> f32 {
-        let mut acc = [f32::NEG_INFINITY; LANES];
-        let mut nan = [false; LANES];
-        let mut chunks = x.chunks_exact(LANES);
-        for c in &mut chunks {
-            for l in 0..LANES {
-                acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
-                nan[l] |= c[l].is_nan();
-            }
-        }
-        for (l, &v) in chunks.remainder().iter().enumerate() {
-            acc[l] = if v > acc[l] { v } else { acc[l] };
-            nan[l] |= v.is_nan();
-        }
-        if nan.iter().any(|&b| b) {
-            return f32::NAN;
-        }
-        acc.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
-    }
-}
-
-/// The largest element of `x`: NaN if any element is NaN, minus infinity for an empty slice.
-pub fn max(x: &[f32]) -> f32 {
-    max_k(x)
-}
-
-multiversion! {
-    fn softmax_row_k(x: &[f32], y: &mut [f32], log: bool) {
-        let m = max_k(x);
-        let m = if m == f32::NEG_INFINITY { 0.0 } else { m };
-        for (o, &v) in y.iter_mut().zip(x) {
-            *o = exp_scalar(v - m);
-        }
-        let s = crate::simd::sum_lanes(y);
-        if log {
-            let ls = m + s.ln();
-            for (o, &v) in y.iter_mut().zip(x) {
-                *o = v - ls;
-            }
-        } else {
-            let inv = 1.0 / s;
-            for o in y.iter_mut() {
-                *o *= inv;
-            }
-        }
-    }
-}
-
-fn softmax_impl(op: &str, x: &[f32], cols: usize, y: &mut [f32], log: bool) {
-    check_same(op, "y", y.len(), x.len());
-    assert!(
-        x.len().is_multiple_of(cols),
-        "{op}: length {} is not a multiple of cols = {cols}",
-        x.len()
-    );
-    if cols == 0 {
-        return;
-    }
-    if parallel(x.len()) {
-        let rows_per = (tunables().elementwise_chunk / cols).max(1);
-        y.par_chunks_mut(rows_per * cols).zip(x.par_chunks(rows_per * cols)).for_each(
-            |(yc, xc)| {
-                for (yr, xr) in yc.chunks_exact_mut(cols).zip(xc.chunks_exact(cols)) {
-                    softmax_row_k(xr, yr, log);
-                }
-            },
-        );
-    } else {
-        for (yr, xr) in y.chunks_exact_mut(cols).zip(x.chunks_exact(cols)) {
-            softmax_row_k(xr, yr, log);
-        }
-    }
-}
-
-/// Row-wise softmax of `x` viewed as `[rows, cols]`: `y[r, c] = e^(x[r,c] - m_r) / Σ_c' e^(x[r,c']
-/// - m_r)` with `m_r` the row maximum (so large inputs do not overflow).
-///
-/// # Panics
-///
-/// If `y` and `x` differ in length or `x.len()` is not a multiple of a non-zero `cols`.
-pub fn softmax_rows(x: &[f32], cols: usize, y: &mut [f32]) {
-    softmax_impl("softmax_rows", x, cols, y, false);
-}
-
-/// Row-wise log-softmax of `x` viewed as `[rows, cols]`: `y[r, c] = x[r, c] - m_r - ln Σ_c'
-/// e^(x[r,c'] - m_r)`.
-///
-/// # Panics
-///
-/// If `y` and `x` differ in length or `x.len()` is not a multiple of a non-zero `cols`.
-pub fn log_softmax_rows(x: &[f32], cols: usize, y: &mut [f32]) {
-    softmax_impl("log_softmax_rows", x, cols, y, true);
 }

@@ -159,3 +159,26 @@ pub(crate) fn sum_lanes(x: &[f32]) -> f32 {
     }
     reduce_lanes(acc)
 }
+
+/// The largest element in a fixed lane order: NaN if any element is NaN, minus infinity for an
+/// empty slice.
+#[inline(always)]
+pub(crate) fn max_lanes(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut nan = [false; LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for l in 0..LANES {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+            nan[l] |= c[l].is_nan();
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        acc[l] = if v > acc[l] { v } else { acc[l] };
+        nan[l] |= v.is_nan();
+    }
+    if nan.iter().any(|&b| b) {
+        return f32::NAN;
+    }
+    acc.iter().fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}

@@ -14,9 +14,15 @@
 //! ln(1 + eᶻ) as max(z, 0) + ln(1 + e^(−|z|)). `erf` is evaluated in f64 (see [`erf`]).
 //! Every rule multiplies `g` by a local derivative of the input's shape, so leading task axes
 //! of `g` broadcast through.
+//!
+//! relu, leaky_relu, sigmoid and tanh run forward and backward on the elementwise kernels (one
+//! fused pass `g·f′` per task, from the saved output or input); tanh and σ there are polynomial
+//! approximations within 2 and 3 ulp. gelu, gelu_tanh and softplus evaluate their values and
+//! local derivatives element by element (in f64 where stated) and multiply by `g` on the kernels.
 
 use crate::backward::Ctx;
-use crate::broadcast::zip_map;
+use crate::broadcast::{binary, map_tasks};
+use crate::compute::elementwise::{self as ew, BinaryOp};
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
@@ -124,25 +130,34 @@ fn unary<'t>(x: Var<'t>, f: impl Fn(f32) -> f32, op: A) -> Var<'t> {
     x.record(value, Op::Activation(op))
 }
 
+/// An activation whose values a kernel computes (`kernel(x, out)`).
+fn unary_kernel<'t>(x: Var<'t>, kernel: impl FnOnce(&[f32], &mut [f32]), op: A) -> Var<'t> {
+    let v = x.value();
+    let value = Tensor::from_kernel(v.shape(), |out| kernel(v.as_slice(), out));
+    x.record(value, Op::Activation(op))
+}
+
 impl<'t> Var<'t> {
     /// max(x, 0) elementwise; the gradient at 0 is 0, as in PyTorch.
     pub fn relu(self) -> Var<'t> {
-        unary(self, |x| x.max(0.0), A::Relu(self.id))
+        unary_kernel(self, ew::relu_forward, A::Relu(self.id))
     }
 
     /// `x` for x > 0, `slope·x` otherwise (PyTorch's default slope is 0.01).
     pub fn leaky_relu(self, slope: f32) -> Var<'t> {
-        unary(self, |x| if x > 0.0 { x } else { slope * x }, A::LeakyRelu(self.id, slope))
+        let f = |x: &[f32], out: &mut [f32]| ew::leaky_relu_forward(slope, x, out);
+        unary_kernel(self, f, A::LeakyRelu(self.id, slope))
     }
 
-    /// The logistic function 1/(1 + e⁻ˣ); finite and in [0, 1] for every finite input.
+    /// The logistic function 1/(1 + e⁻ˣ); finite and in [0, 1] for every finite input (within
+    /// 3 ulp; below about −87.3 it flushes to 0).
     pub fn sigmoid(self) -> Var<'t> {
-        unary(self, sigmoid, A::Sigmoid(self.id))
+        unary_kernel(self, ew::sigmoid, A::Sigmoid(self.id))
     }
 
-    /// The hyperbolic tangent, elementwise.
+    /// The hyperbolic tangent, elementwise (within 2 ulp).
     pub fn tanh(self) -> Var<'t> {
-        unary(self, f32::tanh, A::Tanh(self.id))
+        unary_kernel(self, ew::tanh, A::Tanh(self.id))
     }
 
     /// The exact GELU x·Φ(x) with the normal CDF Φ from `erf`, as PyTorch's default
@@ -210,15 +225,16 @@ impl Family for ActivationOp {
 
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         // Every rule is g times a local derivative of the input's shape.
-        let gz = |local: Tensor| zip_map("backward", g, &local, |g, l| g * l);
+        let gz = |local: Tensor| binary("backward", BinaryOp::Mul, g, &local);
         match *self {
-            A::Relu(x) => ctx.acc(x, || gz(out.map(|o| f32::from(u8::from(o > 0.0))))),
+            // out > 0 exactly where x > 0, so the output serves as the kernel's mask.
+            A::Relu(x) => ctx.acc(x, || map_tasks(g, out, ew::relu_backward)),
             A::LeakyRelu(x, s) => {
-                let local = ctx.value(x).map(|x| if x > 0.0 { 1.0 } else { s });
-                ctx.acc(x, || gz(local))
+                let vx = ctx.value(x);
+                ctx.acc(x, || map_tasks(g, vx, |x, g, dx| ew::leaky_relu_backward(s, x, g, dx)))
             }
-            A::Sigmoid(x) => ctx.acc(x, || gz(out.map(|o| o * (1.0 - o)))),
-            A::Tanh(x) => ctx.acc(x, || gz(out.map(|o| 1.0 - o * o))),
+            A::Sigmoid(x) => ctx.acc(x, || map_tasks(g, out, ew::sigmoid_backward)),
+            A::Tanh(x) => ctx.acc(x, || map_tasks(g, out, ew::tanh_backward)),
             A::Gelu(x) => {
                 let d = |x: f32| (normal_cdf(x as f64) + x as f64 * normal_pdf(x as f64)) as f32;
                 let local = ctx.value(x).map(d);

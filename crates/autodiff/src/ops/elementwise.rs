@@ -19,11 +19,17 @@
 //! | minimum | min(a, b) | g to the smaller; split g/2, g/2 on ties |
 //!
 //! Binary ops broadcast; `ctx.acc` sums each cotangent back to its input's shape.
+//!
+//! Arithmetic, `exp` and `log`, and every product of `g` with a local derivative run on the
+//! elementwise kernels (SIMD, and rayon for long tensors) when the shapes are equal or one
+//! operand repeats as a trailing block of the other; other broadcasts, `maximum`, `minimum`,
+//! `pow_scalar`, `sqrt`, `abs` and `clamp` compute their values element by element.
 
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::backward::Ctx;
-use crate::broadcast::zip_map;
+use crate::broadcast::{binary as bin, zip_map, TINY};
+use crate::compute::elementwise::{self as ew, BinaryOp};
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
@@ -54,6 +60,20 @@ fn unary<'t>(x: Var<'t>, f: impl Fn(f32) -> f32, op: E) -> Var<'t> {
     x.record(value, Op::Elementwise(op))
 }
 
+/// A unary op whose values a kernel computes (`kernel(x, out)`).
+fn unary_kernel<'t>(x: Var<'t>, kernel: impl FnOnce(&[f32], &mut [f32]), op: E) -> Var<'t> {
+    let value = x.tape.with_values(x.id, x.id, |v, _| {
+        Tensor::from_kernel(v.shape(), |out| kernel(v.as_slice(), out))
+    });
+    x.record(value, Op::Elementwise(op))
+}
+
+fn arithmetic<'t>(name: &'static str, a: Var<'t>, b: Var<'t>, kind: BinaryOp, op: E) -> Var<'t> {
+    a.same_tape(b);
+    let value = a.tape.with_values(a.id, b.id, |va, vb| bin(name, kind, va, vb));
+    a.record(value, Op::Elementwise(op))
+}
+
 fn binary<'t>(
     name: &'static str,
     a: Var<'t>,
@@ -66,6 +86,14 @@ fn binary<'t>(
     a.record(value, Op::Elementwise(op))
 }
 
+/// `c·t` on the kernels (with `c = −1`, exactly `−t`).
+fn scaled(t: &Tensor, c: f32) -> Tensor {
+    if t.len() <= TINY {
+        return t.map(|v| c * v);
+    }
+    Tensor::from_kernel(t.shape(), |out| ew::scale(c, t.as_slice(), out))
+}
+
 // The operators (`a + b`, `a * b`, ...) call these; the named forms read better in chains.
 #[allow(clippy::should_implement_trait)]
 impl<'t> Var<'t> {
@@ -74,7 +102,7 @@ impl<'t> Var<'t> {
     /// # Panics
     /// If the shapes do not broadcast (`shape mismatch in add: lhs [..], rhs [..]`).
     pub fn add(self, other: Var<'t>) -> Var<'t> {
-        binary("add", self, other, |a, b| a + b, E::Add(self.id, other.id))
+        arithmetic("add", self, other, BinaryOp::Add, E::Add(self.id, other.id))
     }
 
     /// `self - other`, broadcasting.
@@ -82,7 +110,7 @@ impl<'t> Var<'t> {
     /// # Panics
     /// If the shapes do not broadcast.
     pub fn sub(self, other: Var<'t>) -> Var<'t> {
-        binary("sub", self, other, |a, b| a - b, E::Sub(self.id, other.id))
+        arithmetic("sub", self, other, BinaryOp::Sub, E::Sub(self.id, other.id))
     }
 
     /// `self * other` elementwise, broadcasting.
@@ -90,7 +118,7 @@ impl<'t> Var<'t> {
     /// # Panics
     /// If the shapes do not broadcast.
     pub fn mul(self, other: Var<'t>) -> Var<'t> {
-        binary("mul", self, other, |a, b| a * b, E::Mul(self.id, other.id))
+        arithmetic("mul", self, other, BinaryOp::Mul, E::Mul(self.id, other.id))
     }
 
     /// `self / other` elementwise, broadcasting.
@@ -98,7 +126,7 @@ impl<'t> Var<'t> {
     /// # Panics
     /// If the shapes do not broadcast.
     pub fn div(self, other: Var<'t>) -> Var<'t> {
-        binary("div", self, other, |a, b| a / b, E::Div(self.id, other.id))
+        arithmetic("div", self, other, BinaryOp::Div, E::Div(self.id, other.id))
     }
 
     /// Elementwise maximum, broadcasting; on ties the gradient is split equally.
@@ -119,17 +147,21 @@ impl<'t> Var<'t> {
 
     /// `-self`.
     pub fn neg(self) -> Var<'t> {
-        unary(self, |a| -a, E::Neg(self.id))
+        unary_kernel(self, |x, out| ew::scale(-1.0, x, out), E::Neg(self.id))
     }
 
     /// `self + c`.
     pub fn add_scalar(self, c: f32) -> Var<'t> {
-        unary(self, |a| a + c, E::AddScalar(self.id))
+        unary_kernel(self, |x, out| ew::binary(BinaryOp::Add, x, &[c], out), E::AddScalar(self.id))
     }
 
     /// `self * c`.
     pub fn mul_scalar(self, c: f32) -> Var<'t> {
-        unary(self, |a| a * c, E::MulScalar(self.id, c))
+        unary_kernel(
+            self,
+            |x, out| ew::binary(BinaryOp::Mul, x, &[c], out),
+            E::MulScalar(self.id, c),
+        )
     }
 
     /// `self` to the power `p`, elementwise.
@@ -137,14 +169,14 @@ impl<'t> Var<'t> {
         unary(self, |a| a.powf(p), E::PowScalar(self.id, p))
     }
 
-    /// eˣ elementwise.
+    /// eˣ elementwise (within 2 ulp; results below the smallest normal `f32` flush to 0).
     pub fn exp(self) -> Var<'t> {
-        unary(self, f32::exp, E::Exp(self.id))
+        unary_kernel(self, ew::exp, E::Exp(self.id))
     }
 
-    /// Natural logarithm, elementwise.
+    /// Natural logarithm, elementwise (within 1 ulp).
     pub fn log(self) -> Var<'t> {
-        unary(self, f32::ln, E::Log(self.id))
+        unary_kernel(self, ew::ln, E::Log(self.id))
     }
 
     /// Square root, elementwise.
@@ -225,6 +257,9 @@ impl Family for ElementwiseOp {
     }
 
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
+        // `g op x` for a value x of the node's (or an input's) shape: on the kernels when x
+        // repeats along g, as it does unless an input was broadcast along a middle axis.
+        let gk = |kind: BinaryOp, x: &Tensor| bin("backward", kind, g, x);
         let gz = |x: &Tensor, f: fn(f32, f32) -> f32| zip_map("backward", g, x, f);
         match *self {
             E::Add(a, b) => {
@@ -233,37 +268,39 @@ impl Family for ElementwiseOp {
             }
             E::Sub(a, b) => {
                 ctx.acc(a, || g.clone());
-                ctx.acc(b, || g.map(|v| -v));
+                ctx.acc(b, || scaled(g, -1.0));
             }
             E::Mul(a, b) => {
                 let (va, vb) = (ctx.value(a), ctx.value(b));
-                ctx.acc(a, || gz(vb, |g, b| g * b));
-                ctx.acc(b, || gz(va, |g, a| g * a));
+                ctx.acc(a, || gk(BinaryOp::Mul, vb));
+                ctx.acc(b, || gk(BinaryOp::Mul, va));
             }
             E::Div(a, b) => {
                 let vb = ctx.value(b);
-                ctx.acc(a, || gz(vb, |g, b| g / b));
-                ctx.acc(b, || gz(&zip_map("div", out, vb, |o, b| -o / b), |g, l| g * l));
+                ctx.acc(a, || gk(BinaryOp::Div, vb));
+                ctx.acc(b, || {
+                    gk(BinaryOp::Mul, &scaled(&bin("div", BinaryOp::Div, out, vb), -1.0))
+                });
             }
             E::Maximum(a, b) | E::Minimum(a, b) => {
                 let is_max = matches!(self, E::Maximum(..));
                 let (va, vb) = (ctx.value(a), ctx.value(b));
                 let wa = zip_map("max", va, vb, |x, y| share(x, y, (x > y) == is_max));
                 let wb = zip_map("max", vb, va, |y, x| share(y, x, (y > x) == is_max));
-                ctx.acc(a, || gz(&wa, |g, w| g * w));
-                ctx.acc(b, || gz(&wb, |g, w| g * w));
+                ctx.acc(a, || gk(BinaryOp::Mul, &wa));
+                ctx.acc(b, || gk(BinaryOp::Mul, &wb));
             }
-            E::Neg(a) => ctx.acc(a, || g.map(|v| -v)),
+            E::Neg(a) => ctx.acc(a, || scaled(g, -1.0)),
             E::AddScalar(a) => ctx.acc(a, || g.clone()),
-            E::MulScalar(a, c) => ctx.acc(a, || g.map(|v| v * c)),
+            E::MulScalar(a, c) => ctx.acc(a, || scaled(g, c)),
             E::PowScalar(a, p) => {
                 let local = ctx.value(a).map(|x| p * x.powf(p - 1.0));
-                ctx.acc(a, || gz(&local, |g, l| g * l))
+                ctx.acc(a, || gk(BinaryOp::Mul, &local))
             }
-            E::Exp(a) => ctx.acc(a, || gz(out, |g, o| g * o)),
+            E::Exp(a) => ctx.acc(a, || gk(BinaryOp::Mul, out)),
             E::Log(a) => {
                 let x = ctx.value(a);
-                ctx.acc(a, || gz(x, |g, x| g / x))
+                ctx.acc(a, || gk(BinaryOp::Div, x))
             }
             E::Sqrt(a) => ctx.acc(a, || gz(out, |g, o| g / (2.0 * o))),
             E::Abs(a) => {
@@ -272,7 +309,7 @@ impl Family for ElementwiseOp {
             }
             E::Clamp(a, lo, hi) => {
                 let mask = ctx.value(a).map(|x| f32::from(u8::from(x >= lo && x <= hi)));
-                ctx.acc(a, || gz(&mask, |g, m| g * m))
+                ctx.acc(a, || gk(BinaryOp::Mul, &mask))
             }
         }
     }

@@ -19,9 +19,14 @@
 //! Cross-entropy and NLL take logits `[N, C]` with labels `[N]`, or `[N, C, d₁, ..]` with labels
 //! `[N, d₁, ..]` (per pixel); positions labelled `ignore_index` count neither in the sum nor in
 //! the mean, and a batch with nothing labelled has loss 0.
+//!
+//! Softmax and log-softmax along the last axis, and cross-entropy of `[N, C]` logits, run row by
+//! row on the elementwise kernels (`e^x` there is within 2 ulp); along other axes, and per pixel,
+//! they walk strided lanes here. Every product of `g` with a local gradient runs on the kernels.
 
 use crate::backward::Ctx;
-use crate::broadcast::zip_map;
+use crate::broadcast::{map_tasks, zip_map};
+use crate::compute::elementwise as ew;
 use crate::error::{invalid, shape_panic};
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
@@ -138,8 +143,19 @@ fn for_each_target(shape: &[usize], targets: &[Option<u32>], mut f: impl FnMut(u
 /// `g` (one value per task, shape `[lead..]`) times the local gradient: `[lead.., local..]`.
 fn times_cot(g: &Tensor, local: &Tensor) -> Tensor {
     let mut shape = g.shape().to_vec();
-    shape.resize(g.ndim() + local.ndim(), 1);
-    zip_map("loss backward", &g.reshape(&shape).expect("same size"), local, |g, l| g * l)
+    shape.extend_from_slice(local.shape());
+    Tensor::from_kernel(&shape, |out| {
+        if !local.is_empty() {
+            for (o, &gt) in out.chunks_exact_mut(local.len()).zip(g.as_slice()) {
+                ew::scale(gt, local.as_slice(), o);
+            }
+        }
+    })
+}
+
+/// True if `axis` is the last axis of `shape`: its lanes are the contiguous rows the kernels take.
+fn is_last(shape: &[usize], axis: usize) -> bool {
+    axis + 1 == shape.len()
 }
 
 /// Checks that prediction and target have the same shape.
@@ -195,6 +211,11 @@ impl<'t> Var<'t> {
     pub fn softmax(self, axis: usize) -> Var<'t> {
         let x = self.value();
         check_axis("softmax", x.shape(), axis);
+        if is_last(x.shape(), axis) {
+            let cols = x.shape()[axis];
+            let y = Tensor::from_kernel(x.shape(), |y| ew::softmax_rows(x.as_slice(), cols, y));
+            return self.record(y, Op::Loss(LossOp::Softmax { x: self.id, axis }));
+        }
         let mut y = x.to_vec();
         for_each_lane(x.len(), x.shape(), axis, |start, stride, len| {
             let (max, ln_sum) = lane_lse(x.as_slice(), start, stride, len);
@@ -213,6 +234,11 @@ impl<'t> Var<'t> {
     pub fn log_softmax(self, axis: usize) -> Var<'t> {
         let x = self.value();
         check_axis("log_softmax", x.shape(), axis);
+        if is_last(x.shape(), axis) {
+            let cols = x.shape()[axis];
+            let y = Tensor::from_kernel(x.shape(), |y| ew::log_softmax_rows(x.as_slice(), cols, y));
+            return self.record(y, Op::Loss(LossOp::LogSoftmax { x: self.id, axis }));
+        }
         let mut y = x.to_vec();
         for_each_lane(x.len(), x.shape(), axis, |start, stride, len| {
             let (max, ln_sum) = lane_lse(x.as_slice(), start, stride, len);
@@ -252,6 +278,23 @@ impl<'t> Var<'t> {
         let x = self.value();
         let (targets, count) = class_targets("cross_entropy", x.shape(), labels, ignore_index);
         let scale = reduction.scale(count);
+        if x.ndim() == 2 {
+            // Rows of logits: log-probabilities, then probabilities, on the kernels.
+            let classes = x.shape()[1];
+            let log_probs = Tensor::from_kernel(x.shape(), |lp| {
+                ew::log_softmax_rows(x.as_slice(), classes, lp)
+            });
+            let mut total = 0.0f64;
+            for (row, t) in log_probs.as_slice().chunks_exact(classes.max(1)).zip(&targets) {
+                if let Some(t) = *t {
+                    total -= row[t as usize] as f64;
+                }
+            }
+            let probs = Tensor::from_kernel(x.shape(), |p| ew::exp(log_probs.as_slice(), p));
+            let loss = Tensor::scalar((total * scale as f64) as f32);
+            let op = LossOp::CrossEntropy { logits: self.id, probs, targets, scale };
+            return self.record(loss, Op::Loss(op));
+        }
         let mut probs = vec![0.0f32; x.len()];
         let mut total = 0.0f64;
         for_each_target(x.shape(), &targets, |t, start, stride| {
@@ -406,6 +449,19 @@ impl Family for LossOp {
                 ctx.acc(pred, || times_cot(g, &local));
             };
         match *self {
+            LossOp::Softmax { x, axis } if is_last(out.shape(), axis) => {
+                let cols = out.shape()[axis];
+                ctx.acc(x, || {
+                    map_tasks(g, out, |y, g, dx| ew::softmax_rows_backward(y, g, cols, dx))
+                })
+            }
+            LossOp::LogSoftmax { x, axis } if is_last(out.shape(), axis) => {
+                let cols = out.shape()[axis];
+                let rule = |y: &[f32], g: &[f32], dx: &mut [f32]| {
+                    ew::log_softmax_rows_backward(y, g, cols, dx)
+                };
+                ctx.acc(x, || map_tasks(g, out, rule))
+            }
             LossOp::Softmax { x, axis } => ctx.acc(x, || {
                 let mut dx = g.to_vec();
                 for_each_lane(g.len(), out.shape(), axis, |start, stride, len| {
@@ -428,6 +484,24 @@ impl Family for LossOp {
                 });
                 Tensor::from_vec(g.shape(), dx).expect("shape")
             }),
+            LossOp::CrossEntropy { logits, ref probs, ref targets, scale } if probs.ndim() == 2 => {
+                let classes = probs.shape()[1];
+                ctx.acc(logits, || {
+                    let local = Tensor::from_kernel(probs.shape(), |local| {
+                        ew::scale(scale, probs.as_slice(), local);
+                        let rows = local
+                            .chunks_exact_mut(classes.max(1))
+                            .zip(probs.as_slice().chunks_exact(classes.max(1)));
+                        for ((row, p), t) in rows.zip(targets) {
+                            match *t {
+                                Some(t) => row[t as usize] = scale * (p[t as usize] - 1.0),
+                                None => row.fill(0.0),
+                            }
+                        }
+                    });
+                    times_cot(g, &local)
+                })
+            }
             LossOp::CrossEntropy { logits, ref probs, ref targets, scale } => {
                 ctx.acc(logits, || {
                     let mut local = vec![0.0f32; probs.len()];

@@ -8,6 +8,10 @@
 //! | logsumexp | y = m + ln Σₐ e^(x − m), m = maxₐ x | x̄ = g·e^(x − y) (the softmax) |
 //! | var | y = Σₐ (x − μ)² / (n − c), c = 1 if unbiased else 0 | x̄ = g·2(x − μ)/(n − c) |
 //!
+//! Sums over adjacent axes (all of them, leading ones, trailing ones) and the broadcasts back run
+//! on the elementwise kernels, in their fixed order; max, logsumexp and var gather their lanes
+//! through ndarray.
+//!
 //! Every rule first puts the reduced axes back as size 1 (`keep_shape`), then broadcasts. The
 //! arg-max is found in the forward pass and kept as one flat input index per output element,
 //! so the rule for max is a scatter-add. In var, the Σ(x − μ) = 0 term from μ's own dependence
@@ -16,8 +20,7 @@
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 
 use crate::backward::Ctx;
-use crate::broadcast::broadcast_to;
-use crate::broadcast::zip_map;
+use crate::broadcast::{broadcast_to, runs, sum_middle, zip_map};
 use crate::error::invalid;
 use crate::ops::shape::scatter_add;
 use crate::ops::{Family, Op};
@@ -67,6 +70,11 @@ pub(crate) fn unreduce(g: &Tensor, lead: usize, in_shape: &[usize], axes: &[usiz
 }
 
 fn sum_axes(x: &Tensor, axes: &[usize], keepdim: bool) -> Tensor {
+    let shape = reduced_shape(x.shape(), axes, keepdim);
+    if let Some(r) = runs(x.shape(), |i| axes.contains(&i)) {
+        // The reduced axes are adjacent: a sum of rows or over rows on the kernels.
+        return Tensor::from_kernel(&shape, |out| sum_middle(x.as_slice(), r, out));
+    }
     let mut arr = x.to_array();
     for &ax in axes.iter().rev() {
         arr = arr.sum_axis(Axis(ax));
@@ -277,7 +285,7 @@ impl Family for ReduceOp {
             ReduceOp::Mean { x, axes } => {
                 let shape = ctx.value(*x).shape();
                 let n = count(shape, axes) as f32;
-                ctx.acc(*x, || unreduce(g, lead, shape, axes).map(|v| v / n))
+                ctx.acc(*x, || unreduce(&g.map(|v| v / n), lead, shape, axes))
             }
             ReduceOp::Max { x, arg } => {
                 let shape = ctx.value(*x).shape();
