@@ -31,6 +31,7 @@ mod compute;
 pub mod error;
 mod fill;
 pub mod gradcheck;
+mod norms;
 pub mod ops;
 mod tape;
 mod tensor;

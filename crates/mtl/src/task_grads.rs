@@ -238,13 +238,10 @@ pub fn representation_gradients(tape: &Tape, losses: &[Var<'_>], z: Var<'_>) -> 
 
 /// The gradient norm of each task loss on one value `w` (GradNorm's `‖∇_W L_t‖`). Only the part
 /// of the graph between `w` and the losses is swept.
+///
+/// When `w` is the weight of one linear layer (GradNorm's default, the last shared layer), the
+/// norms come from the Gram identity without forming the gradients
+/// ([`Tape::grad_norms_batched`]).
 pub fn layer_gradient_norms(tape: &Tape, losses: &[Var<'_>], w: Var<'_>) -> Vec<f64> {
-    let b = tape.grad_batched(losses, &[w]);
-    let stacked = b.stacked(w);
-    let n = stacked.len() / losses.len().max(1);
-    stacked
-        .as_slice()
-        .chunks(n.max(1))
-        .map(|row| row.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt())
-        .collect()
+    tape.grad_norms_batched(losses, w)
 }
