@@ -14,8 +14,9 @@
 //!   meet — in the shared trunk — they are stacked along a leading task axis, and from then on
 //!   each rule runs once for all T tasks, with GEMMs T times larger.
 
-use crate::broadcast::{sum_to_owned, TINY};
+use crate::broadcast::sum_to_owned;
 use crate::compute::elementwise as ew;
+use crate::fill::TINY;
 use crate::ops::Op;
 use crate::tape::{Node, NodeId, Tape, Var};
 use crate::tensor::Tensor;

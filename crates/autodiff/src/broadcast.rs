@@ -18,6 +18,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Zip};
 
 use crate::compute::elementwise::{self as ew, BinaryOp};
 use crate::error::shape_panic;
+use crate::fill::TINY;
 use crate::tensor::Tensor;
 
 /// The numpy broadcast of two shapes.
@@ -70,11 +71,6 @@ fn repeats_as_block(small: &[usize], out: &[usize]) -> bool {
     let first = small.iter().position(|&d| d != 1).unwrap_or(small.len());
     out.ends_with(&small[first..])
 }
-
-/// Tensors up to this many elements skip the kernels for cheap maps (arithmetic, scaling,
-/// accumulation): there a plain loop costs less than choosing the kernel, and it computes the
-/// same bits.
-pub(crate) const TINY: usize = 32;
 
 /// `a op b` broadcast together, on the kernels when the shapes are equal or one operand repeats
 /// as a trailing block of the other (see [`ew::binary`]); on [`zip_map`] otherwise. Every

@@ -10,6 +10,11 @@ use tapestry_kernels::tune::tunables;
 
 use crate::tensor::Tensor;
 
+/// Tensors up to this many elements skip the kernels for maps whose values a closure gives as
+/// well (arithmetic, scaling, accumulation, the activations): there a plain loop costs less than
+/// choosing the kernel, and it computes the same bits.
+pub(crate) const TINY: usize = 32;
+
 impl Tensor {
     /// A tensor of `shape` whose elements `fill` writes, every one of them: it receives the
     /// row-major slice, whose contents are unspecified.
@@ -28,6 +33,20 @@ impl Tensor {
             let mut data = buffer::take(n);
             fill(&mut data);
             Tensor::from_vec(shape, data).expect("one element per position")
+        }
+    }
+
+    /// `one` applied to every element: by `kernel(elements, out)`, or for a tiny tensor by a
+    /// plain loop over `one`, which must compute the kernel's bits.
+    pub(crate) fn map_kernel(
+        &self,
+        one: impl Fn(f32) -> f32,
+        kernel: impl FnOnce(&[f32], &mut [f32]),
+    ) -> Tensor {
+        if self.len() <= TINY {
+            self.map(one)
+        } else {
+            Tensor::from_kernel(self.shape(), |out| kernel(self.as_slice(), out))
         }
     }
 }

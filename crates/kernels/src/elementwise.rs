@@ -39,6 +39,15 @@ pub use activation::{
     sigmoid_backward, tanh, tanh_backward,
 };
 pub use reduce::{dot, max, sum, sum_over_rows, sum_rows};
+
+/// The approximations behind [`exp`], [`ln`], [`sigmoid`] and [`tanh`] on a single value, bit
+/// for bit what those kernels compute for it: for callers that map a handful of values, where
+/// choosing a kernel costs more than the work.
+pub mod single {
+    pub use super::activation::{
+        exp_scalar as exp, ln_scalar as ln, sigmoid_scalar as sigmoid, tanh_scalar as tanh,
+    };
+}
 pub use softmax::{
     log_softmax_rows, log_softmax_rows_backward, softmax_rows, softmax_rows_backward,
 };

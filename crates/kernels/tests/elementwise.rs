@@ -289,6 +289,25 @@ fn tanh_sigmoid_and_ln_are_within_their_stated_error() {
 }
 
 #[test]
+fn single_values_are_the_kernels_bits() {
+    type Pair = (fn(&[f32], &mut [f32]), fn(f32) -> f32);
+    let pairs: [(&str, Pair); 4] = [
+        ("exp", (ew::exp, ew::single::exp)),
+        ("ln", (ew::ln, ew::single::ln)),
+        ("sigmoid", (ew::sigmoid, ew::single::sigmoid)),
+        ("tanh", (ew::tanh, ew::single::tanh)),
+    ];
+    let mut x: Vec<f32> = random_vec(1000, 61).iter().map(|v| v * 40.0).collect();
+    x.extend([0.0, -0.0, 1e-30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 100.0, -100.0]);
+    let mut y = vec![0.0; x.len()];
+    for (name, (kernel, one)) in pairs {
+        kernel(&x, &mut y);
+        let want: Vec<f32> = x.iter().map(|&v| one(v)).collect();
+        assert_eq!(bits(&y), bits(&want), "{name}");
+    }
+}
+
+#[test]
 fn sums_over_and_of_rows() {
     // (rows, cols) in one block, in many blocks (parallel), and with rows wider than a chunk.
     let cases = [(1, 1), (5, 19), (3, 16), (7, 33), (40_000, 10), ((1 << 18) + 3, 1), (20, 20_000)];

@@ -130,34 +130,39 @@ fn unary<'t>(x: Var<'t>, f: impl Fn(f32) -> f32, op: A) -> Var<'t> {
     x.record(value, Op::Activation(op))
 }
 
-/// An activation whose values a kernel computes (`kernel(x, out)`).
-fn unary_kernel<'t>(x: Var<'t>, kernel: impl FnOnce(&[f32], &mut [f32]), op: A) -> Var<'t> {
-    let v = x.value();
-    let value = Tensor::from_kernel(v.shape(), |out| kernel(v.as_slice(), out));
+/// An activation whose values a kernel computes (`kernel(x, out)`), or for a tiny tensor `one`.
+fn unary_kernel<'t>(
+    x: Var<'t>,
+    one: impl Fn(f32) -> f32,
+    kernel: impl FnOnce(&[f32], &mut [f32]),
+    op: A,
+) -> Var<'t> {
+    let value = x.value().map_kernel(one, kernel);
     x.record(value, Op::Activation(op))
 }
 
 impl<'t> Var<'t> {
     /// max(x, 0) elementwise; the gradient at 0 is 0, as in PyTorch.
     pub fn relu(self) -> Var<'t> {
-        unary_kernel(self, ew::relu_forward, A::Relu(self.id))
+        unary_kernel(self, |x| if x > 0.0 { x } else { 0.0 }, ew::relu_forward, A::Relu(self.id))
     }
 
     /// `x` for x > 0, `slope·x` otherwise (PyTorch's default slope is 0.01).
     pub fn leaky_relu(self, slope: f32) -> Var<'t> {
-        let f = |x: &[f32], out: &mut [f32]| ew::leaky_relu_forward(slope, x, out);
-        unary_kernel(self, f, A::LeakyRelu(self.id, slope))
+        let one = |x: f32| if x > 0.0 { x } else { slope * x };
+        let kernel = |x: &[f32], out: &mut [f32]| ew::leaky_relu_forward(slope, x, out);
+        unary_kernel(self, one, kernel, A::LeakyRelu(self.id, slope))
     }
 
     /// The logistic function 1/(1 + e⁻ˣ); finite and in [0, 1] for every finite input (within
     /// 3 ulp; below about −87.3 it flushes to 0).
     pub fn sigmoid(self) -> Var<'t> {
-        unary_kernel(self, ew::sigmoid, A::Sigmoid(self.id))
+        unary_kernel(self, ew::single::sigmoid, ew::sigmoid, A::Sigmoid(self.id))
     }
 
     /// The hyperbolic tangent, elementwise (within 2 ulp).
     pub fn tanh(self) -> Var<'t> {
-        unary_kernel(self, ew::tanh, A::Tanh(self.id))
+        unary_kernel(self, ew::single::tanh, ew::tanh, A::Tanh(self.id))
     }
 
     /// The exact GELU x·Φ(x) with the normal CDF Φ from `erf`, as PyTorch's default

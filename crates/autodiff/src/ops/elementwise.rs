@@ -28,7 +28,7 @@
 use std::ops::{Add, Div, Mul, Neg, Sub};
 
 use crate::backward::Ctx;
-use crate::broadcast::{binary as bin, zip_map, TINY};
+use crate::broadcast::{binary as bin, zip_map};
 use crate::compute::elementwise::{self as ew, BinaryOp};
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
@@ -60,11 +60,14 @@ fn unary<'t>(x: Var<'t>, f: impl Fn(f32) -> f32, op: E) -> Var<'t> {
     x.record(value, Op::Elementwise(op))
 }
 
-/// A unary op whose values a kernel computes (`kernel(x, out)`).
-fn unary_kernel<'t>(x: Var<'t>, kernel: impl FnOnce(&[f32], &mut [f32]), op: E) -> Var<'t> {
-    let value = x.tape.with_values(x.id, x.id, |v, _| {
-        Tensor::from_kernel(v.shape(), |out| kernel(v.as_slice(), out))
-    });
+/// A unary op whose values a kernel computes (`kernel(x, out)`), or for a tiny tensor `one`.
+fn unary_kernel<'t>(
+    x: Var<'t>,
+    one: impl Fn(f32) -> f32,
+    kernel: impl FnOnce(&[f32], &mut [f32]),
+    op: E,
+) -> Var<'t> {
+    let value = x.tape.with_values(x.id, x.id, |v, _| v.map_kernel(one, kernel));
     x.record(value, Op::Elementwise(op))
 }
 
@@ -88,10 +91,7 @@ fn binary<'t>(
 
 /// `c·t` on the kernels (with `c = −1`, exactly `−t`).
 fn scaled(t: &Tensor, c: f32) -> Tensor {
-    if t.len() <= TINY {
-        return t.map(|v| c * v);
-    }
-    Tensor::from_kernel(t.shape(), |out| ew::scale(c, t.as_slice(), out))
+    t.map_kernel(|v| c * v, |t, out| ew::scale(c, t, out))
 }
 
 // The operators (`a + b`, `a * b`, ...) call these; the named forms read better in chains.
@@ -147,21 +147,18 @@ impl<'t> Var<'t> {
 
     /// `-self`.
     pub fn neg(self) -> Var<'t> {
-        unary_kernel(self, |x, out| ew::scale(-1.0, x, out), E::Neg(self.id))
+        unary_kernel(self, |a| -a, |x, out| ew::scale(-1.0, x, out), E::Neg(self.id))
     }
 
     /// `self + c`.
     pub fn add_scalar(self, c: f32) -> Var<'t> {
-        unary_kernel(self, |x, out| ew::binary(BinaryOp::Add, x, &[c], out), E::AddScalar(self.id))
+        let kernel = |x: &[f32], out: &mut [f32]| ew::binary(BinaryOp::Add, x, &[c], out);
+        unary_kernel(self, |a| a + c, kernel, E::AddScalar(self.id))
     }
 
     /// `self * c`.
     pub fn mul_scalar(self, c: f32) -> Var<'t> {
-        unary_kernel(
-            self,
-            |x, out| ew::binary(BinaryOp::Mul, x, &[c], out),
-            E::MulScalar(self.id, c),
-        )
+        unary_kernel(self, |a| c * a, |x, out| ew::scale(c, x, out), E::MulScalar(self.id, c))
     }
 
     /// `self` to the power `p`, elementwise.
@@ -171,12 +168,12 @@ impl<'t> Var<'t> {
 
     /// eˣ elementwise (within 2 ulp; results below the smallest normal `f32` flush to 0).
     pub fn exp(self) -> Var<'t> {
-        unary_kernel(self, ew::exp, E::Exp(self.id))
+        unary_kernel(self, ew::single::exp, ew::exp, E::Exp(self.id))
     }
 
     /// Natural logarithm, elementwise (within 1 ulp).
     pub fn log(self) -> Var<'t> {
-        unary_kernel(self, ew::ln, E::Log(self.id))
+        unary_kernel(self, ew::single::ln, ew::ln, E::Log(self.id))
     }
 
     /// Square root, elementwise.

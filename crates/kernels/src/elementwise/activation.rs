@@ -90,7 +90,7 @@ pub fn leaky_relu_backward(slope: f32, x: &[f32], dy: &[f32], dx: &mut [f32]) {
 /// exponent bits. Within 2 ulp of the correctly rounded result for normal outputs; inputs below
 /// -87.3365 (results below the smallest normal number) give 0, above 88.7228 give infinity.
 #[inline(always)]
-pub(super) fn exp_scalar(x: f32) -> f32 {
+pub fn exp_scalar(x: f32) -> f32 {
     const HI: f32 = 88.722_83;
     const LO: f32 = -87.336_55;
     let xc = x.clamp(LO, HI);
@@ -140,12 +140,22 @@ pub fn exp(x: &[f32], y: &mut [f32]) {
     map1(x, y, exp_k);
 }
 
+/// `σ(x)` in `f32`, branch-free: `e^(−|x|)` never overflows, and σ(x) is `1/(1 + e^−x)` for
+/// `x ≥ 0`, `e^x/(1 + e^x)` below.
+#[inline(always)]
+pub fn sigmoid_scalar(x: f32) -> f32 {
+    let e = exp_scalar(-x.abs());
+    if x >= 0.0 {
+        1.0 / (1.0 + e)
+    } else {
+        e / (1.0 + e)
+    }
+}
+
 multiversion! {
     fn sigmoid_k(x: &[f32], y: &mut [f32]) {
         for (o, &v) in y.iter_mut().zip(x) {
-            // e^(−|x|) never overflows: σ(x) = 1/(1 + e^−x) for x ≥ 0, e^x/(1 + e^x) below.
-            let e = exp_scalar(-v.abs());
-            *o = if v >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+            *o = sigmoid_scalar(v);
         }
     }
 }
@@ -186,7 +196,7 @@ pub fn sigmoid_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
 /// sign is copied from `x`. Within 2 ulp of the exact value (1.3 measured on a dense sweep of
 /// `[-10, 10]` against `f64`, which a test repeats); ±1 from `|x| ≈ 9` on, NaN stays NaN.
 #[inline(always)]
-pub(super) fn tanh_scalar(x: f32) -> f32 {
+pub fn tanh_scalar(x: f32) -> f32 {
     let a = x.abs();
     let z = a * a;
     let mut p = -5.704_988_7e-3;
@@ -244,7 +254,7 @@ pub fn tanh_backward(y: &[f32], dy: &[f32], dx: &mut [f32]) {
 /// which a test repeats);
 /// `ln 0 = −∞`, `ln ∞ = ∞`, negative inputs and NaN give NaN.
 #[inline(always)]
-pub(super) fn ln_scalar(x: f32) -> f32 {
+pub fn ln_scalar(x: f32) -> f32 {
     let subnormal = x < f32::MIN_POSITIVE;
     let xs = if subnormal { x * 8_388_608.0 } else { x };
     let bits = xs.to_bits() as i32;
