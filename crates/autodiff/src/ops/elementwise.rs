@@ -255,7 +255,8 @@ impl Family for ElementwiseOp {
 
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         // `g op x` for a value x of the node's (or an input's) shape: on the kernels when x
-        // repeats along g, as it does unless an input was broadcast along a middle axis.
+        // repeats as a trailing block of g (always for the node's own shape, stacked or not;
+        // for an input's, unless it was broadcast along a middle axis).
         let gk = |kind: BinaryOp, x: &Tensor| bin("backward", kind, g, x);
         let gz = |x: &Tensor, f: fn(f32, f32) -> f32| zip_map("backward", g, x, f);
         match *self {
