@@ -14,18 +14,24 @@
 //! - [`Buffer`] owns a vector and gives it back to the pool when dropped.
 //!
 //! Buffers are matched by exact length: shapes repeat from step to step, so exact matching
-//! recycles nearly everything, and a buffer never holds more memory than its length needs. The
+//! recycles nearly everything, and a buffer never holds more memory than its length needs. When
+//! a returned buffer does not fit the budget, the buffers returned longest ago are freed to make
+//! room: a run that changes shapes (a second model, another method in the same process) replaces
+//! the old working set instead of being locked out by it. The
 //! contents of a recycled buffer are always initialised `f32`s (no `unsafe`), so a kernel that
 //! forgot to write an element would read a stale value, never undefined memory; the kernels'
 //! tests check every output element.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::tune::tunables;
 
 struct Pool {
     by_len: HashMap<usize, Vec<Vec<f32>>>,
+    /// The length of every buffer returned, oldest first. Entries whose buffer was taken again
+    /// are skipped when evicting (a length is evicted only while its bucket holds a buffer).
+    order: VecDeque<usize>,
     bytes: usize,
     stats: PoolStats,
 }
@@ -39,7 +45,8 @@ pub struct PoolStats {
     pub misses: u64,
     /// Buffers returned to the pool.
     pub returned: u64,
-    /// Buffers dropped on return because the pool was at its byte budget.
+    /// Buffers freed to keep the pool within its byte budget (the oldest returned first), or
+    /// not kept because one buffer alone exceeds it.
     pub dropped: u64,
     /// Bytes held by the pool now.
     pub held_bytes: usize,
@@ -53,6 +60,7 @@ fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
     let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let pool = guard.get_or_insert_with(|| Pool {
         by_len: HashMap::new(),
+        order: VecDeque::new(),
         bytes: 0,
         stats: PoolStats::default(),
     });
@@ -113,15 +121,47 @@ pub fn give(v: Vec<f32>) {
         return;
     }
     let budget = tunables().buffer_pool_max_bytes;
-    with_pool(|p| {
-        if p.bytes + len * 4 > budget {
+    with_pool(|p| put(p, v, budget));
+}
+
+/// Keeps `v` in `p`, freeing the buffers returned longest ago until it fits `budget` bytes.
+fn put(p: &mut Pool, v: Vec<f32>, budget: usize) {
+    let len = v.len();
+    if len * 4 > budget {
+        p.stats.dropped += 1;
+        return;
+    }
+    while p.bytes + len * 4 > budget {
+        let Some(old) = p.order.pop_front() else { break };
+        if let Some(evicted) = p.by_len.get_mut(&old).and_then(Vec::pop) {
+            p.bytes -= evicted.len() * 4;
             p.stats.dropped += 1;
-            return;
         }
-        p.bytes += len * 4;
-        p.stats.returned += 1;
-        p.by_len.entry(len).or_default().push(v);
-    });
+    }
+    p.bytes += len * 4;
+    p.stats.returned += 1;
+    p.by_len.entry(len).or_default().push(v);
+    p.order.push_back(len);
+    // Entries of buffers taken again linger in `order`; compact it when it grows long.
+    let held: usize = p.by_len.values().map(Vec::len).sum();
+    if p.order.len() > 4 * held + 64 {
+        compact(p);
+    }
+}
+
+/// Rebuilds `order` so that it lists each held buffer once, keeping the newest entries.
+fn compact(p: &mut Pool) {
+    let mut left: HashMap<usize, usize> =
+        p.by_len.iter().map(|(&len, bufs)| (len, bufs.len())).collect();
+    let mut kept: Vec<usize> = Vec::new();
+    for &len in p.order.iter().rev() {
+        if let Some(n) = left.get_mut(&len).filter(|n| **n > 0) {
+            *n -= 1;
+            kept.push(len);
+        }
+    }
+    kept.reverse();
+    p.order = kept.into();
 }
 
 /// The pool's counters, and the bytes it holds now.
@@ -133,6 +173,7 @@ pub fn stats() -> PoolStats {
 pub fn clear() {
     with_pool(|p| {
         p.by_len.clear();
+        p.order.clear();
         p.bytes = 0;
         p.stats = PoolStats::default();
     });
@@ -237,6 +278,52 @@ mod tests {
         assert_eq!(v.as_ptr(), ptr);
         // `into_vec` took it out: dropping the empty wrapper returned nothing.
         assert!(with_pool(|p| p.by_len.get(&len).is_none_or(|b| b.is_empty())));
+    }
+
+    #[test]
+    fn a_full_pool_frees_the_buffers_returned_longest_ago() {
+        let mut p = Pool {
+            by_len: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            stats: PoolStats::default(),
+        };
+        let budget = 4 * 300;
+        put(&mut p, vec![0.0; 100], budget);
+        put(&mut p, vec![0.0; 120], budget);
+        assert_eq!(p.bytes, 4 * 220);
+        // 150 more does not fit: the 100 (oldest) goes, the 120 stays.
+        put(&mut p, vec![0.0; 150], budget);
+        assert_eq!(p.bytes, 4 * 270);
+        assert!(p.by_len.get(&100).is_none_or(Vec::is_empty));
+        assert_eq!(p.by_len[&120].len(), 1);
+        assert_eq!(p.stats.dropped, 1);
+        // Larger than the whole budget: not kept, nothing evicted.
+        put(&mut p, vec![0.0; 400], budget);
+        assert_eq!(p.bytes, 4 * 270);
+        assert_eq!(p.stats.dropped, 2);
+        // A buffer taken again leaves a stale entry that eviction skips.
+        let taken = p.by_len.get_mut(&120).and_then(Vec::pop).unwrap();
+        p.bytes -= taken.len() * 4;
+        put(&mut p, vec![0.0; 200], budget);
+        assert_eq!(p.bytes, 4 * 200, "the 150 was evicted, the stale 120 entry skipped");
+        assert_eq!(p.by_len[&200].len(), 1);
+    }
+
+    #[test]
+    fn the_order_list_is_compacted() {
+        let mut p = Pool {
+            by_len: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            stats: PoolStats::default(),
+        };
+        for _ in 0..1000 {
+            put(&mut p, vec![0.0; 10], 1 << 20);
+            let v = p.by_len.get_mut(&10).and_then(Vec::pop).unwrap();
+            p.bytes -= v.len() * 4;
+        }
+        assert!(p.order.len() <= 65, "order grew to {}", p.order.len());
     }
 
     #[test]
