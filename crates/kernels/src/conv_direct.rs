@@ -311,7 +311,6 @@ pub(crate) fn backward_weight(
     dw: &mut [f32],
     chunks: usize,
 ) {
-    use rayon::prelude::*;
     assert!(applicable(g));
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
@@ -365,22 +364,7 @@ pub(crate) fn backward_weight(
         }
         acc
     };
-    let packed = if chunks <= 1 {
-        partial(0..g.n)
-    } else {
-        let per = g.n.div_ceil(chunks);
-        let starts: Vec<usize> = (0..g.n).step_by(per).collect();
-        let parts: Vec<Buffer> =
-            starts.into_par_iter().map(|s| partial(s..(s + per).min(g.n))).collect();
-        let mut parts = parts.into_iter();
-        let mut sum = parts.next().expect("at least one chunk");
-        for part in parts {
-            for (a, b) in sum.iter_mut().zip(part.iter()) {
-                *a += b;
-            }
-        }
-        sum
-    };
+    let packed = sum_over_chunks(g.n, chunks, partial);
     // Unpack: block by block, tap-major → dw[co, tap].
     let mut off = 0;
     for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
@@ -396,6 +380,31 @@ pub(crate) fn backward_weight(
 
 /// The most vectors of output channels in a weight-gradient tile.
 const MAX_V_DW: usize = 4;
+/// `partial(images)` over `chunks` contiguous ranges of `0..n` (in parallel when there is more
+/// than one), summed in range order: the result depends on the number of chunks, never on the
+/// scheduling.
+fn sum_over_chunks(
+    n: usize,
+    chunks: usize,
+    partial: impl Fn(std::ops::Range<usize>) -> Buffer + Sync,
+) -> Buffer {
+    use rayon::prelude::*;
+    if chunks <= 1 {
+        return partial(0..n);
+    }
+    let per = n.div_ceil(chunks);
+    let starts: Vec<usize> = (0..n).step_by(per).collect();
+    let parts: Vec<Buffer> = starts.into_par_iter().map(|s| partial(s..(s + per).min(n))).collect();
+    let mut parts = parts.into_iter();
+    let mut sum = parts.next().expect("at least one chunk");
+    for part in parts {
+        for (a, b) in sum.iter_mut().zip(part.iter()) {
+            *a += b;
+        }
+    }
+    sum
+}
+
 /// Pixels of `dy` per pass over the tap tiles.
 const PIXEL_CHUNK: usize = 64;
 /// The most taps in a weight-gradient tile.
@@ -525,7 +534,6 @@ pub(crate) fn backward_weight_rows(
     dw: &mut [f32],
     chunks: usize,
 ) {
-    use rayon::prelude::*;
     assert!(rows_applicable(g));
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
@@ -576,22 +584,7 @@ pub(crate) fn backward_weight_rows(
         }
         acc
     };
-    let lanes = if chunks <= 1 {
-        partial(0..g.n)
-    } else {
-        let per = g.n.div_ceil(chunks);
-        let starts: Vec<usize> = (0..g.n).step_by(per).collect();
-        let parts: Vec<Buffer> =
-            starts.into_par_iter().map(|s| partial(s..(s + per).min(g.n))).collect();
-        let mut parts = parts.into_iter();
-        let mut sum = parts.next().expect("at least one chunk");
-        for part in parts {
-            for (a, b) in sum.iter_mut().zip(part.iter()) {
-                *a += b;
-            }
-        }
-        sum
-    };
+    let lanes = sum_over_chunks(g.n, chunks, partial);
     for (d, l) in dw.iter_mut().zip(lanes.chunks_exact(CO_VEC)) {
         *d = crate::simd::reduce_lanes(l.try_into().expect("16 lanes"));
     }
