@@ -8,15 +8,16 @@
 //!   `m` and `n` dimensions, aligned to the micro-kernel's tile), single-threaded below
 //!   [`Tunables::gemm_par_min_flops`](crate::tune::Tunables::gemm_par_min_flops) or when already
 //!   inside a rayon worker;
-//! - a direct path for skinny products (a classifier head with 10 outputs), used when enabled by
-//!   [`Tunables::gemm_direct_max_n`](crate::tune::Tunables::gemm_direct_max_n).
+//! - with AVX-512, a narrow kernel for products with at most 32 columns (or rows) of C, such as
+//!   a classifier head (see `gemm_skinny.rs` and
+//!   [`Tunables::gemm_narrow_max`](crate::tune::Tunables::gemm_narrow_max)).
 //!
 //! Blocks never split the `k` dimension, so each element of C is computed by the same sequence
 //! of operations whatever the number of threads: results do not depend on the thread count.
 
 use crate::gemm_skinny;
 use crate::par::{fork, may_parallelize, SendConstPtr, SendPtr};
-use crate::simd::{active_isa, multiversion, reduce_lanes, Isa, LANES};
+use crate::simd::{active_isa, Isa};
 use crate::tune::tunables;
 
 /// `C = alpha * A·B + beta * C`, with A `m`×`k`, B `k`×`n` and C `m`×`n`.
@@ -101,23 +102,6 @@ pub fn sgemm(
                 c,
                 (csc, rsc),
             );
-        }
-        return;
-    }
-    if k > 0 && n <= t.gemm_direct_max_n && csa == 1 && (m == 1 || rsa >= k as isize) {
-        let rsa = if m == 1 { k } else { rsa as usize };
-        if rsb == 1 && (n == 1 || csb >= k as isize) {
-            let csb = if n == 1 { k } else { csb as usize };
-            direct_skinny(m, k, n, alpha, a, rsa, b, csb, beta, c, rsc, csc);
-        } else {
-            // Copy Bᵀ (n × k, small since n is) so that its columns are contiguous.
-            let mut bt = vec![0.0f32; n * k];
-            for (j, col) in bt.chunks_exact_mut(k).enumerate() {
-                for (p, v) in col.iter_mut().enumerate() {
-                    *v = b[(p as isize * rsb + j as isize * csb) as usize];
-                }
-            }
-            direct_skinny(m, k, n, alpha, a, rsa, &bt, k, beta, c, rsc, csc);
         }
         return;
     }
@@ -218,110 +202,4 @@ fn c_is_injective(m: usize, n: usize, rs: isize, cs: isize) -> bool {
         return rs > 0;
     }
     (cs > 0 && rs >= cs * n) || (rs > 0 && cs >= rs * m)
-}
-
-/// The direct path: each `C[i, j]` is a dot product of a contiguous row of A and a contiguous
-/// column of B (`b` holds Bᵀ with rows `csb` apart), four columns at a time, with fixed-order
-/// lane accumulators.
-#[allow(clippy::too_many_arguments)]
-fn direct_skinny(
-    m: usize,
-    k: usize,
-    n: usize,
-    alpha: f32,
-    a: &[f32],
-    rsa: usize,
-    b: &[f32],
-    csb: usize,
-    beta: f32,
-    c: &mut [f32],
-    rsc: isize,
-    csc: isize,
-) {
-    let mut row = vec![0.0f32; n];
-    for i in 0..m {
-        let ai = &a[i * rsa..i * rsa + k];
-        dot_row(ai, b, csb, k, &mut row);
-        for (j, &v) in row.iter().enumerate() {
-            let idx = (i as isize * rsc + j as isize * csc) as usize;
-            c[idx] = if beta == 0.0 { alpha * v } else { alpha * v + beta * c[idx] };
-        }
-    }
-}
-
-multiversion! {
-    /// `out[j] = dot(ai, B[:, j])` for contiguous columns of B at stride `csb`.
-    fn dot_row(ai: &[f32], b: &[f32], csb: usize, k: usize, out: &mut [f32]) {
-        let n = out.len();
-        let full = k / LANES * LANES;
-        let mut j = 0;
-        while j + 4 <= n {
-            let c0 = &b[j * csb..j * csb + k];
-            let c1 = &b[(j + 1) * csb..(j + 1) * csb + k];
-            let c2 = &b[(j + 2) * csb..(j + 2) * csb + k];
-            let c3 = &b[(j + 3) * csb..(j + 3) * csb + k];
-            let (mut a0, mut a1, mut a2, mut a3) =
-                ([0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES], [0.0f32; LANES]);
-            for ((((x, y0), y1), y2), y3) in ai[..full]
-                .chunks_exact(LANES)
-                .zip(c0[..full].chunks_exact(LANES))
-                .zip(c1[..full].chunks_exact(LANES))
-                .zip(c2[..full].chunks_exact(LANES))
-                .zip(c3[..full].chunks_exact(LANES))
-            {
-                for l in 0..LANES {
-                    a0[l] += x[l] * y0[l];
-                    a1[l] += x[l] * y1[l];
-                    a2[l] += x[l] * y2[l];
-                    a3[l] += x[l] * y3[l];
-                }
-            }
-            for (l, p) in (full..k).enumerate() {
-                a0[l] += ai[p] * c0[p];
-                a1[l] += ai[p] * c1[p];
-                a2[l] += ai[p] * c2[p];
-                a3[l] += ai[p] * c3[p];
-            }
-            out[j] = reduce_lanes(a0);
-            out[j + 1] = reduce_lanes(a1);
-            out[j + 2] = reduce_lanes(a2);
-            out[j + 3] = reduce_lanes(a3);
-            j += 4;
-        }
-        while j < n {
-            out[j] = crate::simd::dot_lanes(ai, &b[j * csb..j * csb + k]);
-            j += 1;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn direct_skinny_matches_naive() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 17, 10), (5, 33, 4), (7, 256, 30), (2, 15, 7)] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
-            // B stored transposed (n × k), as a linear layer's weight.
-            let bt: Vec<f32> = (0..n * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
-            let c0: Vec<f32> = (0..m * n).map(|i| i as f32 / 10.0).collect();
-            let mut c = c0.clone();
-            direct_skinny(m, k, n, 0.5, &a, k, &bt, k, 2.0, &mut c, n as isize, 1);
-            for i in 0..m {
-                for j in 0..n {
-                    let mut s = 0.0f64;
-                    for p in 0..k {
-                        s += a[i * k + p] as f64 * bt[j * k + p] as f64;
-                    }
-                    let want = 0.5 * s + 2.0 * c0[i * n + j] as f64;
-                    let got = c[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() <= 1e-5 * (1.0 + want.abs()),
-                        "{m}x{k}x{n} ({i},{j})"
-                    );
-                }
-            }
-        }
-    }
 }

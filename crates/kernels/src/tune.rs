@@ -8,7 +8,6 @@
 //! | [`Tunables::gemm_par_min_flops`] | `TAPESTRY_GEMM_PAR_MIN_FLOPS` | 2·128³ |
 //! | [`Tunables::gemm_block_align`] | `TAPESTRY_GEMM_BLOCK_ALIGN` | 16 |
 //! | [`Tunables::gemm_narrow_max`] | `TAPESTRY_GEMM_NARROW_MAX` | 32 (at most 32; 0 off) |
-//! | [`Tunables::gemm_direct_max_n`] | `TAPESTRY_GEMM_DIRECT_MAX_N` | 0 (off) |
 //! | [`Tunables::conv_par_min_flops`] | `TAPESTRY_CONV_PAR_MIN_FLOPS` | 2·64³ |
 //! | [`Tunables::conv_dw_group_cols`] | `TAPESTRY_CONV_DW_GROUP_COLS` | 2048 |
 //! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
@@ -33,10 +32,6 @@ pub struct Tunables {
     /// the narrow kernel (B in registers, 12 rows of C at a time) instead of packing; at most 32,
     /// 0 turns it off. A classifier head (`128 × 256 × 10`) runs about 1.4x faster on it.
     pub gemm_narrow_max: usize,
-    /// Products with `n` at most this (and contiguous rows of A) take the direct dot-product path
-    /// instead of packing; 0 turns the path off. Off by default: on the development machine it
-    /// measured slower than packing even for a 128x256x10 head (see `docs/kernels.md`).
-    pub gemm_direct_max_n: usize,
     /// Convolutions with fewer FLOPs than this run on one thread.
     pub conv_par_min_flops: usize,
     /// The weight gradient lays the patch matrices of several images side by side, up to about
@@ -62,7 +57,6 @@ impl Default for Tunables {
             gemm_par_min_flops: 2 * 128 * 128 * 128,
             gemm_block_align: 16,
             gemm_narrow_max: 32,
-            gemm_direct_max_n: 0,
             conv_par_min_flops: 2 * 64 * 64 * 64,
             conv_dw_group_cols: 2048,
             pool_par_min_elems: 1 << 16,
@@ -86,7 +80,6 @@ impl Tunables {
         read("TAPESTRY_GEMM_PAR_MIN_FLOPS", &mut t.gemm_par_min_flops);
         read("TAPESTRY_GEMM_BLOCK_ALIGN", &mut t.gemm_block_align);
         read("TAPESTRY_GEMM_NARROW_MAX", &mut t.gemm_narrow_max);
-        read("TAPESTRY_GEMM_DIRECT_MAX_N", &mut t.gemm_direct_max_n);
         read("TAPESTRY_CONV_PAR_MIN_FLOPS", &mut t.conv_par_min_flops);
         read("TAPESTRY_CONV_DW_GROUP_COLS", &mut t.conv_dw_group_cols);
         read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
