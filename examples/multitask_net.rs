@@ -30,7 +30,9 @@ use tapestry::mtl::trainer::{EpochReport, Observer};
 use tapestry::mtl::weighting::EqualWeighting;
 use tapestry::mtl::{HardSharing, Trainer, TrainerConfig};
 use tapestry::nn::optim::Adam;
-use tapestry::nn::{Conv2d, Ctx, Linear, MaxPool2d, Module, NnError, Params, Relu, Sequential};
+use tapestry::nn::{
+    Conv2d, Ctx, Linear, MaxPool2d, Module, NnError, Params, Relu, Sequential, Upsample2,
+};
 
 /// `[B, C, H, W]` to `[B, C]`: the mean of each feature map.
 #[derive(Debug)]
@@ -39,23 +41,6 @@ struct GlobalAvgPool;
 impl Module for GlobalAvgPool {
     fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
         x.mean(&[2, 3], false)
-    }
-}
-
-/// Nearest-neighbour upsampling by 2: each value becomes a 2 × 2 block.
-#[derive(Debug)]
-struct Upsample2;
-
-impl Module for Upsample2 {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        let s = x.shape();
-        let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
-        x.reshape(&[b, c, h, 1, w, 1]).broadcast_to(&[b, c, h, 2, w, 2]).reshape(&[
-            b,
-            c,
-            2 * h,
-            2 * w,
-        ])
     }
 }
 

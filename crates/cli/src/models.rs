@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tapestry_autodiff::Var;
 use tapestry_data::{TaskKind, TaskSpec};
 use tapestry_mtl::model::HardSharing;
-use tapestry_nn::{Conv2d, Ctx, Linear, MaxPool2d, Module, Params, Relu, Sequential};
+use tapestry_nn::{Conv2d, Ctx, Linear, MaxPool2d, Module, Params, Relu, Sequential, Upsample2};
 
 use crate::config::RunConfig;
 use crate::error::Result;
@@ -47,23 +47,6 @@ pub struct GlobalAvgPool;
 impl Module for GlobalAvgPool {
     fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
         x.mean(&[2, 3], false)
-    }
-}
-
-/// Nearest-neighbour upsampling by 2: `[B, C, H, W]` to `[B, C, 2H, 2W]`.
-#[derive(Debug)]
-pub struct Upsample2;
-
-impl Module for Upsample2 {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        let s = x.shape();
-        let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
-        x.reshape(&[b, c, h, 1, w, 1]).broadcast_to(&[b, c, h, 2, w, 2]).reshape(&[
-            b,
-            c,
-            2 * h,
-            2 * w,
-        ])
     }
 }
 

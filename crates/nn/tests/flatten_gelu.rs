@@ -35,3 +35,21 @@ fn gelu_matches_pytorch() {
         assert!((a - b).abs() < 1e-6, "{y:?}");
     }
 }
+
+#[test]
+fn upsample2_repeats_each_value_in_a_block_and_sums_the_gradient_back() {
+    let params = Params::new();
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let mut ctx = Ctx::train(&bound);
+    let x = tape.leaf(Tensor::from_vec(&[1, 1, 2, 2], vec![1., 2., 3., 4.]).unwrap());
+    let y = tapestry_nn::Upsample2.forward(x, &mut ctx);
+    assert_eq!(y.shape(), vec![1, 1, 4, 4]);
+    let want = [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.];
+    assert_eq!(y.value().to_vec(), want);
+    // Weights 0..16 over the output: each input gets the sum of its 2 × 2 block.
+    let w = tape
+        .constant(Tensor::from_vec(&[1, 1, 4, 4], (0..16).map(|v| v as f32).collect()).unwrap());
+    let g = tape.backward((y * w).sum_all()).wrt(x);
+    assert_eq!(g.to_vec(), vec![10., 18., 42., 50.]);
+}

@@ -12,6 +12,7 @@ mod linear;
 mod norm;
 mod pool;
 mod sequential;
+mod upsample;
 
 pub use activation::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softplus, Tanh};
 pub use conv::Conv2d;
@@ -21,3 +22,4 @@ pub use linear::Linear;
 pub use norm::{BatchNorm2d, LayerNorm};
 pub use pool::{AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
+pub use upsample::Upsample2;
