@@ -22,7 +22,7 @@
 
 use crate::buffer::{self, Buffer};
 use crate::conv::{for_each_image, Conv2dGeometry};
-use crate::simd::{active_isa, Isa};
+use crate::simd::{active_isa, detected_isa, Isa};
 
 /// Output channels per vector.
 const CO_VEC: usize = 16;
@@ -34,13 +34,24 @@ const MAX_PX: usize = 7;
 /// True when the direct forward kernel can compute `g`: AVX-512 is active, stride and dilation
 /// are 1, and the output channels come in whole vectors of 16.
 pub(crate) fn applicable(g: &Conv2dGeometry) -> bool {
-    active_isa() == Isa::Avx512
-        && g.stride == (1, 1)
-        && g.dilation == (1, 1)
-        && g.c_out.is_multiple_of(CO_VEC)
-        && g.c_out > 0
-        && g.out_h() > 0
-        && g.out_w() > 0
+    active_isa() == Isa::Avx512 && fits(g)
+}
+
+/// The geometry half of [`applicable`]. The kernels assert it together with the CPU's support
+/// for AVX-512 (`detected_isa`, what the `unsafe` calls need), not with the active choice, which
+/// a test may switch off between a caller's decision and the kernel's check.
+fn fits(g: &Conv2dGeometry) -> bool {
+    fits_rows(g) && g.c_out.is_multiple_of(CO_VEC) && g.c_out > 0
+}
+
+/// The geometry half of [`rows_applicable`].
+fn fits_rows(g: &Conv2dGeometry) -> bool {
+    g.stride == (1, 1) && g.dilation == (1, 1) && g.out_h() > 0 && g.out_w() > 0
+}
+
+/// The CPU can run the AVX-512 kernels.
+fn avx512() -> bool {
+    detected_isa() == Isa::Avx512
 }
 
 /// The geometry of the convolution that computes `dx` from `dy` (see the module docs), if the
@@ -121,7 +132,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * oh * ow);
-    assert!(applicable(g) && x.len() == g.n * x_img && y.len() == g.n * y_img);
+    assert!(avx512() && fits(g) && x.len() == g.n * x_img && y.len() == g.n * y_img);
     assert!(packed.len() == g.c_out * g.c_in * g.kh * g.kw);
     assert!(bias.is_none_or(|b| b.len() == g.c_out));
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
@@ -201,8 +212,8 @@ macro_rules! dispatch {
     };
     (@p $self:ident, $V:literal, $n:expr, [$($P:literal),*]) => {
         match $n {
-            // SAFETY: `run` is only reached after `applicable` saw AVX-512 active; the bounds
-            // are checked in `run_tile`.
+            // SAFETY: every caller of a tile asserts `avx512()` (the CPU has AVX-512) first; the
+            // bounds are checked in `run_tile`.
             $($P => unsafe { $self.run_tile::<$V, $P>() },)*
             _ => unreachable!("tile of {} pixels", $n),
         }
@@ -311,7 +322,7 @@ pub(crate) fn backward_weight(
     dw: &mut [f32],
     chunks: usize,
 ) {
-    assert!(applicable(g));
+    assert!(avx512() && fits(g));
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
@@ -502,11 +513,7 @@ impl WeightTile<'_> {
 /// True when [`backward_weight_rows`] can compute the weight gradient of `g`: AVX-512 is
 /// active, and stride and dilation are 1 (any number of channels).
 pub(crate) fn rows_applicable(g: &Conv2dGeometry) -> bool {
-    active_isa() == Isa::Avx512
-        && g.stride == (1, 1)
-        && g.dilation == (1, 1)
-        && g.out_h() > 0
-        && g.out_w() > 0
+    active_isa() == Isa::Avx512 && fits_rows(g)
 }
 
 /// Output channels per weight-gradient row tile.
@@ -534,7 +541,7 @@ pub(crate) fn backward_weight_rows(
     dw: &mut [f32],
     chunks: usize,
 ) {
-    assert!(rows_applicable(g));
+    assert!(avx512() && fits_rows(g));
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
