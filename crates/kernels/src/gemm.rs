@@ -15,10 +15,10 @@
 //! Blocks never split the `k` dimension, so each element of C is computed by the same sequence
 //! of operations whatever the number of threads: results do not depend on the thread count.
 
-use crate::gemm_skinny;
 use crate::par::{fork, may_parallelize, SendConstPtr, SendPtr};
 use crate::simd::{active_isa, Isa};
 use crate::tune::tunables;
+use crate::{gemm_packed, gemm_skinny};
 
 /// `C = alpha * A·B + beta * C`, with A `m`×`k`, B `k`×`n` and C `m`×`n`.
 ///
@@ -105,9 +105,26 @@ pub fn sgemm(
         }
         return;
     }
+    let injective = c_is_injective(m, n, rsc, csc);
+    if k > 0 && injective && t.gemm_packed != 0 && active_isa() == Isa::Avx512 {
+        gemm_packed::sgemm_packed(
+            m,
+            k,
+            n,
+            alpha,
+            a,
+            (rsa, csa),
+            b,
+            (rsb, csb),
+            beta,
+            c,
+            (rsc, csc),
+        );
+        return;
+    }
     let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
     let threads = rayon::current_num_threads();
-    if flops < t.gemm_par_min_flops || !may_parallelize() || !c_is_injective(m, n, rsc, csc) {
+    if flops < t.gemm_par_min_flops || !may_parallelize() || !injective {
         // SAFETY: `check_operand` proved every offset `(i, j)` of A, B and C (over the full
         // dimensions) lies inside its slice; C is borrowed mutably, A and B shared.
         unsafe {

@@ -8,6 +8,10 @@
 //! | [`Tunables::gemm_par_min_flops`] | `TAPESTRY_GEMM_PAR_MIN_FLOPS` | 2·128³ |
 //! | [`Tunables::gemm_block_align`] | `TAPESTRY_GEMM_BLOCK_ALIGN` | 16 |
 //! | [`Tunables::gemm_narrow_max`] | `TAPESTRY_GEMM_NARROW_MAX` | 32 (at most 32; 0 off) |
+//! | [`Tunables::gemm_packed`] | `TAPESTRY_GEMM_PACKED` | 1 (0: matrixmultiply instead) |
+//! | [`Tunables::gemm_kc`] | `TAPESTRY_GEMM_KC` | 256 |
+//! | [`Tunables::gemm_mc`] | `TAPESTRY_GEMM_MC` | 120 |
+//! | [`Tunables::gemm_nc`] | `TAPESTRY_GEMM_NC` | 1024 |
 //! | [`Tunables::conv_par_min_flops`] | `TAPESTRY_CONV_PAR_MIN_FLOPS` | 2·64³ |
 //! | [`Tunables::conv_dw_group_cols`] | `TAPESTRY_CONV_DW_GROUP_COLS` | 2048 |
 //! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
@@ -32,6 +36,18 @@ pub struct Tunables {
     /// the narrow kernel (B in registers, 12 rows of C at a time) instead of packing; at most 32,
     /// 0 turns it off. A classifier head (`128 × 256 × 10`) runs about 1.4x faster on it.
     pub gemm_narrow_max: usize,
+    /// With AVX-512, 1 runs other products on our packed GEMM (see `gemm_packed.rs`: one packed
+    /// copy of B shared by the threads, work items from a shared counter); 0 runs them on
+    /// `matrixmultiply`, one single-threaded product per block of C.
+    pub gemm_packed: usize,
+    /// Packed GEMM: values of `p` per block (each block of A is packed `mc`×`kc`; the panel of B
+    /// a micro-kernel walks is `kc`×32 floats and should stay in L1).
+    pub gemm_kc: usize,
+    /// Packed GEMM: at most this many rows of C per work item (rounded down to a multiple of 12).
+    pub gemm_mc: usize,
+    /// Packed GEMM: columns of B per packed block (rounded down to a multiple of 32); a block of
+    /// `kc`×`nc` floats, two of them in flight, should stay in L2.
+    pub gemm_nc: usize,
     /// Convolutions with fewer FLOPs than this run on one thread.
     pub conv_par_min_flops: usize,
     /// The weight gradient lays the patch matrices of several images side by side, up to about
@@ -57,6 +73,10 @@ impl Default for Tunables {
             gemm_par_min_flops: 2 * 128 * 128 * 128,
             gemm_block_align: 16,
             gemm_narrow_max: 32,
+            gemm_packed: 1,
+            gemm_kc: 256,
+            gemm_mc: 120,
+            gemm_nc: 1024,
             conv_par_min_flops: 2 * 64 * 64 * 64,
             conv_dw_group_cols: 2048,
             pool_par_min_elems: 1 << 16,
@@ -80,6 +100,10 @@ impl Tunables {
         read("TAPESTRY_GEMM_PAR_MIN_FLOPS", &mut t.gemm_par_min_flops);
         read("TAPESTRY_GEMM_BLOCK_ALIGN", &mut t.gemm_block_align);
         read("TAPESTRY_GEMM_NARROW_MAX", &mut t.gemm_narrow_max);
+        read("TAPESTRY_GEMM_PACKED", &mut t.gemm_packed);
+        read("TAPESTRY_GEMM_KC", &mut t.gemm_kc);
+        read("TAPESTRY_GEMM_MC", &mut t.gemm_mc);
+        read("TAPESTRY_GEMM_NC", &mut t.gemm_nc);
         read("TAPESTRY_CONV_PAR_MIN_FLOPS", &mut t.conv_par_min_flops);
         read("TAPESTRY_CONV_DW_GROUP_COLS", &mut t.conv_dw_group_cols);
         read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
@@ -88,6 +112,7 @@ impl Tunables {
         read("TAPESTRY_BUFFER_POOL_MIN_LEN", &mut t.buffer_pool_min_len);
         read("TAPESTRY_BUFFER_POOL_MAX_BYTES", &mut t.buffer_pool_max_bytes);
         t.gemm_block_align = t.gemm_block_align.max(1);
+        t.gemm_kc = t.gemm_kc.max(1);
         t.elementwise_chunk = t.elementwise_chunk.max(1);
         t
     }

@@ -127,6 +127,17 @@ fn large_problems_take_the_parallel_path_correctly() {
 }
 
 #[test]
+fn many_blocks_of_p_and_columns_with_beta() {
+    // The packed GEMM (AVX-512) packs B in blocks of 256 values of p by 1024 columns, two
+    // buffers in turn: here 3 blocks of p times 2 chunks of columns, with partial tiles at both
+    // edges, so that later blocks add to C in order and a buffer is reused only when its work
+    // is done. Elsewhere the same shapes check the matrixmultiply path.
+    check(50, 600, 1100, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.5);
+    check(37, 513, 1030, Layout::ColMajor, Layout::ColMajor, Layout::Padded, -1.0, 0.0);
+    check(1030, 300, 45, Layout::RowMajor, Layout::Padded, Layout::ColMajor, 0.5, 1.0);
+}
+
+#[test]
 fn narrow_products_with_long_k_both_orientations_and_in_parallel() {
     // C with at most 32 columns (or rows) and k >= 64 takes the narrow kernel on AVX-512: one or
     // two vectors of columns, tiles of 1 to 12 rows, any layout; large enough ones in parallel.
@@ -153,7 +164,7 @@ fn k_zero_scales_c_by_beta() {
 
 #[test]
 fn parallel_result_is_bitwise_equal_to_single_threaded() {
-    let (m, k, n) = (256, 320, 288);
+    let (m, k, n) = (256, 600, 1100);
     let a = random_vec(m * k, 1);
     let b = random_vec(k * n, 2);
     let mut par = vec![0.0f32; m * n];
