@@ -1,34 +1,25 @@
-//! The packed GEMM on AVX-512: our own driver and micro-kernel, with one packed copy of B shared
-//! by all threads.
+//! The packed GEMM on AVX-512: our own blocking and micro-kernel.
 //!
 //! `C = alpha·A·B + beta·C` is computed in tiles of `MR = 12` rows by `NR = 32` columns (two
-//! 16-lane vectors). For each `p` the micro-kernel loads row `p` of the tile's slice of B (two
+//! 16-lane vectors). For each `p` the micro-kernel loads row `p` of the tile's panel of B (two
 //! vectors), broadcasts the twelve elements `A[i, p]`, and issues 24 fused multiply-adds into 24
 //! accumulator registers: 14 loads for 24 FMAs, so the two FMA ports, not the load ports, set
 //! the pace.
 //!
-//! Both operands are copied ("packed") first, so that the micro-kernel reads them contiguously
-//! whatever their strides:
+//! **Blocking.** B is copied ("packed"), a block of `kc` rows by `nc` columns at a time, into
+//! panels of 32 columns: `kc` rows of 32 contiguous floats, zero past the last column. Whatever
+//! B's strides, the micro-kernel then reads one contiguous stream per tile (32 KiB at `kc = 256`),
+//! which stays in L1 while the tile moves down a block of at most `mc` rows; the packed block
+//! (1 MiB at most) stays in L2 while the row blocks pass over it. A is not packed: the broadcasts
+//! read `A[i, p]` through its strides, twelve rows at a time.
 //!
-//! - **B** is packed once per call, for all of `k`, into panels of 32 columns (`k` rows of 32
-//!   lanes each, zero past the last column). The threads pack disjoint panels, then all of them
-//!   read the shared copy. (A GEMM library that runs one single-threaded product per block of C
-//!   instead packs B once per thread.)
-//! - **A** is packed by each work item, `KC` columns at a time, into panels of 12 rows (`KC`
-//!   groups of 12, zero past the last row).
-//!
-//! The work items are rectangles of C: a few row panels by some column panels, several per
-//! thread, taken from a shared counter, so a thread that starts late or runs on a busy core takes
-//! fewer of them instead of holding up the call. Within an item, for each block of `KC` values of
-//! `p` the item packs its rows of A, then for each 32-column panel runs the micro-kernel down its
-//! row panels: the panel of B (`KC`·32 floats, 32 KiB at `KC = 256`) stays in L1 while the rows
-//! pass over it.
+//! **Threads.** With several threads C is cut into one block of rows (or of columns, when it is
+//! wider than tall) per thread, and each thread runs the serial algorithm on its block, packing
+//! its own B. Each thread's data stays in its own core's caches.
 //!
 //! **Determinism.** Every `C[i, j]` is the same sequence of FMAs (over `p` in order, one rounding
-//! of the accumulator per block of `KC`), whichever thread computes it and however many there
+//! of the accumulator per block of `kc`), whichever thread computes it and however many there
 //! are, so the result does not depend on the thread count.
-
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::buffer::{self, Buffer};
 use crate::par::{fork, may_parallelize, SendConstPtr, SendPtr};
@@ -37,12 +28,9 @@ use crate::tune::tunables;
 /// Lanes per vector.
 const L: usize = 16;
 /// Rows of C per micro-tile.
-pub(crate) const MR: usize = 12;
+const MR: usize = 12;
 /// Columns of C per micro-tile (two vectors).
-pub(crate) const NR: usize = 2 * L;
-/// Work items per thread when several threads share a call: enough that a slow thread can hand
-/// its share to the others, few enough that each item reuses its panels of B over many rows.
-const ITEMS_PER_THREAD: usize = 4;
+const NR: usize = 2 * L;
 
 /// Strides of an operand: (row stride, column stride).
 type Strides = (isize, isize);
@@ -83,226 +71,129 @@ pub(crate) fn sgemm_packed(
         );
     }
     let t = tunables();
-    let kc_max = t.gemm_kc.max(1);
-    let nc_max = (t.gemm_nc / NR).max(1) * NR;
     let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
     let threads = if flops >= t.gemm_par_min_flops && may_parallelize() {
         rayon::current_num_threads()
     } else {
         1
     };
-    let max_row_panels = t.gemm_mc.max(MR) / MR;
-    // The blocks of B, in order: columns outer, p inner. Each becomes `pack_tasks` packing tasks
-    // followed by the work items of its grid.
-    let mut blocks = Vec::new();
-    let mut tasks = 0;
-    for jc in (0..n).step_by(nc_max) {
-        for pc in (0..k).step_by(kc_max) {
-            let (nc, kc) = (nc_max.min(n - jc), kc_max.min(k - pc));
-            let grid = Grid::new(m, nc.div_ceil(NR), threads, max_row_panels);
-            let pack_tasks = threads.min(grid.col_panels);
-            blocks.push(Block { jc, nc, pc, kc, first_task: tasks, pack_tasks, grid });
-            tasks += pack_tasks + blocks.last().map_or(0, |b: &Block| b.grid.items());
+    let product = Product { k, alpha, beta, sa, sb, sc };
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    // Split whichever of rows and columns has more micro-tiles, in whole tiles.
+    let split_rows = m.div_ceil(MR) >= n.div_ceil(NR);
+    let (len, unit) = if split_rows { (m, MR) } else { (n, NR) };
+    let per = len.div_ceil(unit).div_ceil(threads) * unit;
+    let parts = len.div_ceil(per);
+    let part = |i: usize| {
+        let (s0, s1) = (i * per, ((i + 1) * per).min(len));
+        if split_rows {
+            // SAFETY (of the offsets): row s0 of A and of C exist (the caller's bounds check).
+            let a_sub = &a[(s0 as isize * sa.0) as usize..];
+            let c_sub = SendPtr(unsafe { c_ptr.get().offset(s0 as isize * sc.0) });
+            product.run(s1 - s0, n, a_sub, b, c_sub);
+        } else {
+            let b_sub = &b[(s0 as isize * sb.1) as usize..];
+            let c_sub = SendPtr(unsafe { c_ptr.get().offset(s0 as isize * sc.1) });
+            product.run(m, s1 - s0, a, b_sub, c_sub);
         }
-    }
-    // Two buffers of packed B: block `i` is packed into buffer `i % 2` while the threads may
-    // still be computing with block `i - 1` in the other.
-    let buf_len = kc_max.min(k) * nc_max.min(n.div_ceil(NR) * NR);
-    let mut bufs = [Buffer::new(buffer::take(buf_len)), Buffer::new(buffer::take(buf_len))];
-    let pipe = Pipeline {
-        m,
-        alpha,
-        beta,
-        a,
-        sa,
-        b,
-        sb,
-        c: SendPtr(c.as_mut_ptr()),
-        sc,
-        bufs: [SendPtr(bufs[0].as_mut_ptr()), SendPtr(bufs[1].as_mut_ptr())],
-        packed: blocks.iter().map(|_| AtomicUsize::new(0)).collect(),
-        computed: blocks.iter().map(|_| AtomicUsize::new(0)).collect(),
-        blocks,
-        next: AtomicUsize::new(0),
-        tasks,
     };
-    if threads > 1 {
-        fork(threads, |_| pipe.work());
+    if parts > 1 {
+        fork(parts, part);
     } else {
-        pipe.work();
+        part(0);
     }
 }
 
-/// One block of B: columns `jc..jc + nc`, rows `pc..pc + kc`.
-struct Block {
-    jc: usize,
-    nc: usize,
-    pc: usize,
-    kc: usize,
-    /// Index of the block's first task in the whole sequence.
-    first_task: usize,
-    /// The packing of the block is split into this many tasks (disjoint ranges of panels).
-    pack_tasks: usize,
-    /// The block's work items.
-    grid: Grid,
-}
-
-impl Block {
-    fn tasks(&self) -> usize {
-        self.pack_tasks + self.grid.items()
-    }
-}
-
-/// The whole product as one ordered sequence of tasks, which the threads take one at a time
-/// from a shared counter: for each block of B, the tasks that pack it, then the work items that
-/// use it.
-///
-/// A task may have to wait for earlier ones:
-///
-/// - packing block `i` overwrites the buffer of block `i - 2`, so it waits until all work items
-///   of block `i - 2` are done;
-/// - a work item of block `i` waits until block `i` is packed, and until all work items of
-///   block `i - 1` are done (they may write the same elements of C, and the blocks of p must be
-///   added in order).
-///
-/// Waits are only ever for tasks earlier in the sequence, which running threads have already
-/// taken, so the pipeline cannot deadlock: the earliest unfinished task waits for nothing. With
-/// one thread the tasks simply run in order and never wait.
-struct Pipeline<'a> {
-    m: usize,
+/// What the blocks of one product share.
+struct Product {
+    k: usize,
     alpha: f32,
     beta: f32,
-    a: &'a [f32],
     sa: Strides,
-    b: &'a [f32],
     sb: Strides,
-    c: SendPtr<f32>,
     sc: Strides,
-    bufs: [SendPtr<f32>; 2],
-    blocks: Vec<Block>,
-    /// Per block: packing tasks finished.
-    packed: Vec<AtomicUsize>,
-    /// Per block: work items finished.
-    computed: Vec<AtomicUsize>,
-    next: AtomicUsize,
-    tasks: usize,
 }
 
-/// Spins (then yields) until `counter` reaches `target`.
-fn wait_for(counter: &AtomicUsize, target: usize) {
-    let mut spins = 0u32;
-    while counter.load(Ordering::Acquire) < target {
-        if spins < 1 << 12 {
-            std::hint::spin_loop();
-            spins += 1;
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
-
-impl Pipeline<'_> {
-    /// Takes and runs tasks until none are left.
-    fn work(&self) {
-        loop {
-            let task = self.next.fetch_add(1, Ordering::Relaxed);
-            if task >= self.tasks {
-                return;
-            }
-            let i = self.blocks.partition_point(|b| b.first_task <= task) - 1;
-            let block = &self.blocks[i];
-            let local = task - block.first_task;
-            debug_assert!(local < block.tasks());
-            let buf = self.bufs[i % 2];
-            if local < block.pack_tasks {
-                if i >= 2 {
-                    wait_for(&self.computed[i - 2], self.blocks[i - 2].grid.items());
-                }
-                let panels = block.grid.col_panels;
-                let per = panels.div_ceil(block.pack_tasks);
-                for q in local * per..((local + 1) * per).min(panels) {
-                    // SAFETY: panel q of the block occupies `q·kc·32 .. (q+1)·kc·32` of the
-                    // buffer, which holds `kc_max · nc_max ≥ kc · nc` floats. Packing tasks of
-                    // this block take disjoint ranges of q; every work item that reads the buffer
-                    // (those of block i - 2) has finished, and none of block i starts before all
-                    // its packing tasks have (the waits above and in the branch below).
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut(
-                            buf.get().add(q * block.kc * NR),
-                            block.kc * NR,
-                        )
-                    };
-                    pack_b_panel(self.b, self.sb, block, q, dst);
-                }
-                self.packed[i].fetch_add(1, Ordering::AcqRel);
-            } else {
-                wait_for(&self.packed[i], block.pack_tasks);
-                if i >= 1 {
-                    wait_for(&self.computed[i - 1], self.blocks[i - 1].grid.items());
-                }
-                // SAFETY: the block is packed and no task writes this buffer until all work
-                // items of this block are done (see above).
-                let bp = unsafe {
-                    std::slice::from_raw_parts(buf.get(), block.grid.col_panels * block.kc * NR)
-                };
-                self.compute(block, local - block.pack_tasks, bp);
-                self.computed[i].fetch_add(1, Ordering::AcqRel);
-            }
-        }
-    }
-
-    /// Work item `item` of `block`: its rectangle of C gets `alpha·A[:, pc..pc+kc]·B_block`
-    /// (plus `beta·C` on the first block of p).
-    fn compute(&self, block: &Block, item: usize, bp: &[f32]) {
-        let grid = &block.grid;
-        let (ri, ci) = (item % grid.row_items(), item / grid.row_items());
-        let r0 = ri * grid.row_panels_per_item * MR;
-        let r1 = (r0 + grid.row_panels_per_item * MR).min(self.m);
-        let q0 = ci * grid.col_panels_per_item;
-        let q1 = (q0 + grid.col_panels_per_item).min(grid.col_panels);
+impl Product {
+    /// `C = alpha·A·B + beta·C` for the `m`×`n` block of C at `c`, on this thread. Every element
+    /// of A, B and C it addresses is in bounds (checked by the caller), and no other thread
+    /// writes this block of C.
+    fn run(&self, m: usize, n: usize, a: &[f32], b: &[f32], c: SendPtr<f32>) {
+        let t = tunables();
+        let (kc_max, nc_max) = (t.gemm_kc.max(1), (t.gemm_nc / NR).max(1) * NR);
+        let mc = (t.gemm_mc / MR).max(1) * MR;
+        // Row blocks of about equal height, at most `mc` rows each.
+        let row_blocks = m.div_ceil(mc);
+        let mc = m.div_ceil(MR).div_ceil(row_blocks) * MR;
         let (rsa, csa) = self.sa;
         let (rsc, csc) = self.sc;
-        let kc = block.kc;
-        // The first block of p applies beta; later ones add to what it wrote.
-        let (beta, read_c) =
-            if block.pc == 0 { (self.beta, self.beta != 0.0) } else { (1.0, true) };
-        for q in q0..q1 {
-            let j0 = block.jc + q * NR;
-            let cols = NR.min(block.jc + block.nc - j0);
-            let bq = &bp[q * kc * NR..(q + 1) * kc * NR];
-            for i0 in (r0..r1).step_by(MR) {
-                // SAFETY (of both offsets): (i0, pc) is an element of A and (i0, j0) one of C,
-                // both bounds-checked by the caller over the whole product.
-                let tile = Tile {
-                    kc,
-                    a: SendConstPtr(unsafe {
-                        self.a.as_ptr().offset(i0 as isize * rsa + block.pc as isize * csa)
-                    }),
-                    rsa,
-                    csa,
-                    bp: bq,
-                    c: SendPtr(unsafe {
-                        self.c.get().offset(i0 as isize * rsc + j0 as isize * csc)
-                    }),
-                    rsc,
-                    csc,
-                    cols,
-                    alpha: self.alpha,
-                    beta,
-                    read_c,
-                };
-                tile.run(MR.min(r1 - i0));
+        let mut bp =
+            Buffer::new(buffer::take(kc_max.min(self.k) * nc_max.min(n.div_ceil(NR) * NR)));
+        for jc in (0..n).step_by(nc_max) {
+            let nc = nc_max.min(n - jc);
+            for pc in (0..self.k).step_by(kc_max) {
+                let kc = kc_max.min(self.k - pc);
+                let panels = nc.div_ceil(NR);
+                for (q, dst) in bp[..panels * kc * NR].chunks_exact_mut(kc * NR).enumerate() {
+                    pack_b_panel(
+                        b,
+                        self.sb,
+                        pc,
+                        kc,
+                        jc + q * NR,
+                        NR.min(jc + nc - q * NR - jc),
+                        dst,
+                    );
+                }
+                // The first block of p applies beta; later ones add to what it wrote.
+                let (beta, read_c) =
+                    if pc == 0 { (self.beta, self.beta != 0.0) } else { (1.0, true) };
+                for r0 in (0..m).step_by(mc) {
+                    let r1 = (r0 + mc).min(m);
+                    for q in 0..panels {
+                        let j0 = jc + q * NR;
+                        let bq = &bp[q * kc * NR..(q + 1) * kc * NR];
+                        for i0 in (r0..r1).step_by(MR) {
+                            // SAFETY (of both offsets): (i0, pc) is an element of A and (i0, j0)
+                            // one of C (the caller's bounds check).
+                            let tile = Tile {
+                                kc,
+                                a: SendConstPtr(unsafe {
+                                    a.as_ptr().offset(i0 as isize * rsa + pc as isize * csa)
+                                }),
+                                rsa,
+                                csa,
+                                bp: bq,
+                                c: SendPtr(unsafe {
+                                    c.get().offset(i0 as isize * rsc + j0 as isize * csc)
+                                }),
+                                rsc,
+                                csc,
+                                cols: NR.min(n - j0),
+                                alpha: self.alpha,
+                                beta,
+                                read_c,
+                            };
+                            tile.run(MR.min(r1 - i0));
+                        }
+                    }
+                }
             }
         }
     }
 }
 
-/// Copies panel `q` of `block` (rows `pc..pc + kc`, 32 columns from `jc + 32q`) of B into `dst`
-/// as `kc` rows of 32 lanes, zero past the block's last column.
-fn pack_b_panel(b: &[f32], (rsb, csb): Strides, block: &Block, q: usize, dst: &mut [f32]) {
-    let j0 = block.jc + q * NR;
-    let w = NR.min(block.jc + block.nc - j0);
-    let pc = block.pc;
+/// Copies rows `pc..pc + kc` of columns `j0..j0 + w` (`w ≤ 32`) of B into `dst` as `kc` rows of
+/// 32 lanes, zero past column `w`.
+fn pack_b_panel(
+    b: &[f32],
+    (rsb, csb): Strides,
+    pc: usize,
+    kc: usize,
+    j0: usize,
+    w: usize,
+    dst: &mut [f32],
+) {
     if csb == 1 {
         for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
             let s = ((pc + p) as isize * rsb + j0 as isize) as usize;
@@ -321,42 +212,10 @@ fn pack_b_panel(b: &[f32], (rsb, csb): Strides, block: &Block, q: usize, dst: &m
         }
         for j in 0..w {
             let col = (j0 + j) as isize * csb;
-            for p in 0..block.kc {
+            for p in 0..kc {
                 dst[p * NR + j] = b[((pc + p) as isize * rsb + col) as usize];
             }
         }
-    }
-}
-
-/// The split of C (within one chunk of columns) into work items: rectangles of
-/// `row_panels_per_item` panels of 12 rows by `col_panels_per_item` panels of 32 columns.
-struct Grid {
-    row_panels: usize,
-    col_panels: usize,
-    row_panels_per_item: usize,
-    col_panels_per_item: usize,
-}
-
-impl Grid {
-    fn new(m: usize, col_panels: usize, threads: usize, max_row_panels: usize) -> Grid {
-        let row_panels = m.div_ceil(MR);
-        let want = if threads > 1 { threads * ITEMS_PER_THREAD } else { 1 };
-        // Split rows first (each item packs only its own rows of A), into blocks of at most
-        // `max_row_panels` of about equal size; then columns, if there are still too few items.
-        let row_items = row_panels.div_ceil(max_row_panels).max(want.min(row_panels));
-        let row_panels_per_item = row_panels.div_ceil(row_items);
-        let row_items = row_panels.div_ceil(row_panels_per_item);
-        let col_items = want.div_ceil(row_items).clamp(1, col_panels);
-        let col_panels_per_item = col_panels.div_ceil(col_items);
-        Grid { row_panels, col_panels, row_panels_per_item, col_panels_per_item }
-    }
-
-    fn row_items(&self) -> usize {
-        self.row_panels.div_ceil(self.row_panels_per_item)
-    }
-
-    fn items(&self) -> usize {
-        self.row_items() * self.col_panels.div_ceil(self.col_panels_per_item)
     }
 }
 

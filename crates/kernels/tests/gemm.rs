@@ -11,6 +11,8 @@ enum Layout {
     RowMajor,
     ColMajor,
     Padded,
+    /// Every other element of every row: neither stride is 1.
+    Strided,
 }
 
 /// Strides and buffer length for a `rows`×`cols` operand in `layout`.
@@ -19,6 +21,7 @@ fn strides(rows: usize, cols: usize, layout: Layout) -> (isize, isize, usize) {
         Layout::RowMajor => (cols as isize, 1, rows * cols),
         Layout::ColMajor => (1, rows as isize, rows * cols),
         Layout::Padded => ((cols + 3) as isize, 1, rows * (cols + 3)),
+        Layout::Strided => ((2 * cols) as isize, 2, rows * cols * 2),
     }
 }
 
@@ -135,6 +138,9 @@ fn many_blocks_of_p_and_columns_with_beta() {
     check(50, 600, 1100, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.5);
     check(37, 513, 1030, Layout::ColMajor, Layout::ColMajor, Layout::Padded, -1.0, 0.0);
     check(1030, 300, 45, Layout::RowMajor, Layout::Padded, Layout::ColMajor, 0.5, 1.0);
+    // Neither stride of any operand is 1: element-wise packing of B and stores of C.
+    check(40, 300, 70, Layout::Strided, Layout::Strided, Layout::Strided, 1.0, 0.0);
+    check(40, 300, 70, Layout::Strided, Layout::Strided, Layout::Strided, -0.5, 2.0);
 }
 
 #[test]
