@@ -1,16 +1,21 @@
 //! General matrix multiply: `C = alpha * A·B + beta * C` on `f32`.
 //!
-//! The work is done by `matrixmultiply::sgemm` (packing plus an AVX-512, AVX2 or portable
-//! micro-kernel chosen at run time). This module adds what a training loop needs around it:
+//! Three engines, chosen per call:
 //!
-//! - slices instead of raw pointers, with every access bounds-checked up front;
-//! - rayon parallelism over blocks of C for large problems (the blocks split the longer of the
-//!   `m` and `n` dimensions, aligned to the micro-kernel's tile), single-threaded below
-//!   [`Tunables::gemm_par_min_flops`](crate::tune::Tunables::gemm_par_min_flops) or when already
-//!   inside a rayon worker;
 //! - with AVX-512, a narrow kernel for products with at most 32 columns (or rows) of C, such as
 //!   a classifier head (see `gemm_skinny.rs` and
-//!   [`Tunables::gemm_narrow_max`](crate::tune::Tunables::gemm_narrow_max)).
+//!   [`Tunables::gemm_narrow_max`](crate::tune::Tunables::gemm_narrow_max));
+//! - with AVX-512, our packed GEMM for the others (`gemm_packed.rs`: B packed in blocks, a 12×32
+//!   micro-kernel, one block of C per thread);
+//! - without AVX-512, `matrixmultiply::sgemm` (packing plus an AVX2 or portable micro-kernel
+//!   chosen at run time), one call per block of C.
+//!
+//! Around them this module adds what a training loop needs: slices instead of raw pointers, with
+//! every access bounds-checked up front, and rayon parallelism over blocks of C for large problems
+//! (the blocks split the longer of the `m` and `n` dimensions, aligned to the micro-kernel's
+//! tile), single-threaded below
+//! [`Tunables::gemm_par_min_flops`](crate::tune::Tunables::gemm_par_min_flops) or when already
+//! inside a rayon worker.
 //!
 //! Blocks never split the `k` dimension, so each element of C is computed by the same sequence
 //! of operations whatever the number of threads: results do not depend on the thread count.

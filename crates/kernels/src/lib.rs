@@ -2,8 +2,9 @@
 //!
 //! Pure functions on contiguous row-major `f32` slices plus shapes (NCHW for images):
 //!
-//! - [`gemm`]: `C = alpha * A·B + beta * C` on `matrixmultiply::sgemm`, with strides so that
-//!   transposes cost nothing, split over rayon for large problems;
+//! - [`gemm`]: `C = alpha * A·B + beta * C` with strides so that transposes cost nothing, on our
+//!   packed AVX-512 GEMM (or `matrixmultiply::sgemm` without AVX-512), split over rayon for large
+//!   problems;
 //! - [`conv`]: 2-D convolution (stride, padding, dilation) forward and both gradients, by
 //!   im2col + GEMM, with a 1x1 fast path;
 //! - [`pool`]: max and average pooling, forward and backward;

@@ -36,9 +36,9 @@ pub struct Tunables {
     /// the narrow kernel (B in registers, 12 rows of C at a time) instead of packing; at most 32,
     /// 0 turns it off. A classifier head (`128 × 256 × 10`) runs about 1.4x faster on it.
     pub gemm_narrow_max: usize,
-    /// With AVX-512, 1 runs other products on our packed GEMM (see `gemm_packed.rs`: one packed
-    /// copy of B shared by the threads, work items from a shared counter); 0 runs them on
-    /// `matrixmultiply`, one single-threaded product per block of C.
+    /// With AVX-512, 1 runs the products the narrow kernel does not take on our packed GEMM
+    /// (`gemm_packed.rs`: a 12×32 micro-kernel, one block of C per thread); 0 runs them on
+    /// `matrixmultiply`, as without AVX-512.
     pub gemm_packed: usize,
     /// Packed GEMM: values of `p` per block (each block of A is packed `mc`×`kc`; the panel of B
     /// a micro-kernel walks is `kc`×32 floats and should stay in L1).
