@@ -81,8 +81,9 @@ fn by_rows(
     }
 }
 
-/// Row-wise softmax of `x` viewed as `[rows, cols]`: `y[r, c] = e^(x[r,c] - m_r) / Σ_c' e^(x[r,c']
-/// - m_r)` with `m_r` the row maximum (so large inputs do not overflow).
+/// Row-wise softmax of `x` viewed as `[rows, cols]`:
+/// `y[r, c] = e^(x[r, c] - m_r) / Σ_c' e^(x[r, c'] - m_r)` with `m_r` the row maximum (so large
+/// inputs do not overflow).
 ///
 /// # Panics
 ///
