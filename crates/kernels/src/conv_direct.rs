@@ -283,49 +283,17 @@ impl Tile<'_> {
         for v in 0..V {
             let mut r = [_mm512_setzero_ps(); 8];
             r[..PX].copy_from_slice(&acc[v]);
-            // In each 128-bit lane L, with a, b the two rows: [a[4L], b[4L], a[4L+1], b[4L+1]]
-            // and [a[4L+2], b[4L+2], a[4L+3], b[4L+3]].
-            let (u01l, u01h) = (_mm512_unpacklo_ps(r[0], r[1]), _mm512_unpackhi_ps(r[0], r[1]));
-            let (u23l, u23h) = (_mm512_unpacklo_ps(r[2], r[3]), _mm512_unpackhi_ps(r[2], r[3]));
-            let (u45l, u45h) = (_mm512_unpacklo_ps(r[4], r[5]), _mm512_unpackhi_ps(r[4], r[5]));
-            let (u67l, u67h) = (_mm512_unpacklo_ps(r[6], r[7]), _mm512_unpackhi_ps(r[6], r[7]));
-            // q[e] lane L = pixels 0..4 of channel 4L + e; s[e] lane L = pixels 4..8 of it.
-            let q = [
-                _mm512_shuffle_ps::<0x44>(u01l, u23l),
-                _mm512_shuffle_ps::<0xEE>(u01l, u23l),
-                _mm512_shuffle_ps::<0x44>(u01h, u23h),
-                _mm512_shuffle_ps::<0xEE>(u01h, u23h),
-            ];
-            let s = [
-                _mm512_shuffle_ps::<0x44>(u45l, u67l),
-                _mm512_shuffle_ps::<0xEE>(u45l, u67l),
-                _mm512_shuffle_ps::<0x44>(u45h, u67h),
-                _mm512_shuffle_ps::<0xEE>(u45h, u67h),
-            ];
-            for e in 0..4 {
-                // [q lane L, q lane L+2, s lane L, s lane L+2], then lanes reordered to
-                // [q L, s L, q L+2, s L+2]: channel 4L + e in the low half, 4L + e + 8 in the high.
-                let rows = [
-                    _mm512_shuffle_f32x4::<0xD8>(
-                        _mm512_shuffle_f32x4::<0x88>(q[e], s[e]),
-                        _mm512_shuffle_f32x4::<0x88>(q[e], s[e]),
-                    ),
-                    _mm512_shuffle_f32x4::<0xD8>(
-                        _mm512_shuffle_f32x4::<0xDD>(q[e], s[e]),
-                        _mm512_shuffle_f32x4::<0xDD>(q[e], s[e]),
-                    ),
-                ];
-                for (l, row) in rows.into_iter().enumerate() {
-                    let c = v * CO_VEC + 4 * l + e;
-                    // SAFETY: channel c's pixels 0..PX and channel c + 8's are inside `y`: the
-                    // largest offset written, (V·16 − 1)·p_stride + PX − 1, is (asserted above).
-                    // The high half is stored from 8 elements before channel c + 8's row, which
-                    // is still inside `y` ((c + 8)·p_stride ≥ 8); only the lanes of the mask are
-                    // written.
-                    unsafe {
-                        _mm512_mask_storeu_ps(y.add(c * self.p_stride), lo, row);
-                        _mm512_mask_storeu_ps(y.add((c + 8) * self.p_stride - 8), hi, row);
-                    }
+            // Row m: channel m's pixels in the low half, channel m + 8's in the high half.
+            for (m, row) in transpose_8x16(r).into_iter().enumerate() {
+                let c = v * CO_VEC + m;
+                // SAFETY: channel c's pixels 0..PX and channel c + 8's are inside `y`: the
+                // largest offset written, (V·16 − 1)·p_stride + PX − 1, is (asserted above).
+                // The high half is stored from 8 elements before channel c + 8's row, which is
+                // still inside `y` ((c + 8)·p_stride ≥ 8); only the lanes of the mask are
+                // written.
+                unsafe {
+                    _mm512_mask_storeu_ps(y.add(c * self.p_stride), lo, row);
+                    _mm512_mask_storeu_ps(y.add((c + 8) * self.p_stride - 8), hi, row);
                 }
             }
         }
@@ -335,6 +303,49 @@ impl Tile<'_> {
     unsafe fn run_tile<const V: usize, const PX: usize>(self) {
         unreachable!("the direct convolution needs AVX-512")
     }
+}
+
+/// The transpose of an 8 × 16 block held in 8 vectors, as 8 vectors: if `r[j]` holds
+/// `M[j][0..16]`, output `m` holds `M[0..8][m]` in its low half and `M[0..8][m + 8]` in its high
+/// half. Applied twice it gives back its input (row `m` of the output, read as the block, is
+/// transposed back), so it also turns 16 rows of 8 values, paired as `(m, m + 8)`, into 8
+/// vectors of 16.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose_8x16(r: [std::arch::x86_64::__m512; 8]) -> [std::arch::x86_64::__m512; 8] {
+    use std::arch::x86_64::*;
+    // In each 128-bit lane L, with a, b two inputs: [a[4L], b[4L], a[4L+1], b[4L+1]] and
+    // [a[4L+2], b[4L+2], a[4L+3], b[4L+3]].
+    let (u01l, u01h) = (_mm512_unpacklo_ps(r[0], r[1]), _mm512_unpackhi_ps(r[0], r[1]));
+    let (u23l, u23h) = (_mm512_unpacklo_ps(r[2], r[3]), _mm512_unpackhi_ps(r[2], r[3]));
+    let (u45l, u45h) = (_mm512_unpacklo_ps(r[4], r[5]), _mm512_unpackhi_ps(r[4], r[5]));
+    let (u67l, u67h) = (_mm512_unpacklo_ps(r[6], r[7]), _mm512_unpackhi_ps(r[6], r[7]));
+    // q[e] lane L = M[0..4][4L + e]; s[e] lane L = M[4..8][4L + e].
+    let q = [
+        _mm512_shuffle_ps::<0x44>(u01l, u23l),
+        _mm512_shuffle_ps::<0xEE>(u01l, u23l),
+        _mm512_shuffle_ps::<0x44>(u01h, u23h),
+        _mm512_shuffle_ps::<0xEE>(u01h, u23h),
+    ];
+    let s = [
+        _mm512_shuffle_ps::<0x44>(u45l, u67l),
+        _mm512_shuffle_ps::<0xEE>(u45l, u67l),
+        _mm512_shuffle_ps::<0x44>(u45h, u67h),
+        _mm512_shuffle_ps::<0xEE>(u45h, u67h),
+    ];
+    let mut out = [_mm512_setzero_ps(); 8];
+    for e in 0..4 {
+        // [q lane L, q lane L+2, s lane L, s lane L+2], then the lanes reordered to
+        // [q L, s L, q L+2, s L+2]: column 4L + e in the low half, 4L + e + 8 in the high.
+        let t0 = _mm512_shuffle_f32x4::<0x88>(q[e], s[e]);
+        let t1 = _mm512_shuffle_f32x4::<0xDD>(q[e], s[e]);
+        out[e] = _mm512_shuffle_f32x4::<0xD8>(t0, t0);
+        out[4 + e] = _mm512_shuffle_f32x4::<0xD8>(t1, t1);
+    }
+    out
 }
 
 /// Gradient with respect to the weight (stride 1, dilation 1; checked by the caller with
@@ -378,12 +389,8 @@ pub(crate) fn backward_weight(
         for i in images {
             pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
             // dyᵀ: channels last, so that 16 channels of one pixel are one vector.
-            let dyi = &dy[i * y_img..(i + 1) * y_img];
-            for co in 0..g.c_out {
-                for (q, &v) in dyi[co * p..(co + 1) * p].iter().enumerate() {
-                    dyt[q * g.c_out + co] = v;
-                }
-            }
+            // SAFETY: AVX-512 is available (asserted above).
+            unsafe { channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, p, &mut dyt) };
             let mut off = 0;
             for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
                 let v = ((g.c_out - co0) / CO_VEC).min(MAX_V_DW);
@@ -422,6 +429,47 @@ pub(crate) fn backward_weight(
         }
         off += taps * width;
     }
+}
+
+/// `dyt[q·c_out + c] = dy[c·p + q]` for `c_out` (a multiple of 16) channels of `p` pixels, in
+/// blocks of 16 channels by 8 pixels transposed in registers.
+///
+/// # Safety
+/// AVX-512F must be available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(c_out.is_multiple_of(CO_VEC) && dy.len() >= c_out * p && dyt.len() >= c_out * p);
+    for c0 in (0..c_out).step_by(CO_VEC) {
+        for q0 in (0..p).step_by(8) {
+            let n = 8.min(p - q0);
+            let lo: __mmask16 = (1u16 << n) - 1;
+            let mut r = [_mm512_setzero_ps(); 8];
+            for (m, rm) in r.iter_mut().enumerate() {
+                // SAFETY: rows c0 + m and c0 + m + 8 hold pixels q0..q0 + n (n ≤ p − q0), and
+                // the masked lanes read only those. The high half's base, 8 elements before row
+                // c0 + m + 8's pixel q0, is inside `dy` ((c0 + m + 8)·p + q0 ≥ 8).
+                unsafe {
+                    let low = _mm512_maskz_loadu_ps(lo, dy.as_ptr().add((c0 + m) * p + q0));
+                    *rm = _mm512_mask_loadu_ps(
+                        low,
+                        lo << 8,
+                        dy.as_ptr().add((c0 + m + 8) * p + q0 - 8),
+                    );
+                }
+            }
+            for (j, v) in transpose_8x16(r).into_iter().take(n).enumerate() {
+                // SAFETY: pixel q0 + j < p, channels c0..c0 + 16 ≤ c_out.
+                unsafe { _mm512_storeu_ps(dyt.as_mut_ptr().add((q0 + j) * c_out + c0), v) };
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn channels_last(_dy: &[f32], _c_out: usize, _p: usize, _dyt: &mut [f32]) {
+    unreachable!("the direct convolution needs AVX-512")
 }
 
 /// The most vectors of output channels in a weight-gradient tile.
