@@ -24,6 +24,10 @@
 use crate::buffer::{self, Buffer};
 use crate::conv::{for_each_image, Conv2dGeometry};
 use crate::simd::{active_isa, detected_isa, Isa};
+#[cfg(not(target_arch = "x86_64"))]
+use crate::transpose::rows_to_lanes;
+#[cfg(target_arch = "x86_64")]
+use crate::transpose::{rows_to_lanes, transpose_8x16};
 
 /// Output channels per vector.
 const CO_VEC: usize = 16;
@@ -305,49 +309,6 @@ impl Tile<'_> {
     }
 }
 
-/// The transpose of an 8 × 16 block held in 8 vectors, as 8 vectors: if `r[j]` holds
-/// `M[j][0..16]`, output `m` holds `M[0..8][m]` in its low half and `M[0..8][m + 8]` in its high
-/// half. Applied twice it gives back its input (row `m` of the output, read as the block, is
-/// transposed back), so it also turns 16 rows of 8 values, paired as `(m, m + 8)`, into 8
-/// vectors of 16.
-///
-/// # Safety
-/// AVX-512F must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn transpose_8x16(r: [std::arch::x86_64::__m512; 8]) -> [std::arch::x86_64::__m512; 8] {
-    use std::arch::x86_64::*;
-    // In each 128-bit lane L, with a, b two inputs: [a[4L], b[4L], a[4L+1], b[4L+1]] and
-    // [a[4L+2], b[4L+2], a[4L+3], b[4L+3]].
-    let (u01l, u01h) = (_mm512_unpacklo_ps(r[0], r[1]), _mm512_unpackhi_ps(r[0], r[1]));
-    let (u23l, u23h) = (_mm512_unpacklo_ps(r[2], r[3]), _mm512_unpackhi_ps(r[2], r[3]));
-    let (u45l, u45h) = (_mm512_unpacklo_ps(r[4], r[5]), _mm512_unpackhi_ps(r[4], r[5]));
-    let (u67l, u67h) = (_mm512_unpacklo_ps(r[6], r[7]), _mm512_unpackhi_ps(r[6], r[7]));
-    // q[e] lane L = M[0..4][4L + e]; s[e] lane L = M[4..8][4L + e].
-    let q = [
-        _mm512_shuffle_ps::<0x44>(u01l, u23l),
-        _mm512_shuffle_ps::<0xEE>(u01l, u23l),
-        _mm512_shuffle_ps::<0x44>(u01h, u23h),
-        _mm512_shuffle_ps::<0xEE>(u01h, u23h),
-    ];
-    let s = [
-        _mm512_shuffle_ps::<0x44>(u45l, u67l),
-        _mm512_shuffle_ps::<0xEE>(u45l, u67l),
-        _mm512_shuffle_ps::<0x44>(u45h, u67h),
-        _mm512_shuffle_ps::<0xEE>(u45h, u67h),
-    ];
-    let mut out = [_mm512_setzero_ps(); 8];
-    for e in 0..4 {
-        // [q lane L, q lane L+2, s lane L, s lane L+2], then the lanes reordered to
-        // [q L, s L, q L+2, s L+2]: column 4L + e in the low half, 4L + e + 8 in the high.
-        let t0 = _mm512_shuffle_f32x4::<0x88>(q[e], s[e]);
-        let t1 = _mm512_shuffle_f32x4::<0xDD>(q[e], s[e]);
-        out[e] = _mm512_shuffle_f32x4::<0xD8>(t0, t0);
-        out[4 + e] = _mm512_shuffle_f32x4::<0xD8>(t1, t1);
-    }
-    out
-}
-
 /// Gradient with respect to the weight (stride 1, dilation 1; checked by the caller with
 /// [`applicable`]); `dw` is overwritten. The bias gradient is the caller's.
 ///
@@ -389,8 +350,7 @@ pub(crate) fn backward_weight(
         for i in images {
             pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
             // dyᵀ: channels last, so that 16 channels of one pixel are one vector.
-            // SAFETY: AVX-512 is available (asserted above).
-            unsafe { channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, p, &mut dyt) };
+            channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, p, &mut dyt);
             let mut off = 0;
             for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
                 let v = ((g.c_out - co0) / CO_VEC).min(MAX_V_DW);
@@ -431,45 +391,18 @@ pub(crate) fn backward_weight(
     }
 }
 
-/// `dyt[q·c_out + c] = dy[c·p + q]` for `c_out` (a multiple of 16) channels of `p` pixels, in
-/// blocks of 16 channels by 8 pixels transposed in registers.
-///
-/// # Safety
-/// AVX-512F must be available.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+/// `dyt[q·c_out + c] = dy[c·p + q]` for `c_out` (a multiple of 16) channels of `p` pixels, 16
+/// channels at a time through [`rows_to_lanes`].
 fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32]) {
-    use std::arch::x86_64::*;
-    assert!(c_out.is_multiple_of(CO_VEC) && dy.len() >= c_out * p && dyt.len() >= c_out * p);
+    assert!(avx512() && c_out.is_multiple_of(CO_VEC));
+    assert!(dy.len() >= c_out * p && dyt.len() >= c_out * p);
     for c0 in (0..c_out).step_by(CO_VEC) {
-        for q0 in (0..p).step_by(8) {
-            let n = 8.min(p - q0);
-            let lo: __mmask16 = (1u16 << n) - 1;
-            let mut r = [_mm512_setzero_ps(); 8];
-            for (m, rm) in r.iter_mut().enumerate() {
-                // SAFETY: rows c0 + m and c0 + m + 8 hold pixels q0..q0 + n (n ≤ p − q0), and
-                // the masked lanes read only those. The high half's base, 8 elements before row
-                // c0 + m + 8's pixel q0, is inside `dy` ((c0 + m + 8)·p + q0 ≥ 8).
-                unsafe {
-                    let low = _mm512_maskz_loadu_ps(lo, dy.as_ptr().add((c0 + m) * p + q0));
-                    *rm = _mm512_mask_loadu_ps(
-                        low,
-                        lo << 8,
-                        dy.as_ptr().add((c0 + m + 8) * p + q0 - 8),
-                    );
-                }
-            }
-            for (j, v) in transpose_8x16(r).into_iter().take(n).enumerate() {
-                // SAFETY: pixel q0 + j < p, channels c0..c0 + 16 ≤ c_out.
-                unsafe { _mm512_storeu_ps(dyt.as_mut_ptr().add((q0 + j) * c_out + c0), v) };
-            }
-        }
+        // SAFETY: AVX-512 is available (asserted); rows c0..c0 + 16 of `dy` (stride p) hold p
+        // values each, and `dyt` has room for p pixels of c_out channels from channel c0 on.
+        unsafe {
+            rows_to_lanes(dy.as_ptr().add(c0 * p), p, CO_VEC, p, dyt.as_mut_ptr().add(c0), c_out)
+        };
     }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn channels_last(_dy: &[f32], _c_out: usize, _p: usize, _dyt: &mut [f32]) {
-    unreachable!("the direct convolution needs AVX-512")
 }
 
 /// The most vectors of output channels in a weight-gradient tile.

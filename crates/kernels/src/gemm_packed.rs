@@ -7,8 +7,9 @@
 //! the pace.
 //!
 //! **Blocking.** B is copied ("packed"), a block of `kc` rows by `nc` columns at a time, into
-//! panels of 32 columns: `kc` rows of 32 contiguous floats, zero past the last column. Whatever
-//! B's strides, the micro-kernel then reads one contiguous stream per tile (32 KiB at `kc = 256`),
+//! panels of 32 columns: `kc` rows of 32 contiguous floats, zero past the last column (a
+//! column-major B, such as a linear layer's `Wᵀ`, through in-register transposes). Whatever B's
+//! strides, the micro-kernel then reads one contiguous stream per tile (32 KiB at `kc = 256`),
 //! which stays in L1 while the tile moves down a block of at most `mc` rows; the packed block
 //! (1 MiB at most) stays in L2 while the row blocks pass over it. A is not packed: the broadcasts
 //! read `A[i, p]` through its strides, twelve rows at a time.
@@ -205,6 +206,28 @@ fn pack_b_panel(
                 row[..w].copy_from_slice(&b[s..s + w]);
                 row[w..].fill(0.0);
             }
+        }
+    } else if rsb == 1 {
+        // Column-major B (the transposed weight of a linear layer, `x·Wᵀ`): each column is a
+        // contiguous run over p; 16 columns at a time become the lanes of the panel's rows.
+        assert!(dst.len() == kc * NR);
+        for g in 0..NR / L {
+            let rows = w.saturating_sub(g * L).min(L);
+            let first = (pc as isize + (j0 + g * L) as isize * csb) as usize;
+            // SAFETY: the packed GEMM runs only with AVX-512. Rows r < `rows` of this group are
+            // columns j0 + 16g + r < j0 + w of B, whose elements at rows pc..pc + kc are inside
+            // `b` (the caller's bounds check); they start at `first + r·csb`. No other row is
+            // read, and `dst` holds kc rows of 32 floats.
+            unsafe {
+                crate::transpose::rows_to_lanes(
+                    b.as_ptr().wrapping_add(first),
+                    csb as usize,
+                    rows,
+                    kc,
+                    dst.as_mut_ptr().add(g * L),
+                    NR,
+                )
+            };
         }
     } else {
         if w < NR {

@@ -33,5 +33,6 @@ mod gemm_packed;
 mod gemm_skinny;
 mod par;
 mod simd;
+mod transpose;
 
 pub use error::KernelError;
