@@ -27,9 +27,7 @@ mod activation;
 mod reduce;
 mod softmax;
 
-use rayon::prelude::*;
-
-use crate::par::may_parallelize;
+use crate::par::{for_each_chunk_mut, may_parallelize};
 use crate::simd::multiversion;
 use crate::tune::tunables;
 
@@ -69,10 +67,10 @@ pub(super) fn map2(
 ) {
     if parallel(out.len()) {
         let ch = tunables().elementwise_chunk;
-        out.par_chunks_mut(ch)
-            .zip(a.par_chunks(ch))
-            .zip(b.par_chunks(ch))
-            .for_each(|((o, x), y)| f(x, y, o));
+        for_each_chunk_mut(out, ch, |i, o| {
+            let s = i * ch;
+            f(&a[s..s + o.len()], &b[s..s + o.len()], o)
+        });
     } else {
         f(a, b, out);
     }
@@ -82,7 +80,7 @@ pub(super) fn map2(
 pub(super) fn map1(a: &[f32], out: &mut [f32], f: impl Fn(&[f32], &mut [f32]) + Sync) {
     if parallel(out.len()) {
         let ch = tunables().elementwise_chunk;
-        out.par_chunks_mut(ch).zip(a.par_chunks(ch)).for_each(|(o, x)| f(x, o));
+        for_each_chunk_mut(out, ch, |i, o| f(&a[i * ch..i * ch + o.len()], o));
     } else {
         f(a, out);
     }
@@ -239,10 +237,10 @@ pub fn binary(op: BinaryOp, a: &[f32], b: &[f32], out: &mut [f32]) {
         (true, false) => row_rhs(a, b, out),
         (false, false) => row_lhs(a, b, out),
         (true, true) => {
-            out.par_chunks_mut(block).zip(a.par_chunks(block)).for_each(|(o, a)| row_rhs(a, b, o))
+            for_each_chunk_mut(out, block, |i, o| row_rhs(&a[i * block..i * block + o.len()], b, o))
         }
         (false, true) => {
-            out.par_chunks_mut(block).zip(b.par_chunks(block)).for_each(|(o, b)| row_lhs(a, b, o))
+            for_each_chunk_mut(out, block, |i, o| row_lhs(a, &b[i * block..i * block + o.len()], o))
         }
     }
 }
@@ -282,7 +280,7 @@ pub fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
     check_same("axpy", "x", x.len(), y.len());
     if parallel(y.len()) {
         let ch = tunables().elementwise_chunk;
-        y.par_chunks_mut(ch).zip(x.par_chunks(ch)).for_each(|(o, v)| axpy_k(alpha, v, o));
+        for_each_chunk_mut(y, ch, |i, o| axpy_k(alpha, &x[i * ch..i * ch + o.len()], o));
     } else {
         axpy_k(alpha, x, y);
     }
@@ -305,7 +303,7 @@ pub fn scale(alpha: f32, x: &[f32], y: &mut [f32]) {
     check_same("scale", "y", y.len(), x.len());
     if parallel(y.len()) {
         let ch = tunables().elementwise_chunk;
-        y.par_chunks_mut(ch).zip(x.par_chunks(ch)).for_each(|(o, v)| scale_k(alpha, v, o));
+        for_each_chunk_mut(y, ch, |i, o| scale_k(alpha, &x[i * ch..i * ch + o.len()], o));
     } else {
         scale_k(alpha, x, y);
     }

@@ -52,6 +52,34 @@ pub(crate) fn fork(tasks: usize, f: impl Fn(usize) + Sync) {
     });
 }
 
+/// Calls `f(i, piece)` for each `chunk`-long piece `i` of `out` (the last may be shorter): the
+/// pieces are split into one contiguous run per thread of the pool, run through [`fork`] (so
+/// the caller takes the first run and joins by spinning). Which thread handles a piece does not
+/// change what `f` computes on it.
+pub(crate) fn for_each_chunk_mut(
+    out: &mut [f32],
+    chunk: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let chunk = chunk.max(1);
+    let pieces = out.len().div_ceil(chunk);
+    let runs = rayon::current_num_threads().clamp(1, pieces.max(1));
+    let per = pieces.div_ceil(runs);
+    let len = out.len();
+    let ptr = SendPtr(out.as_mut_ptr());
+    fork(pieces.div_ceil(per.max(1)), |r| {
+        for i in r * per..((r + 1) * per).min(pieces) {
+            let start = i * chunk;
+            let end = (start + chunk).min(len);
+            // SAFETY: pieces are disjoint ranges of `out`, each visited by exactly one run, and
+            // `out` stays mutably borrowed until `fork` returns.
+            let piece =
+                unsafe { std::slice::from_raw_parts_mut(ptr.get().add(start), end - start) };
+            f(i, piece);
+        }
+    });
+}
+
 /// Adds one to a counter when dropped.
 struct CountOnDrop<'a>(&'a AtomicUsize);
 
