@@ -19,7 +19,7 @@ use crate::buffer::{self, Buffer};
 use crate::conv_direct;
 use crate::error::KernelError;
 use crate::gemm::sgemm;
-use crate::par::may_parallelize;
+use crate::par::{fork, may_parallelize};
 use crate::tune::tunables;
 use rayon::prelude::*;
 
@@ -241,7 +241,20 @@ where
 {
     let scratch = || Buffer::new(buffer::take(scratch_len));
     if g.n > 1 && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
-        (0..g.n).into_par_iter().for_each_init(scratch, |s, i| f(i, s));
+        // One task per thread, each with its own scratch, taking images from a shared counter:
+        // a thread on a busy core takes fewer. (Through `par::fork`: the caller works too and
+        // joins by spinning.) An image's result does not depend on which thread computes it.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        fork(rayon::current_num_threads().min(g.n), |_| {
+            let mut s = scratch();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= g.n {
+                    break;
+                }
+                f(i, &mut s);
+            }
+        });
     } else {
         let mut s = scratch();
         for i in 0..g.n {
