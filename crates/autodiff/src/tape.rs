@@ -233,6 +233,18 @@ impl<'t> Var<'t> {
         self.tape.record(value, op)
     }
 
+    /// Records `op`, whose value is this value mapped elementwise: by `kernel(x, out)`, or for a
+    /// tiny tensor by `one` on each element (see [`Tensor::map_kernel`]).
+    pub(crate) fn record_map(
+        self,
+        one: impl Fn(f32) -> f32,
+        kernel: impl FnOnce(&[f32], &mut [f32]),
+        op: Op,
+    ) -> Var<'t> {
+        let value = self.tape.with_values(self.id, self.id, |v, _| v.map_kernel(one, kernel));
+        self.record(value, op)
+    }
+
     /// Panics if `other` lives on another tape.
     #[track_caller]
     pub(crate) fn same_tape(self, other: Var<'t>) {

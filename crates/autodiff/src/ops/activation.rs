@@ -137,8 +137,7 @@ fn unary_kernel<'t>(
     kernel: impl FnOnce(&[f32], &mut [f32]),
     op: A,
 ) -> Var<'t> {
-    let value = x.value().map_kernel(one, kernel);
-    x.record(value, Op::Activation(op))
+    x.record_map(one, kernel, Op::Activation(op))
 }
 
 impl<'t> Var<'t> {

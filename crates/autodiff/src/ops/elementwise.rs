@@ -67,8 +67,7 @@ fn unary_kernel<'t>(
     kernel: impl FnOnce(&[f32], &mut [f32]),
     op: E,
 ) -> Var<'t> {
-    let value = x.tape.with_values(x.id, x.id, |v, _| v.map_kernel(one, kernel));
-    x.record(value, Op::Elementwise(op))
+    x.record_map(one, kernel, Op::Elementwise(op))
 }
 
 fn arithmetic<'t>(name: &'static str, a: Var<'t>, b: Var<'t>, kind: BinaryOp, op: E) -> Var<'t> {
