@@ -1,12 +1,10 @@
 //! General matrix multiply: `C = alpha * A·B + beta * C` on `f32`.
 //!
-//! Three engines, chosen per call:
+//! Two engines, chosen per call:
 //!
-//! - with AVX-512, a narrow kernel for products with at most 32 columns (or rows) of C, such as
-//!   a classifier head (see `gemm_skinny.rs` and
-//!   [`Tunables::gemm_narrow_max`](crate::tune::Tunables::gemm_narrow_max));
-//! - with AVX-512, our packed GEMM for the others (`gemm_packed.rs`: B packed in blocks, a 12×32
-//!   micro-kernel, one block of C per thread);
+//! - with AVX-512, our packed GEMM (`gemm_packed.rs`: B packed in blocks, a micro-kernel of 12
+//!   rows by 32 columns, or by 16 for a C at most 16 wide such as a classifier head, one block of
+//!   C per thread);
 //! - without AVX-512, `matrixmultiply::sgemm` (packing plus an AVX2 or portable micro-kernel
 //!   chosen at run time), one call per block of C.
 //!
@@ -20,10 +18,10 @@
 //! Blocks never split the `k` dimension, so each element of C is computed by the same sequence
 //! of operations whatever the number of threads: results do not depend on the thread count.
 
+use crate::gemm_packed;
 use crate::par::{fork, may_parallelize, SendConstPtr, SendPtr};
 use crate::simd::{active_isa, Isa};
 use crate::tune::tunables;
-use crate::{gemm_packed, gemm_skinny};
 
 /// `C = alpha * A·B + beta * C`, with A `m`×`k`, B `k`×`n` and C `m`×`n`.
 ///
@@ -74,42 +72,6 @@ pub fn sgemm(
         return;
     }
     let t = tunables();
-    let narrow = t.gemm_narrow_max.min(32);
-    // With a short k the narrow kernel's fixed costs (copying B, storing C element by element)
-    // are not paid back: at 27 × 32 × 784 (im2col dX of a 3-channel layer) it measured 15% slower.
-    if k >= 64 && active_isa() == Isa::Avx512 && m.min(n) <= narrow {
-        if n <= narrow {
-            gemm_skinny::sgemm_narrow(
-                m,
-                k,
-                n,
-                alpha,
-                a,
-                (rsa, csa),
-                b,
-                (rsb, csb),
-                beta,
-                c,
-                (rsc, csc),
-            );
-        } else {
-            // Cᵀ = Bᵀ·Aᵀ: the narrow dimension becomes the columns.
-            gemm_skinny::sgemm_narrow(
-                n,
-                k,
-                m,
-                alpha,
-                b,
-                (csb, rsb),
-                a,
-                (csa, rsa),
-                beta,
-                c,
-                (csc, rsc),
-            );
-        }
-        return;
-    }
     let injective = c_is_injective(m, n, rsc, csc);
     if k > 0 && injective && t.gemm_packed != 0 && active_isa() == Isa::Avx512 {
         gemm_packed::sgemm_packed(

@@ -128,21 +128,26 @@ impl Product {
         let mc = m.div_ceil(MR).div_ceil(row_blocks) * MR;
         let (rsa, csa) = self.sa;
         let (rsc, csc) = self.sc;
+        // Panels of two vectors, or of one when C has at most 16 columns (a classifier head):
+        // 32 would triple the arithmetic of a 10-column product.
+        let v = if n <= L { 1 } else { 2 };
+        let width = v * L;
         let mut bp =
-            Buffer::new(buffer::take(kc_max.min(self.k) * nc_max.min(n.div_ceil(NR) * NR)));
+            Buffer::new(buffer::take(kc_max.min(self.k) * nc_max.min(n.div_ceil(width) * width)));
         for jc in (0..n).step_by(nc_max) {
             let nc = nc_max.min(n - jc);
             for pc in (0..self.k).step_by(kc_max) {
                 let kc = kc_max.min(self.k - pc);
-                let panels = nc.div_ceil(NR);
-                for (q, dst) in bp[..panels * kc * NR].chunks_exact_mut(kc * NR).enumerate() {
+                let panels = nc.div_ceil(width);
+                for (q, dst) in bp[..panels * kc * width].chunks_exact_mut(kc * width).enumerate() {
                     pack_b_panel(
                         b,
                         self.sb,
                         pc,
                         kc,
-                        jc + q * NR,
-                        NR.min(jc + nc - q * NR - jc),
+                        jc + q * width,
+                        width.min(nc - q * width),
+                        width,
                         dst,
                     );
                 }
@@ -152,8 +157,8 @@ impl Product {
                 for r0 in (0..m).step_by(mc) {
                     let r1 = (r0 + mc).min(m);
                     for q in 0..panels {
-                        let j0 = jc + q * NR;
-                        let bq = &bp[q * kc * NR..(q + 1) * kc * NR];
+                        let j0 = jc + q * width;
+                        let bq = &bp[q * kc * width..(q + 1) * kc * width];
                         for i0 in (r0..r1).step_by(MR) {
                             // SAFETY (of both offsets): (i0, pc) is an element of A and (i0, j0)
                             // one of C (the caller's bounds check).
@@ -170,12 +175,12 @@ impl Product {
                                 }),
                                 rsc,
                                 csc,
-                                cols: NR.min(n - j0),
+                                cols: width.min(n - j0),
                                 alpha: self.alpha,
                                 beta,
                                 read_c,
                             };
-                            tile.run(MR.min(r1 - i0));
+                            tile.run(MR.min(r1 - i0), v);
                         }
                     }
                 }
@@ -184,8 +189,9 @@ impl Product {
     }
 }
 
-/// Copies rows `pc..pc + kc` of columns `j0..j0 + w` (`w ≤ 32`) of B into `dst` as `kc` rows of
-/// 32 lanes, zero past column `w`.
+/// Copies rows `pc..pc + kc` of columns `j0..j0 + w` of B into `dst` as `kc` rows of `width`
+/// lanes (16 or 32, at least `w`), zero past column `w`.
+#[allow(clippy::too_many_arguments)]
 fn pack_b_panel(
     b: &[f32],
     (rsb, csb): Strides,
@@ -193,10 +199,12 @@ fn pack_b_panel(
     kc: usize,
     j0: usize,
     w: usize,
+    width: usize,
     dst: &mut [f32],
 ) {
+    assert!(w <= width && width <= NR && width.is_multiple_of(L) && dst.len() == kc * width);
     if csb == 1 {
-        for (p, row) in dst.chunks_exact_mut(NR).enumerate() {
+        for (p, row) in dst.chunks_exact_mut(width).enumerate() {
             let s = ((pc + p) as isize * rsb + j0 as isize) as usize;
             if w == NR {
                 // A copy of fixed length compiles to two vector moves, not a call to memcpy.
@@ -210,8 +218,7 @@ fn pack_b_panel(
     } else if rsb == 1 {
         // Column-major B (the transposed weight of a linear layer, `x·Wᵀ`): each column is a
         // contiguous run over p; 16 columns at a time become the lanes of the panel's rows.
-        assert!(dst.len() == kc * NR);
-        for g in 0..NR / L {
+        for g in 0..width / L {
             let rows = w.saturating_sub(g * L).min(L);
             let first = (pc as isize + (j0 + g * L) as isize * csb) as usize;
             // SAFETY: the packed GEMM runs only with AVX-512. Rows r < `rows` of this group are
@@ -225,7 +232,7 @@ fn pack_b_panel(
                     rows,
                     kc,
                     dst.as_mut_ptr().add(g * L),
-                    NR,
+                    width,
                 )
             };
         }
@@ -236,7 +243,7 @@ fn pack_b_panel(
         for j in 0..w {
             let col = (j0 + j) as isize * csb;
             for p in 0..kc {
-                dst[p * NR + j] = b[((pc + p) as isize * rsb + col) as usize];
+                dst[p * width + j] = b[((pc + p) as isize * rsb + col) as usize];
             }
         }
     }
@@ -249,7 +256,7 @@ struct Tile<'a> {
     a: SendConstPtr<f32>,
     rsa: isize,
     csa: isize,
-    /// Packed B: `kc` rows of 32.
+    /// Packed B: `kc` rows of `V·16`.
     bp: &'a [f32],
     /// Element (0, 0) of the tile in C.
     c: SendPtr<f32>,
@@ -263,19 +270,20 @@ struct Tile<'a> {
 }
 
 macro_rules! dispatch_rows {
-    ($self:ident, $rows:expr; $($R:literal),*) => {
-        match $rows {
+    ($self:ident, $rows:expr, $v:expr; $($R:literal),*) => {
+        match ($rows, $v) {
             // SAFETY: `sgemm_packed` is only called with AVX-512 detected; the tile lies inside
-            // C (see `Job::run`) and no other thread writes it.
-            $($R => unsafe { $self.run_tile::<$R>() },)*
-            _ => unreachable!("micro-tile of {} rows", $rows),
+            // C (see `Product::run`) and no other thread writes it.
+            $(($R, 1) => unsafe { $self.run_tile::<$R, 1>() },
+              ($R, 2) => unsafe { $self.run_tile::<$R, 2>() },)*
+            _ => unreachable!("micro-tile of {} rows and {} vectors", $rows, $v),
         }
     };
 }
 
 impl Tile<'_> {
-    fn run(self, rows: usize) {
-        dispatch_rows!(self, rows; 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
+    fn run(self, rows: usize, v: usize) {
+        dispatch_rows!(self, rows, v; 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)
     }
 
     /// # Safety
@@ -284,11 +292,11 @@ impl Tile<'_> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::needless_range_loop)] // index loops keep the accumulators in registers
-    unsafe fn run_tile<const R: usize>(self) {
+    unsafe fn run_tile<const R: usize, const V: usize>(self) {
         use std::arch::x86_64::*;
-        assert!(self.bp.len() == self.kc * NR);
-        assert!(R <= MR && (1..=NR).contains(&self.cols));
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        assert!(self.bp.len() == self.kc * V * L);
+        assert!(R <= MR && V <= 2 && (1..=V * L).contains(&self.cols));
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
         let mut arow = [self.a.get(); R];
         for r in 0..R {
             // SAFETY: row r of the tile is a row of A (the caller's bounds check).
@@ -297,17 +305,20 @@ impl Tile<'_> {
         let mut b = self.bp.as_ptr();
         let mut po = 0isize;
         for _ in 0..self.kc {
-            // SAFETY: `b` walks the kc rows of 32 asserted above; `po` the tile's kc columns of
+            // SAFETY: `b` walks the kc rows of V·16 asserted above; `po` the tile's kc columns of
             // A, which are inside A.
             unsafe {
-                let b0 = _mm512_loadu_ps(b);
-                let b1 = _mm512_loadu_ps(b.add(L));
+                let mut bv = [_mm512_setzero_ps(); V];
+                for q in 0..V {
+                    bv[q] = _mm512_loadu_ps(b.add(q * L));
+                }
                 for r in 0..R {
                     let x = _mm512_set1_ps(*arow[r].offset(po));
-                    acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
-                    acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
+                    for q in 0..V {
+                        acc[r][q] = _mm512_fmadd_ps(x, bv[q], acc[r][q]);
+                    }
                 }
-                b = b.add(NR);
+                b = b.add(V * L);
                 po += self.csa;
             }
         }
@@ -316,7 +327,7 @@ impl Tile<'_> {
         // all 24 registers on every step of the loop over p.
         let mut out = [[0.0f32; NR]; R];
         for r in 0..R {
-            for v in 0..2 {
+            for v in 0..V {
                 // SAFETY: `out[r]` holds 32 floats.
                 unsafe { _mm512_storeu_ps(out[r].as_mut_ptr().add(v * L), acc[r][v]) };
             }
@@ -345,7 +356,7 @@ impl Tile<'_> {
             for r in 0..R {
                 // SAFETY: row r of the tile, columns below `cols`, are elements of C.
                 let row = unsafe { self.c.get().offset(r as isize * self.rsc) };
-                for v in 0..2 {
+                for v in 0..V {
                     if masks[v] == 0 {
                         continue;
                     }
@@ -373,7 +384,7 @@ impl Tile<'_> {
                     // SAFETY: (r, j) of the tile is an element of C.
                     lanes[j] = if self.read_c { unsafe { *self.c.get().offset(off) } } else { 0.0 };
                 }
-                for v in 0..2 {
+                for v in 0..V {
                     // SAFETY: `lanes` holds 32 floats.
                     unsafe {
                         let p = lanes.as_mut_ptr().add(v * L);

@@ -30,7 +30,6 @@ pub mod tune;
 mod conv_direct;
 mod error;
 mod gemm_packed;
-mod gemm_skinny;
 mod par;
 mod simd;
 mod transpose;

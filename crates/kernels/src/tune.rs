@@ -7,7 +7,6 @@
 //! | --- | --- | --- |
 //! | [`Tunables::gemm_par_min_flops`] | `TAPESTRY_GEMM_PAR_MIN_FLOPS` | 2·128³ |
 //! | [`Tunables::gemm_block_align`] | `TAPESTRY_GEMM_BLOCK_ALIGN` | 16 |
-//! | [`Tunables::gemm_narrow_max`] | `TAPESTRY_GEMM_NARROW_MAX` | 32 (at most 32; 0 off) |
 //! | [`Tunables::gemm_packed`] | `TAPESTRY_GEMM_PACKED` | 1 (0: matrixmultiply instead) |
 //! | [`Tunables::gemm_kc`] | `TAPESTRY_GEMM_KC` | 256 |
 //! | [`Tunables::gemm_mc`] | `TAPESTRY_GEMM_MC` | 120 |
@@ -32,13 +31,9 @@ pub struct Tunables {
     /// Rows (or columns) of C given to one rayon task are a multiple of this, so that blocks
     /// line up with the micro-kernel's tile.
     pub gemm_block_align: usize,
-    /// With AVX-512 and `k ≥ 64`, products whose C has at most this many columns (or rows) take
-    /// the narrow kernel (B in registers, 12 rows of C at a time) instead of packing; at most 32,
-    /// 0 turns it off. A classifier head (`128 × 256 × 10`) runs about 1.4x faster on it.
-    pub gemm_narrow_max: usize,
-    /// With AVX-512, 1 runs the products the narrow kernel does not take on our packed GEMM
-    /// (`gemm_packed.rs`: a 12×32 micro-kernel, one block of C per thread); 0 runs them on
-    /// `matrixmultiply`, as without AVX-512.
+    /// With AVX-512, 1 runs GEMM on our packed GEMM (`gemm_packed.rs`: a 12×32 or 12×16
+    /// micro-kernel, one block of C per thread); 0 runs it on `matrixmultiply`, as without
+    /// AVX-512.
     pub gemm_packed: usize,
     /// Packed GEMM: values of `p` per block (each block of A is packed `mc`×`kc`; the panel of B
     /// a micro-kernel walks is `kc`×32 floats and should stay in L1).
@@ -72,7 +67,6 @@ impl Default for Tunables {
         Tunables {
             gemm_par_min_flops: 2 * 128 * 128 * 128,
             gemm_block_align: 16,
-            gemm_narrow_max: 32,
             gemm_packed: 1,
             gemm_kc: 256,
             gemm_mc: 120,
@@ -99,7 +93,6 @@ impl Tunables {
         };
         read("TAPESTRY_GEMM_PAR_MIN_FLOPS", &mut t.gemm_par_min_flops);
         read("TAPESTRY_GEMM_BLOCK_ALIGN", &mut t.gemm_block_align);
-        read("TAPESTRY_GEMM_NARROW_MAX", &mut t.gemm_narrow_max);
         read("TAPESTRY_GEMM_PACKED", &mut t.gemm_packed);
         read("TAPESTRY_GEMM_KC", &mut t.gemm_kc);
         read("TAPESTRY_GEMM_MC", &mut t.gemm_mc);

@@ -145,7 +145,7 @@ fn many_blocks_of_p_and_columns_with_beta() {
 
 #[test]
 fn narrow_products_with_long_k_both_orientations_and_in_parallel() {
-    // C with at most 32 columns (or rows) and k >= 64 takes the narrow kernel on AVX-512: one or
+    // C with at most 32 columns (or rows), as in classifier heads: on AVX-512 panels of one or
     // two vectors of columns, tiles of 1 to 12 rows, any layout; large enough ones in parallel.
     for &(m, k, n) in &[(1, 64, 1), (13, 65, 16), (25, 100, 17), (128, 256, 10), (37, 70, 32)] {
         for (la, lb) in [(Layout::RowMajor, Layout::ColMajor), (Layout::ColMajor, Layout::Padded)] {
