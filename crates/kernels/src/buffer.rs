@@ -231,6 +231,30 @@ impl From<Vec<f32>> for Buffer {
     }
 }
 
+/// Floats in a cache line (64 bytes).
+const LINE: usize = 16;
+
+/// The length of scratch that [`split_aligned`] cuts into pieces of `lens`.
+pub(crate) fn aligned_len(lens: &[usize]) -> usize {
+    lens.iter().map(|l| l + LINE - 1).sum()
+}
+
+/// Cuts `s` into pieces of the given lengths, each starting on a 64-byte boundary, so that a
+/// 16-float vector load or store at a multiple of 16 touches one cache line, not two. `s` must
+/// hold [`aligned_len`]`(&lens)` elements.
+pub(crate) fn split_aligned<const N: usize>(
+    mut s: &mut [f32],
+    lens: [usize; N],
+) -> [&mut [f32]; N] {
+    lens.map(|len| {
+        let skip = s.as_ptr().align_offset(LINE * std::mem::size_of::<f32>());
+        let rest = std::mem::take(&mut s);
+        let (piece, rest) = rest[skip.min(LINE - 1)..].split_at_mut(len);
+        s = rest;
+        piece
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,5 +359,20 @@ mod tests {
         a[0] = 2.0;
         assert_eq!(b[0], 1.0);
         assert_eq!(b.len(), len);
+    }
+
+    #[test]
+    fn split_aligned_cuts_lines_apart() {
+        let lens = [5, 16, 33, 0, 7];
+        let mut v = vec![0.0f32; super::aligned_len(&lens) + 1];
+        // An odd start, so that the pieces cannot all be aligned by chance.
+        let pieces = super::split_aligned(&mut v[1..], lens);
+        let mut end = 0usize;
+        for (piece, &len) in pieces.iter().zip(&lens) {
+            assert_eq!(piece.len(), len);
+            assert_eq!(piece.as_ptr() as usize % 64, 0, "a piece starts mid-line");
+            assert!(piece.as_ptr() as usize >= end, "pieces overlap");
+            end = piece.as_ptr() as usize + 4 * len;
+        }
     }
 }

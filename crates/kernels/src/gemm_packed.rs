@@ -132,8 +132,9 @@ impl Product {
         // 32 would triple the arithmetic of a 10-column product.
         let v = if n <= L { 1 } else { 2 };
         let width = v * L;
-        let mut bp =
-            Buffer::new(buffer::take(kc_max.min(self.k) * nc_max.min(n.div_ceil(width) * width)));
+        let bp_len = kc_max.min(self.k) * nc_max.min(n.div_ceil(width) * width);
+        let mut bp_buf = Buffer::new(buffer::take(buffer::aligned_len(&[bp_len])));
+        let [bp] = buffer::split_aligned(&mut bp_buf, [bp_len]);
         for jc in (0..n).step_by(nc_max) {
             let nc = nc_max.min(n - jc);
             for pc in (0..self.k).step_by(kc_max) {
@@ -321,6 +322,23 @@ impl Tile<'_> {
                 b = b.add(V * L);
                 po += self.csa;
             }
+        }
+        if !self.read_c && self.alpha == 1.0 && self.csc == 1 && self.cols == V * L {
+            // A whole tile of C overwritten: store the accumulators as they are. (Short inner
+            // dimensions, such as the Winograd convolution's products over 32 channels, spend a
+            // large share of each tile here.)
+            for r in 0..R {
+                for v in 0..V {
+                    // SAFETY: row r of the tile, columns v·16..v·16 + 16 < cols, is inside C.
+                    unsafe {
+                        _mm512_storeu_ps(
+                            self.c.get().offset(r as isize * self.rsc).add(v * L),
+                            acc[r][v],
+                        )
+                    };
+                }
+            }
+            return;
         }
         // Spill the accumulators to memory once, by a loop simple enough to unroll: indexing
         // `acc` in the branchy stores below would make the compiler keep it in memory and store
