@@ -2,7 +2,8 @@
 """PyTorch CPU figures for the shapes of benches/conv.rs, benches/pool.rs and
 benches/elementwise.rs: conv2d forward, dX and dW (aten's convolution_backward, as autograd
 calls it), 2x2 max-pool forward and backward, ReLU forward and backward, at 1 and 2 threads.
-Prints the median and best time per call. BENCH_THREADS=1 (or 2) picks one thread count.
+Prints the median and best time per call. BENCH_THREADS=1 (or 2) picks one thread count;
+BENCH_ONLY=conv (or pool, relu, or a comma-separated list) runs only those groups.
 
 Usage: /usr/bin/python3 benches/conv_torch.py
 Nothing in the build or the tests needs Python.
@@ -100,9 +101,11 @@ def main():
     for threads in [int(t) for t in os.environ.get("BENCH_THREADS", "1,2").split(",")]:
         torch.set_num_threads(threads)
         print(f"## {threads} thread(s)", flush=True)
-        conv_benches()
-        pool_benches()
-        relu_benches()
+        only = os.environ.get("BENCH_ONLY", "conv,pool,relu").split(",")
+        for name, bench in (("conv", conv_benches), ("pool", pool_benches),
+                            ("relu", relu_benches)):
+            if name in only:
+                bench()
 
 
 if __name__ == "__main__":

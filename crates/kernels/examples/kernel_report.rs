@@ -6,6 +6,7 @@
 //! `RAYON_NUM_THREADS=1 cargo run --release -p tapestry-kernels --example kernel_report [gemm|conv|pool|relu]...`
 //!
 //! With `REPORT_CLOCK=cpu` (meaningful at one thread only) the clock is the thread's CPU time.
+//! With `REPORT_MATCH=text`, only the convolutions whose name contains `text` are timed.
 
 use std::time::Instant;
 use tapestry_kernels::conv::{
@@ -140,6 +141,11 @@ fn gemm() {
     }
 }
 
+/// True unless `REPORT_MATCH` is set and `name` does not contain it (to time one case alone).
+fn selected(name: &str) -> bool {
+    std::env::var("REPORT_MATCH").map_or(true, |m| name.contains(&m))
+}
+
 fn conv() {
     for (label, c_in, hw, c_out) in [("3to32_28x28", 3, 28, 32), ("32to64_14x14", 32, 14, 64)] {
         for n in [32, 128] {
@@ -162,12 +168,15 @@ fn conv() {
             let (mut y, mut dx) = (vec![0.0; g.y_len()], vec![0.0; g.x_len()]);
             let (mut dw, mut db) = (vec![0.0; g.w_len()], vec![0.0; c_out]);
             let flops = Some((2 * g.y_len() * c_in * 9) as f64);
-            let t = time(|| conv2d_forward(&g, &x, &w, Some(&bias), &mut y), 2.0);
-            report(&format!("conv_{label}/forward/b{n}"), t, flops, None);
-            let t = time(|| conv2d_backward_input(&g, &dy, &w, &mut dx), 2.0);
-            report(&format!("conv_{label}/dx/b{n}"), t, flops, None);
-            let t = time(|| conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db)), 2.0);
-            report(&format!("conv_{label}/dw/b{n}"), t, flops, None);
+            let run = |pass: &str, f: &mut dyn FnMut()| {
+                let name = format!("conv_{label}/{pass}/b{n}");
+                if selected(&name) {
+                    report(&name, time(f, 2.0), flops, None);
+                }
+            };
+            run("forward", &mut || conv2d_forward(&g, &x, &w, Some(&bias), &mut y));
+            run("dx", &mut || conv2d_backward_input(&g, &dy, &w, &mut dx));
+            run("dw", &mut || conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db)));
         }
     }
 }

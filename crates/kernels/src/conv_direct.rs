@@ -63,22 +63,7 @@ fn avx512() -> bool {
 /// direct kernel can run it: the padding must be at most `k − 1` and the input channels must
 /// come in whole vectors of 16.
 pub(crate) fn backward_input_geometry(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
-    if g.padding.0 >= g.kh || g.padding.1 >= g.kw {
-        return None;
-    }
-    let t = Conv2dGeometry {
-        n: g.n,
-        c_in: g.c_out,
-        h: g.out_h(),
-        w: g.out_w(),
-        c_out: g.c_in,
-        kh: g.kh,
-        kw: g.kw,
-        stride: (1, 1),
-        padding: (g.kh - 1 - g.padding.0, g.kw - 1 - g.padding.1),
-        dilation: (1, 1),
-    };
-    (applicable(g) && applicable(&t) && t.out_h() == g.h && t.out_w() == g.w).then_some(t)
+    g.input_gradient_geometry().filter(|t| applicable(g) && applicable(t))
 }
 
 /// Packs `w` (`[c_out, c_in, kh, kw]`, `k_len = c_in·kh·kw` taps per output channel) block by
@@ -393,7 +378,7 @@ pub(crate) fn backward_weight(
 
 /// `dyt[q·c_out + c] = dy[c·p + q]` for `c_out` (a multiple of 16) channels of `p` pixels, 16
 /// channels at a time through [`rows_to_lanes`].
-fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32]) {
+pub(crate) fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32]) {
     assert!(avx512() && c_out.is_multiple_of(CO_VEC));
     assert!(dy.len() >= c_out * p && dyt.len() >= c_out * p);
     for c0 in (0..c_out).step_by(CO_VEC) {
@@ -410,19 +395,27 @@ const MAX_V_DW: usize = 4;
 /// `partial(images)` over `chunks` contiguous ranges of `0..n` (in parallel when there is more
 /// than one), summed in range order: the result depends on the number of chunks, never on the
 /// scheduling.
-fn sum_over_chunks(
+pub(crate) fn sum_over_chunks(
     n: usize,
     chunks: usize,
     partial: impl Fn(std::ops::Range<usize>) -> Buffer + Sync,
 ) -> Buffer {
-    use rayon::prelude::*;
     if chunks <= 1 {
         return partial(0..n);
     }
     let per = n.div_ceil(chunks);
     let starts: Vec<usize> = (0..n).step_by(per).collect();
-    let parts: Vec<Buffer> = starts.into_par_iter().map(|s| partial(s..(s + per).min(n))).collect();
-    let mut parts = parts.into_iter();
+    // Through `par::fork`, so that the caller computes the first chunk itself instead of
+    // sleeping until the pool's threads are done.
+    let parts: Vec<std::sync::Mutex<Option<Buffer>>> =
+        starts.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    crate::par::fork(starts.len(), |c| {
+        let part = partial(starts[c]..(starts[c] + per).min(n));
+        *parts[c].lock().expect("a chunk panicked") = Some(part);
+    });
+    let mut parts = parts
+        .into_iter()
+        .map(|p| p.into_inner().expect("a chunk panicked").expect("every chunk ran"));
     let mut sum = parts.next().expect("at least one chunk");
     for part in parts {
         for (a, b) in sum.iter_mut().zip(part.iter()) {

@@ -156,7 +156,14 @@ pub fn sgemm(
 }
 
 /// Checks that every element `(i, j)`, `i < rows`, `j < cols`, lies in a slice of length `len`.
-fn check_operand(name: &str, rows: usize, cols: usize, rs: isize, cs: isize, len: usize) {
+pub(crate) fn check_operand(
+    name: &str,
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+    len: usize,
+) {
     if rows == 0 || cols == 0 {
         return;
     }

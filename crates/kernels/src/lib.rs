@@ -28,6 +28,7 @@ pub mod pool;
 pub mod tune;
 
 mod conv_direct;
+mod conv_winograd;
 mod error;
 mod gemm_packed;
 mod par;

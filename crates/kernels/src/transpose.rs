@@ -62,6 +62,25 @@ pub(crate) unsafe fn rows_to_lanes(
     dst: *mut f32,
     dst_stride: usize,
 ) {
+    // SAFETY: the caller's guarantees; all 16 lanes are stored.
+    unsafe { transpose_rows(src, stride, rows, len, dst, dst_stride, u16::MAX) }
+}
+
+/// The body of [`rows_to_lanes`], storing the lanes of `store`.
+///
+/// # Safety
+/// As [`rows_to_lanes`], for the lanes of `store`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_rows(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    len: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    store: u16,
+) {
     use std::arch::x86_64::*;
     debug_assert!(rows <= 16);
     for q0 in (0..len).step_by(8) {
@@ -86,15 +105,48 @@ pub(crate) unsafe fn rows_to_lanes(
             }
         }
         for (j, v) in transpose_8x16(r).into_iter().take(n).enumerate() {
-            // SAFETY: q0 + j < len: 16 floats at (q0 + j)·dst_stride are writable.
-            unsafe { _mm512_storeu_ps(dst.add((q0 + j) * dst_stride), v) };
+            // SAFETY: q0 + j < len: the lanes of `store` at (q0 + j)·dst_stride are writable.
+            unsafe { _mm512_mask_storeu_ps(dst.add((q0 + j) * dst_stride), store, v) };
         }
     }
+}
+
+/// [`rows_to_lanes`] that writes only lanes `r < rows`: `dst[q·dst_stride + r] = row_r[q]`,
+/// the other lanes untouched. For a transpose into a matrix whose rows are not a multiple of 16
+/// long (the Winograd convolution's channels-last output back to NCHW).
+///
+/// # Safety
+/// As [`rows_to_lanes`], except that only `rows` floats at each `q·dst_stride` need be writable.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn rows_to_lanes_masked(
+    src: *const f32,
+    stride: usize,
+    rows: usize,
+    len: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+) {
+    // SAFETY: the caller's guarantees, with the store mask of `rows` lanes.
+    unsafe { transpose_rows(src, stride, rows, len, dst, dst_stride, ((1u32 << rows) - 1) as u16) }
 }
 
 /// Without AVX-512 the kernels that call this never run.
 #[cfg(not(target_arch = "x86_64"))]
 pub(crate) unsafe fn rows_to_lanes(
+    _src: *const f32,
+    _stride: usize,
+    _rows: usize,
+    _len: usize,
+    _dst: *mut f32,
+    _dst_stride: usize,
+) {
+    unreachable!("the transposes need AVX-512")
+}
+
+/// Without AVX-512 the kernels that call this never run.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) unsafe fn rows_to_lanes_masked(
     _src: *const f32,
     _stride: usize,
     _rows: usize,

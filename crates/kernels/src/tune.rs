@@ -13,6 +13,8 @@
 //! | [`Tunables::gemm_nc`] | `TAPESTRY_GEMM_NC` | 1024 |
 //! | [`Tunables::conv_par_min_flops`] | `TAPESTRY_CONV_PAR_MIN_FLOPS` | 2·64³ |
 //! | [`Tunables::conv_dw_group_cols`] | `TAPESTRY_CONV_DW_GROUP_COLS` | 2048 |
+//! | [`Tunables::conv_winograd`] | `TAPESTRY_CONV_WINOGRAD` | 1 (0: the direct kernel instead) |
+//! | [`Tunables::conv_winograd_tiles`] | `TAPESTRY_CONV_WINOGRAD_TILES` | 196 |
 //! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
 //! | [`Tunables::elementwise_par_min_len`] | `TAPESTRY_ELEMENTWISE_PAR_MIN_LEN` | 2¹⁸ |
 //! | [`Tunables::elementwise_chunk`] | `TAPESTRY_ELEMENTWISE_CHUNK` | 2¹⁴ |
@@ -48,6 +50,12 @@ pub struct Tunables {
     /// The weight gradient lays the patch matrices of several images side by side, up to about
     /// this many columns (output pixels), and multiplies them in one GEMM.
     pub conv_dw_group_cols: usize,
+    /// With AVX-512, 1 runs 3x3 convolutions at stride 1 whose channels come in multiples of 16
+    /// by Winograd's F(2×2, 3×3) (`conv_winograd.rs`); 0 runs them on the direct kernel.
+    pub conv_winograd: usize,
+    /// Winograd convolution: about this many 2×2 output tiles per block of images (rows of the
+    /// block's 16 GEMMs; the block's transformed input and output should stay in L2).
+    pub conv_winograd_tiles: usize,
     /// Pooling over fewer input elements than this runs on one thread.
     pub pool_par_min_elems: usize,
     /// Elementwise kernels over fewer elements than this run on one thread.
@@ -73,6 +81,8 @@ impl Default for Tunables {
             gemm_nc: 1024,
             conv_par_min_flops: 2 * 64 * 64 * 64,
             conv_dw_group_cols: 2048,
+            conv_winograd: 1,
+            conv_winograd_tiles: 196,
             pool_par_min_elems: 1 << 16,
             elementwise_par_min_len: 1 << 18,
             elementwise_chunk: 1 << 14,
@@ -99,6 +109,8 @@ impl Tunables {
         read("TAPESTRY_GEMM_NC", &mut t.gemm_nc);
         read("TAPESTRY_CONV_PAR_MIN_FLOPS", &mut t.conv_par_min_flops);
         read("TAPESTRY_CONV_DW_GROUP_COLS", &mut t.conv_dw_group_cols);
+        read("TAPESTRY_CONV_WINOGRAD", &mut t.conv_winograd);
+        read("TAPESTRY_CONV_WINOGRAD_TILES", &mut t.conv_winograd_tiles);
         read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
         read("TAPESTRY_ELEMENTWISE_PAR_MIN_LEN", &mut t.elementwise_par_min_len);
         read("TAPESTRY_ELEMENTWISE_CHUNK", &mut t.elementwise_chunk);

@@ -1,6 +1,8 @@
 //! Helpers shared by the kernel tests.
 #![allow(dead_code)]
 
+pub mod conv_ref;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
