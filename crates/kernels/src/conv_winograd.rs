@@ -131,9 +131,9 @@ impl Tiling {
         self.th * self.tw
     }
 
-    /// Images per block: about `conv_winograd_tiles` tiles.
-    fn images_per_block(&self, n: usize) -> usize {
-        (tunables().conv_winograd_tiles / self.per_image()).clamp(1, n.max(1))
+    /// Images per block: about `tiles` tiles.
+    fn images_per_block(&self, n: usize, tiles: usize) -> usize {
+        (tiles / self.per_image()).clamp(1, n.max(1))
     }
 }
 
@@ -237,7 +237,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut [
     let (x_img, y_img) = (c_in * g.h * g.w, c_out * p);
     assert!(x.len() == g.n * x_img && y.len() == g.n * y_img && u.len() == XI * c_in * c_out);
     assert!(bias.is_none_or(|b| b.len() == c_out));
-    let nb = tl.images_per_block(g.n);
+    let nb = tl.images_per_block(g.n, tunables().conv_winograd_tiles);
     let t_max = nb * tl.per_image();
     let lens = [tl.hp * tl.wp * c_in, XI * t_max * c_in, XI * t_max * c_out, p * c_out];
     let y_ptr = SendPtr(y.as_mut_ptr());
@@ -294,7 +294,10 @@ pub(crate) fn backward_weight(
     let p = tl.oh * tl.ow;
     let (x_img, y_img) = (c_in * g.h * g.w, c_out * p);
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == c_out * c_in * 9);
-    let nb = tl.images_per_block(g.n);
+    // Blocks half as large as the forward's: the transformed output gradient is a second array
+    // as large as the forward's product (measured at 32 → 64 channels, 14x14: 98 tiles 5%
+    // faster than 196 or 49).
+    let nb = tl.images_per_block(g.n, tunables().conv_winograd_tiles / 2);
     let t_max = nb * tl.per_image();
     let lens = [tl.hp * tl.wp * c_in, XI * t_max * c_in, XI * t_max * c_out, p * c_out];
     assert!(db.as_ref().is_none_or(|b| b.len() == c_out));

@@ -60,8 +60,8 @@ fn channel_counts_in_multiples_of_16() {
 
 #[test]
 fn blocks_of_images_and_the_parallel_path() {
-    // At 14x14 an image is 49 tiles and a block holds 4 images: batches of 1, 5 (4 + 1) and 9
-    // (4 + 4 + 1, large enough to run over the blocks in parallel). Tiny images put the whole
+    // At 14x14 an image is 49 tiles and a block holds 4 images (2 for dW): batches of 1, 5 and 9
+    // (the last large enough to run over the blocks in parallel). Tiny images put the whole
     // batch in one block (1x1 output: one tile per image).
     for n in [1, 5, 9] {
         check(k3(n, 32, (14, 14), 64, (1, 1)), n != 5);
