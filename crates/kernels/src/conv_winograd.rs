@@ -98,7 +98,13 @@ fn fits(g: &Conv2dGeometry) -> bool {
         && g.c_out.is_multiple_of(L)
         && g.out_h() > 0
         && g.out_w() > 0
+        && XI * Tiling::new(g).per_image() * (g.c_in + g.c_out) <= MAX_IMAGE_SCRATCH
 }
+
+/// The most floats of transformed input and output one image may need (32 MiB): a block holds
+/// at least one image, and larger images (at 64 → 64 channels, outputs larger than 128x128)
+/// take the direct kernel instead of that much scratch per thread.
+const MAX_IMAGE_SCRATCH: usize = 8 << 20;
 
 /// The geometry that computes `g`'s input gradient on the Winograd path, if it can.
 pub(crate) fn backward_input_geometry(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
@@ -131,9 +137,12 @@ impl Tiling {
         self.th * self.tw
     }
 
-    /// Images per block: about `tiles` tiles.
-    fn images_per_block(&self, n: usize, tiles: usize) -> usize {
-        (tiles / self.per_image()).clamp(1, n.max(1))
+    /// Images per block: about `tiles` tiles at 96 channels in and out together, fewer in
+    /// proportion for more channels, so that a block's transformed arrays stay about the same
+    /// size (1.2 MB; tuned at 32 → 64 channels only).
+    fn images_per_block(&self, g: &Conv2dGeometry, tiles: usize) -> usize {
+        let tiles = tiles * 96 / (g.c_in + g.c_out);
+        (tiles / self.per_image()).clamp(1, g.n.max(1))
     }
 }
 
@@ -237,7 +246,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut [
     let (x_img, y_img) = (c_in * g.h * g.w, c_out * p);
     assert!(x.len() == g.n * x_img && y.len() == g.n * y_img && u.len() == XI * c_in * c_out);
     assert!(bias.is_none_or(|b| b.len() == c_out));
-    let nb = tl.images_per_block(g.n, tunables().conv_winograd_tiles);
+    let nb = tl.images_per_block(g, tunables().conv_winograd_tiles);
     let t_max = nb * tl.per_image();
     let lens = [tl.hp * tl.wp * c_in, XI * t_max * c_in, XI * t_max * c_out, p * c_out];
     let y_ptr = SendPtr(y.as_mut_ptr());
@@ -297,7 +306,7 @@ pub(crate) fn backward_weight(
     // Blocks half as large as the forward's: the transformed output gradient is a second array
     // as large as the forward's product (measured at 32 → 64 channels, 14x14: 98 tiles 5%
     // faster than 196 or 49).
-    let nb = tl.images_per_block(g.n, tunables().conv_winograd_tiles / 2);
+    let nb = tl.images_per_block(g, tunables().conv_winograd_tiles / 2);
     let t_max = nb * tl.per_image();
     let lens = [tl.hp * tl.wp * c_in, XI * t_max * c_in, XI * t_max * c_out, p * c_out];
     assert!(db.as_ref().is_none_or(|b| b.len() == c_out));

@@ -53,9 +53,10 @@ pub struct Tunables {
     /// With AVX-512, 1 runs 3x3 convolutions at stride 1 whose channels come in multiples of 16
     /// by Winograd's F(2×2, 3×3) (`conv_winograd.rs`); 0 runs them on the direct kernel.
     pub conv_winograd: usize,
-    /// Winograd convolution: about this many 2×2 output tiles per block of images (rows of the
-    /// block's 16 GEMMs; the block's transformed input and output should stay in L2). The
-    /// weight gradient takes blocks of half as many.
+    /// Winograd convolution: about this many 2×2 output tiles per block of images at 96
+    /// channels in and out together, fewer in proportion for more channels (rows of the block's
+    /// 16 GEMMs; the block's transformed input and output should stay in L2). The weight
+    /// gradient takes blocks of half as many.
     pub conv_winograd_tiles: usize,
     /// Pooling over fewer input elements than this runs on one thread.
     pub pool_par_min_elems: usize,
