@@ -4,9 +4,8 @@
 //! each test file is its own process).
 
 mod common;
-use common::conv_ref::{check, geom};
-use common::random_vec;
-use tapestry_kernels::conv::{conv2d_backward_input, conv2d_forward, set_winograd};
+use common::conv_ref::{check, forward_and_input_gradient, geom};
+use tapestry_kernels::conv::set_winograd;
 use tapestry_kernels::elementwise::set_force_scalar;
 
 #[test]
@@ -53,17 +52,7 @@ fn direct_and_im2col_paths_agree() {
     // GEMM. (On a CPU without AVX-512 both runs take im2col and this checks determinism.)
     set_winograd(false);
     let g = geom(3, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1));
-    let x = random_vec(g.x_len(), 11);
-    let w = random_vec(g.w_len(), 12);
-    let b = random_vec(g.c_out, 13);
-    let dy = random_vec(g.y_len(), 14);
-    let run = || {
-        let mut y = vec![f32::NAN; g.y_len()];
-        conv2d_forward(&g, &x, &w, Some(&b), &mut y);
-        let mut dx = vec![f32::NAN; g.x_len()];
-        conv2d_backward_input(&g, &dy, &w, &mut dx);
-        (y, dx)
-    };
+    let run = || forward_and_input_gradient(&g, 11);
     let (y_direct, dx_direct) = run();
     set_force_scalar(true);
     let (y_gemm, dx_gemm) = run();

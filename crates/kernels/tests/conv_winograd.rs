@@ -3,11 +3,9 @@
 //! checks hold) against naive f64 loops.
 
 mod common;
-use common::conv_ref::{check_tol, default_tol, geom};
+use common::conv_ref::{check_tol, default_tol, forward_and_input_gradient, geom};
 use common::random_vec;
-use tapestry_kernels::conv::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dGeometry,
-};
+use tapestry_kernels::conv::{conv2d_backward_weight, Conv2dGeometry};
 
 /// A fifth of the default tolerance. The transforms add and subtract before they multiply, yet
 /// the worst error measured was no larger than the direct kernel's: 7.7e-6 (relative) at
@@ -76,17 +74,7 @@ fn forward_and_input_gradient_do_not_depend_on_threads() {
     // run (from outside the pool) and a serial one (inside a pool's worker, where kernels run
     // single-threaded) agree bit for bit.
     let g = k3(9, 32, (14, 14), 64, (1, 1));
-    let x = random_vec(g.x_len(), 21);
-    let w = random_vec(g.w_len(), 22);
-    let b = random_vec(g.c_out, 23);
-    let dy = random_vec(g.y_len(), 24);
-    let run = || {
-        let mut y = vec![f32::NAN; g.y_len()];
-        conv2d_forward(&g, &x, &w, Some(&b), &mut y);
-        let mut dx = vec![f32::NAN; g.x_len()];
-        conv2d_backward_input(&g, &dy, &w, &mut dx);
-        (y, dx)
-    };
+    let run = || forward_and_input_gradient(&g, 21);
     let parallel = run();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let serial = pool.install(run);

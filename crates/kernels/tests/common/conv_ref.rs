@@ -106,3 +106,16 @@ pub fn geom(
 ) -> Conv2dGeometry {
     Conv2dGeometry { n, c_in, h, w, c_out, kh: k.0, kw: k.1, stride, padding, dilation }
 }
+
+/// The forward pass (with a bias) and the input gradient of `g` on random data from `seed`.
+pub fn forward_and_input_gradient(g: &Conv2dGeometry, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let x = random_vec(g.x_len(), seed);
+    let w = random_vec(g.w_len(), seed + 1);
+    let b = random_vec(g.c_out, seed + 2);
+    let dy = random_vec(g.y_len(), seed + 3);
+    let mut y = vec![f32::NAN; g.y_len()];
+    conv2d_forward(g, &x, &w, Some(&b), &mut y);
+    let mut dx = vec![f32::NAN; g.x_len()];
+    conv2d_backward_input(g, &dy, &w, &mut dx);
+    (y, dx)
+}
