@@ -312,6 +312,7 @@ pub(crate) fn backward_weight(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
+    db: Option<&mut [f32]>,
     chunks: usize,
 ) {
     assert!(avx512() && fits(g));
@@ -328,14 +329,19 @@ pub(crate) fn backward_weight(
     let pix_offsets: Vec<usize> =
         (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
     // One chunk of images into a partial dW, in the packed (tap-major per channel block) layout.
+    assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
+    let acc_len = g.c_out * taps;
+    // One chunk of images into a partial dW (packed layout), followed by the partial bias
+    // gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
-        let mut acc = Buffer::new(buffer::take_zeroed(g.c_out * taps));
+        let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
         let mut xp = Buffer::new(buffer::take(g.c_in * hp * wp));
         let mut dyt = Buffer::new(buffer::take(p * g.c_out));
         for i in images {
             pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
             // dyᵀ: channels last, so that 16 channels of one pixel are one vector.
             channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, p, &mut dyt);
+            add_pixels(&dyt[..p * g.c_out], &mut acc[acc_len..]);
             let mut off = 0;
             for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
                 let v = ((g.c_out - co0) / CO_VEC).min(MAX_V_DW);
@@ -363,6 +369,10 @@ pub(crate) fn backward_weight(
         acc
     };
     let packed = sum_over_chunks(g.n, chunks, partial);
+    let (packed, db_sum) = packed.split_at(acc_len);
+    if let Some(db) = db {
+        db.copy_from_slice(db_sum);
+    }
     // Unpack: block by block, tap-major → dw[co, tap].
     let mut off = 0;
     for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
@@ -387,6 +397,16 @@ pub(crate) fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32])
         unsafe {
             rows_to_lanes(dy.as_ptr().add(c0 * p), p, CO_VEC, p, dyt.as_mut_ptr().add(c0), c_out)
         };
+    }
+}
+
+/// `sums[c] += Σ_q dyt[q·c_out + c]` over the pixels of a channels-last image (`c_out =
+/// sums.len()` channels): the bias gradient of one image.
+pub(crate) fn add_pixels(dyt: &[f32], sums: &mut [f32]) {
+    for pixel in dyt.chunks_exact(sums.len()) {
+        for (s, v) in sums.iter_mut().zip(pixel) {
+            *s += v;
+        }
     }
 }
 
@@ -434,12 +454,50 @@ const MAX_TT: usize = 6;
 fn pad_image(g: &Conv2dGeometry, x: &[f32], xp: &mut [f32], hp: usize, wp: usize) {
     xp.fill(0.0);
     for ci in 0..g.c_in {
-        for iy in 0..g.h {
-            let dst = (ci * hp + iy + g.padding.0) * wp + g.padding.1;
-            let src = (ci * g.h + iy) * g.w;
-            xp[dst..dst + g.w].copy_from_slice(&x[src..src + g.w]);
+        let dst = (ci * hp + g.padding.0) * wp + g.padding.1;
+        copy_rows(&x[ci * g.h * g.w..(ci + 1) * g.h * g.w], g.w, &mut xp[dst..], wp, g.h);
+    }
+}
+
+/// Copies `rows` rows of `len` floats, `src` holding them back to back and `dst` one every
+/// `dst_stride` floats. Image rows are short (28 floats at 28x28), and a call to `memcpy` per
+/// row cost more than the copy: this moves each row as whole and masked 16-float vectors.
+fn copy_rows(src: &[f32], len: usize, dst: &mut [f32], dst_stride: usize, rows: usize) {
+    assert!(avx512() && src.len() >= rows * len && len <= dst_stride);
+    assert!(rows == 0 || dst.len() >= (rows - 1) * dst_stride + len);
+    // SAFETY: AVX-512 is available, and the bounds are asserted above.
+    unsafe { copy_rows_avx512(src.as_ptr(), len, dst.as_mut_ptr(), dst_stride, rows) }
+}
+
+/// # Safety
+/// AVX-512F must be available; `src` readable for `rows·len` floats, `dst` writable for `len`
+/// floats at each `r·dst_stride`, `r < rows`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn copy_rows_avx512(
+    src: *const f32,
+    len: usize,
+    dst: *mut f32,
+    dst_stride: usize,
+    rows: usize,
+) {
+    use std::arch::x86_64::*;
+    for r in 0..rows {
+        for c0 in (0..len).step_by(CO_VEC) {
+            let mask: __mmask16 = (((1u32 << (len - c0).min(CO_VEC)) - 1) & 0xffff) as u16;
+            // SAFETY: the masked lanes are elements c0.. < len of row r of both (the caller's
+            // bounds).
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, src.add(r * len + c0));
+                _mm512_mask_storeu_ps(dst.add(r * dst_stride + c0), mask, v);
+            }
         }
     }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn copy_rows_avx512(_: *const f32, _: usize, _: *mut f32, _: usize, _: usize) {
+    unreachable!("the direct convolution needs AVX-512")
 }
 
 /// One weight-gradient register tile: `v` vectors of output channels by `tt` taps, summed over
@@ -548,6 +606,7 @@ pub(crate) fn backward_weight_rows(
     x: &[f32],
     dy: &[f32],
     dw: &mut [f32],
+    db: Option<&mut [f32]>,
     chunks: usize,
 ) {
     assert!(avx512() && fits_rows(g));
@@ -566,8 +625,11 @@ pub(crate) fn backward_weight_rows(
         .collect();
     // The padded image plus a zero tail, so that every tap may read q_len elements.
     let xp_len = tap_offsets.iter().max().copied().unwrap_or(0) + q_len;
+    assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
+    let acc_len = g.c_out * taps * CO_VEC;
+    // One chunk of images into 16-lane partial sums of dW, followed by the partial bias gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
-        let mut acc = Buffer::new(buffer::take_zeroed(g.c_out * taps * CO_VEC));
+        let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
         let mut xp = Buffer::new(buffer::take(xp_len.max(g.c_in * plane)));
         let mut dyp = Buffer::new(buffer::take(g.c_out * q_len));
         for i in images {
@@ -576,10 +638,9 @@ pub(crate) fn backward_weight_rows(
             dyp.fill(0.0);
             let dyi = &dy[i * y_img..(i + 1) * y_img];
             for co in 0..g.c_out {
-                for oy in 0..oh {
-                    let src = &dyi[co * p + oy * ow..co * p + (oy + 1) * ow];
-                    dyp[co * q_len + oy * wp..co * q_len + oy * wp + ow].copy_from_slice(src);
-                }
+                copy_rows(&dyi[co * p..(co + 1) * p], ow, &mut dyp[co * q_len..], wp, oh);
+                // The bias gradient, while the channel's rows are in cache.
+                acc[acc_len + co] += crate::simd::sum_lanes(&dyi[co * p..(co + 1) * p]);
             }
             for co0 in (0..g.c_out).step_by(ROW_CO) {
                 let nc = ROW_CO.min(g.c_out - co0);
@@ -601,8 +662,12 @@ pub(crate) fn backward_weight_rows(
         acc
     };
     let lanes = sum_over_chunks(g.n, chunks, partial);
+    let (lanes, db_sum) = lanes.split_at(acc_len);
     for (d, l) in dw.iter_mut().zip(lanes.chunks_exact(CO_VEC)) {
         *d = crate::simd::reduce_lanes(l.try_into().expect("16 lanes"));
+    }
+    if let Some(db) = db {
+        db.copy_from_slice(db_sum);
     }
 }
 

@@ -53,7 +53,7 @@
 
 use crate::buffer::{self, Buffer};
 use crate::conv::{for_each_block, Conv2dGeometry};
-use crate::conv_direct::{channels_last, sum_over_chunks};
+use crate::conv_direct::{add_pixels, channels_last, sum_over_chunks};
 use crate::gemm_packed::sgemm_serial;
 use crate::par::SendPtr;
 use crate::simd::{active_isa, detected_isa, Isa};
@@ -325,11 +325,7 @@ pub(crate) fn backward_weight(
                 let t0 = b * tl.per_image();
                 channels_last_padded(g, &tl, &x[i * x_img..(i + 1) * x_img], xt);
                 channels_last(&dy[i * y_img..(i + 1) * y_img], c_out, p, dyt);
-                for pixel in dyt[..p * c_out].chunks_exact(c_out) {
-                    for (d, v) in db_part.iter_mut().zip(pixel) {
-                        *d += v;
-                    }
-                }
+                add_pixels(&dyt[..p * c_out], db_part);
                 // SAFETY: AVX-512 is available (asserted); the slices' sizes are checked inside.
                 unsafe {
                     input_transform(xt, c_in, &tl, v, t0, t_n);
