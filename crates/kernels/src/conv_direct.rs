@@ -19,7 +19,8 @@
 //! convolution of `dy` with the weight flipped in both spatial axes and its two channel axes
 //! swapped, padded by `k − 1 − p` ([`backward_input`]).
 //!
-//! [`applicable`] says when this path runs; `conv.rs` falls back to im2col + GEMM otherwise.
+//! [`applicable`] says when this path runs (after the Winograd path for the 3x3 convolutions
+//! that one takes); `conv.rs` falls back to im2col + GEMM otherwise.
 
 use crate::buffer::{self, Buffer};
 use crate::conv::{for_each_image, Conv2dGeometry};

@@ -5,8 +5,10 @@
 //! - [`gemm`]: `C = alpha * A·B + beta * C` with strides so that transposes cost nothing, on our
 //!   packed AVX-512 GEMM (or `matrixmultiply::sgemm` without AVX-512), split over rayon for large
 //!   problems;
-//! - [`conv`]: 2-D convolution (stride, padding, dilation) forward and both gradients, by
-//!   im2col + GEMM, with a 1x1 fast path;
+//! - [`conv`]: 2-D convolution (stride, padding, dilation) forward and both gradients: Winograd
+//!   F(2×2, 3×3) for 3x3 kernels with channels in multiples of 16, a direct kernel for other
+//!   stride-1 convolutions, both on AVX-512, and im2col + GEMM (with a 1x1 fast path) for the
+//!   rest;
 //! - [`pool`]: max and average pooling, forward and backward;
 //! - [`elementwise`]: binary and unary maps, activations, reductions and row softmax, SIMD with a
 //!   run-time choice of instruction set;
