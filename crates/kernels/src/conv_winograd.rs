@@ -54,7 +54,7 @@
 use crate::buffer::{self, Buffer};
 use crate::conv::{for_each_block, Conv2dGeometry};
 use crate::conv_direct::{add_pixels, channels_last, sum_over_chunks};
-use crate::gemm_packed::sgemm_serial;
+use crate::gemm::sgemm;
 use crate::par::SendPtr;
 use crate::simd::{active_isa, detected_isa, Isa};
 use crate::transpose::{rows_to_lanes, rows_to_lanes_masked};
@@ -259,17 +259,22 @@ fn run(g: &Conv2dGeometry, x: &[f32], u: &[f32], bias: Option<&[f32]>, y: &mut [
             unsafe { input_transform(xt, c_in, &tl, v, b * tl.per_image(), t_n) };
         }
         for xi in 0..XI {
-            sgemm_serial(
+            // Single-threaded: this block is already one task of the parallel loop.
+            sgemm(
                 t_n,
                 c_in,
                 c_out,
+                1.0,
                 &v[xi * t_n * c_in..(xi + 1) * t_n * c_in],
-                (c_in as isize, 1),
+                c_in as isize,
+                1,
                 &u[xi * c_in * c_out..(xi + 1) * c_in * c_out],
-                (c_out as isize, 1),
+                c_out as isize,
+                1,
                 0.0,
                 &mut m[xi * t_n * c_out..(xi + 1) * t_n * c_out],
-                (c_out as isize, 1),
+                c_out as isize,
+                1,
             );
         }
         for (b, i) in images.enumerate() {
@@ -334,17 +339,21 @@ pub(crate) fn backward_weight(
             }
             for xi in 0..XI {
                 // dU_ξ (c_out × c_in) += D_ξᵀ (c_out × t_n) · V_ξ (t_n × c_in)
-                sgemm_serial(
+                sgemm(
                     c_out,
                     t_n,
                     c_in,
+                    1.0,
                     &d[xi * t_n * c_out..(xi + 1) * t_n * c_out],
-                    (1, c_out as isize),
+                    1,
+                    c_out as isize,
                     &v[xi * t_n * c_in..(xi + 1) * t_n * c_in],
-                    (c_in as isize, 1),
+                    c_in as isize,
+                    1,
                     1.0,
                     &mut du[xi * c_out * c_in..(xi + 1) * c_out * c_in],
-                    (c_in as isize, 1),
+                    c_in as isize,
+                    1,
                 );
             }
         }

@@ -156,14 +156,7 @@ pub fn sgemm(
 }
 
 /// Checks that every element `(i, j)`, `i < rows`, `j < cols`, lies in a slice of length `len`.
-pub(crate) fn check_operand(
-    name: &str,
-    rows: usize,
-    cols: usize,
-    rs: isize,
-    cs: isize,
-    len: usize,
-) {
+fn check_operand(name: &str, rows: usize, cols: usize, rs: isize, cs: isize, len: usize) {
     if rows == 0 || cols == 0 {
         return;
     }

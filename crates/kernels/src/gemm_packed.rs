@@ -105,32 +105,6 @@ pub(crate) fn sgemm_packed(
     }
 }
 
-/// `C = A·B + beta·C` on the calling thread only, whatever the pool: for kernels that run many
-/// small products inside their own parallel loop (the Winograd convolution). AVX-512 must be
-/// available (asserted); operands as in [`crate::gemm::sgemm`], bounds checked here.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sgemm_serial(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    sa: Strides,
-    b: &[f32],
-    sb: Strides,
-    beta: f32,
-    c: &mut [f32],
-    sc: Strides,
-) {
-    use crate::gemm::check_operand;
-    assert!(crate::simd::detected_isa() == crate::simd::Isa::Avx512, "packed GEMM needs AVX-512");
-    assert!(m > 0 && k > 0 && n > 0 && sc.1 == 1 && sc.0 >= n as isize);
-    check_operand("A", m, k, sa.0, sa.1, a.len());
-    check_operand("B", k, n, sb.0, sb.1, b.len());
-    check_operand("C", m, n, sc.0, sc.1, c.len());
-    let product = Product { k, alpha: 1.0, beta, sa, sb, sc };
-    product.run(m, n, a, b, SendPtr(c.as_mut_ptr()));
-}
-
 /// What the blocks of one product share.
 struct Product {
     k: usize,

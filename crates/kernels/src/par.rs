@@ -1,11 +1,20 @@
 //! Small helpers shared by the kernels for rayon parallelism.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// True when the caller may fan work out over the rayon pool: we are not already inside a rayon
-/// worker (no nested parallelism) and the pool has more than one thread.
+thread_local! {
+    /// Set while this thread, not a rayon worker, runs the first task of a [`fork`].
+    static IN_FORK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True when the caller may fan work out over the rayon pool: the pool has more than one thread
+/// and we are not already inside a parallel region, neither on a rayon worker nor in the task a
+/// [`fork`] runs on its calling thread (no nested parallelism).
 pub(crate) fn may_parallelize() -> bool {
-    rayon::current_thread_index().is_none() && rayon::current_num_threads() > 1
+    rayon::current_thread_index().is_none()
+        && !IN_FORK.with(Cell::get)
+        && rayon::current_num_threads() > 1
 }
 
 /// Runs `f(i)` for every `i` in `0..tasks` and returns when all are done: task 0 on the calling
@@ -39,7 +48,12 @@ pub(crate) fn fork(tasks: usize, f: impl Fn(usize) + Sync) {
                 f(i);
             });
         }
-        f(0);
+        {
+            // Task 0 is part of the parallel region: a kernel it calls must not fork again (its
+            // tasks would queue behind the busy workers while this thread waited for them).
+            let _in_fork = InFork::enter();
+            f(0);
+        }
         let mut spins = 0u32;
         while done.load(Ordering::Acquire) < tasks - 1 {
             if spins < 1 << 14 {
@@ -78,6 +92,22 @@ pub(crate) fn for_each_chunk_mut(
             f(i, piece);
         }
     });
+}
+
+/// Marks this thread as inside a fork until dropped (also when the task panics), restoring the
+/// mark it had before.
+struct InFork(bool);
+
+impl InFork {
+    fn enter() -> Self {
+        InFork(IN_FORK.with(|f| f.replace(true)))
+    }
+}
+
+impl Drop for InFork {
+    fn drop(&mut self) {
+        IN_FORK.with(|f| f.set(self.0));
+    }
 }
 
 /// Adds one to a counter when dropped.
@@ -120,5 +150,24 @@ impl<T> SendConstPtr<T> {
     /// The pointer. (A method, so that closures capture the whole `Send` wrapper.)
     pub(crate) fn get(self) -> *const T {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_task_of_a_fork_may_fork_again() {
+        // Task 0 runs on the calling thread, which is not a rayon worker; it must not fan out
+        // either, or a kernel it calls would queue work behind the busy workers and wait.
+        let flags: Vec<std::sync::Mutex<Option<bool>>> =
+            (0..4).map(|_| std::sync::Mutex::new(None)).collect();
+        fork(flags.len(), |i| *flags[i].lock().unwrap() = Some(may_parallelize()));
+        for (i, f) in flags.iter().enumerate() {
+            assert_eq!(*f.lock().unwrap(), Some(false), "task {i}");
+        }
+        // And the flag does not outlive the fork.
+        assert_eq!(may_parallelize(), rayon::current_num_threads() > 1);
     }
 }
