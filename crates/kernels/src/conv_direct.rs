@@ -329,11 +329,10 @@ pub(crate) fn backward_weight(
         .collect();
     let pix_offsets: Vec<usize> =
         (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
-    // One chunk of images into a partial dW, in the packed (tap-major per channel block) layout.
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
     let acc_len = g.c_out * taps;
-    // One chunk of images into a partial dW (packed layout), followed by the partial bias
-    // gradient.
+    // One chunk of images into a partial dW, in the packed (tap-major per channel block) layout,
+    // followed by the partial bias gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
         let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
         let mut xp = Buffer::new(buffer::take(g.c_in * hp * wp));
