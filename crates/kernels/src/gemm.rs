@@ -13,7 +13,7 @@
 //! (the blocks split the longer of the `m` and `n` dimensions, aligned to the micro-kernel's
 //! tile), single-threaded below
 //! [`Tunables::gemm_par_min_flops`](crate::tune::Tunables::gemm_par_min_flops) or when already
-//! inside a rayon worker.
+//! inside a parallel region (a rayon worker, or the calling thread's share of a fork).
 //!
 //! Blocks never split the `k` dimension, so each element of C is computed by the same sequence
 //! of operations whatever the number of threads: results do not depend on the thread count.

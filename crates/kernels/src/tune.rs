@@ -37,8 +37,8 @@ pub struct Tunables {
     /// micro-kernel, one block of C per thread); 0 runs it on `matrixmultiply`, as without
     /// AVX-512.
     pub gemm_packed: usize,
-    /// Packed GEMM: values of `p` per block (each block of A is packed `mc`×`kc`; the panel of B
-    /// a micro-kernel walks is `kc`×32 floats and should stay in L1).
+    /// Packed GEMM: values of `p` per block (the panel of B a micro-kernel walks is `kc`×32
+    /// floats and should stay in L1; A is read in place).
     pub gemm_kc: usize,
     /// Packed GEMM: at most this many rows of C per work item (rounded down to a multiple of 12).
     pub gemm_mc: usize,

@@ -131,10 +131,10 @@ fn large_problems_take_the_parallel_path_correctly() {
 
 #[test]
 fn many_blocks_of_p_and_columns_with_beta() {
-    // The packed GEMM (AVX-512) packs B in blocks of 256 values of p by 1024 columns, two
-    // buffers in turn: here 3 blocks of p times 2 chunks of columns, with partial tiles at both
-    // edges, so that later blocks add to C in order and a buffer is reused only when its work
-    // is done. Elsewhere the same shapes check the matrixmultiply path.
+    // The packed GEMM (AVX-512) packs B in blocks of 256 values of p by 1024 columns into one
+    // buffer per thread: here 3 blocks of p times 2 blocks of columns, with partial tiles at both
+    // edges, so that later blocks of p add to C in order and the buffer is refilled between
+    // blocks. Elsewhere the same shapes check the matrixmultiply path.
     check(50, 600, 1100, Layout::RowMajor, Layout::RowMajor, Layout::RowMajor, 1.0, 0.5);
     check(37, 513, 1030, Layout::ColMajor, Layout::ColMajor, Layout::Padded, -1.0, 0.0);
     check(1030, 300, 45, Layout::RowMajor, Layout::Padded, Layout::ColMajor, 0.5, 1.0);
