@@ -121,41 +121,37 @@ fn accumulate(slot: &mut Option<Cot>, new: Cot, tasks: usize) {
 }
 
 /// Which nodes a sweep keeps the cotangent of.
-enum Keep<'a> {
+pub(crate) enum Keep<'a> {
     /// Every leaf that requires a gradient.
     Leaves,
     /// Exactly these nodes.
     Nodes(&'a [NodeId]),
 }
 
-/// The shared reverse sweep. `seeds` are (root, task) pairs; returns the kept cotangents and
-/// the number of backward rules run.
-fn sweep(
-    tape: &Tape,
-    seeds: &[(NodeId, u32)],
-    tasks: usize,
-    keep: Keep<'_>,
-) -> (Vec<Option<Cot>>, usize) {
-    let nodes = tape.nodes();
-    let n = nodes.len();
-    let top = seeds.iter().map(|s| s.0.index()).max().map_or(0, |m| m + 1);
-    let mut cots: Vec<Option<Cot>> = vec![None; top];
-    let mut rules_run = 0;
-    if top == 0 {
-        return (cots, rules_run);
-    }
+/// The part of the tape a sweep walks: node ids `bottom..top`, of which those marked in `needs`
+/// receive a cotangent and those marked in `kept` hand it back to the caller.
+pub(crate) struct Plan {
+    pub(crate) needs: Vec<bool>,
+    pub(crate) kept: Vec<bool>,
+    pub(crate) bottom: usize,
+    pub(crate) top: usize,
+}
 
-    // Which nodes need a cotangent, and which are kept for the caller.
-    let mut kept = vec![false; n];
-    let (needs, bottom): (Vec<bool>, usize) = match keep {
+/// Plans a sweep from `roots` down to the nodes `keep` asks for. With [`Keep::Nodes`] a node
+/// needs a cotangent only if a wanted node is at or below it on some path, so a sweep walks just
+/// the part of the tape between its root and its targets.
+pub(crate) fn plan(nodes: &[Node], roots: &[NodeId], keep: Keep<'_>) -> Plan {
+    let top = roots.iter().map(|r| r.index()).max().map_or(0, |m| m + 1);
+    let mut kept = vec![false; top];
+    match keep {
         Keep::Leaves => {
             for (i, node) in nodes[..top].iter().enumerate() {
                 kept[i] = node.requires_grad && matches!(node.op, Op::Leaf);
             }
-            (nodes[..top].iter().map(|nd| nd.requires_grad).collect(), 0)
+            let needs = nodes[..top].iter().map(|nd| nd.requires_grad).collect();
+            Plan { needs, kept, bottom: 0, top }
         }
         Keep::Nodes(wanted) => {
-            // A node needs a cotangent if a wanted node is at or below it on some path.
             let bottom = wanted.iter().map(|w| w.index()).min().unwrap_or(top).min(top);
             let mut needs = vec![false; top];
             for w in wanted.iter().filter(|w| w.index() < top) {
@@ -169,19 +165,47 @@ fn sweep(
                     needs[i] = any;
                 }
             }
-            (needs, bottom)
+            Plan { needs, kept, bottom, top }
         }
-    };
+    }
+}
 
-    for &(root, task) in seeds {
-        let value = &nodes[root.index()].value;
-        assert_eq!(value.len(), 1, "backward root must be a scalar, got shape {:?}", value.shape());
+/// Panics unless `value` is a scalar: a root without a seed must be one.
+#[track_caller]
+pub(crate) fn check_scalar_root(value: &Tensor) {
+    assert_eq!(
+        value.len(),
+        1,
+        "backward root must be a scalar, got shape {:?}; give a seed of that shape to vjp",
+        value.shape()
+    );
+}
+
+/// Panics unless `seed` has the shape of `output` (behind `lead` leading task axes).
+#[track_caller]
+pub(crate) fn check_seed(output: &[usize], seed: &[usize], lead: usize) {
+    assert!(
+        seed.len() == output.len() + lead && &seed[lead..] == output,
+        "vjp seed of shape {seed:?} does not match the output's shape {output:?}"
+    );
+}
+
+/// The shared reverse sweep from the seeded roots; returns the kept cotangents and the number
+/// of backward rules run.
+fn sweep(
+    tape: &Tape,
+    seeds: Vec<(NodeId, Cot)>,
+    tasks: usize,
+    keep: Keep<'_>,
+) -> (Vec<Option<Cot>>, usize) {
+    let nodes = tape.nodes();
+    let roots: Vec<NodeId> = seeds.iter().map(|s| s.0).collect();
+    let Plan { needs, kept, bottom, top } = plan(&nodes, &roots, keep);
+    let mut cots: Vec<Option<Cot>> = vec![None; top];
+    let mut rules_run = 0;
+    for (root, cot) in seeds {
         if needs[root.index()] {
-            accumulate(
-                &mut cots[root.index()],
-                Cot::Task(task, Tensor::ones(value.shape())),
-                tasks,
-            );
+            accumulate(&mut cots[root.index()], cot, tasks);
         }
     }
 
@@ -321,24 +345,74 @@ fn single((cots, rules_run): (Vec<Option<Cot>>, usize)) -> Grads {
     Grads { grads, rules_run }
 }
 
+/// The seed of one scalar root: a cotangent of 1 for task `task`.
+fn unit_seed(root: Var<'_>, task: u32) -> (NodeId, Cot) {
+    let value = root.value();
+    check_scalar_root(&value);
+    (root.id, Cot::Task(task, Tensor::ones(value.shape())))
+}
+
+fn unit_seeds(roots: &[Var<'_>]) -> Vec<(NodeId, Cot)> {
+    roots.iter().enumerate().map(|(t, &r)| unit_seed(r, t as u32)).collect()
+}
+
+fn ids(vars: &[Var<'_>]) -> Vec<NodeId> {
+    vars.iter().map(|v| v.id).collect()
+}
+
 impl Tape {
     /// Reverse sweep from the scalar `root`: gradients of every leaf that requires one.
     ///
     /// # Panics
-    /// If `root` does not hold exactly one element.
+    /// If `root` does not hold exactly one element (the message names its shape).
     pub fn backward(&self, root: Var<'_>) -> Grads {
-        single(sweep(self, &[(root.id, 0)], 1, Keep::Leaves))
+        single(sweep(self, vec![unit_seed(root, 0)], 1, Keep::Leaves))
     }
 
     /// Gradients of the scalar `root` with respect to the nodes in `wrt`, which may be
     /// intermediate values (for example a shared representation). Only nodes on a path from
-    /// `wrt` to `root` are visited.
+    /// `wrt` to `root` are visited; a node the root does not depend on has no gradient
+    /// ([`Grads::wrt`] gives zeros for it).
     ///
     /// # Panics
     /// If `root` does not hold exactly one element.
     pub fn grad(&self, root: Var<'_>, wrt: &[Var<'_>]) -> Grads {
-        let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
-        single(sweep(self, &[(root.id, 0)], 1, Keep::Nodes(&ids)))
+        single(sweep(self, vec![unit_seed(root, 0)], 1, Keep::Nodes(&ids(wrt))))
+    }
+
+    /// The vector-Jacobian product `seedᵀ·∂output/∂wrt` for an output of any shape: the
+    /// gradients of `Σ seed ⊙ output` with respect to `wrt`, in one sweep.
+    ///
+    /// ```
+    /// use tapestry_autodiff::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::from(vec![1.0, 2.0]));
+    /// let y = x * x;                                         // a non-scalar output
+    /// let g = tape.vjp(y, &Tensor::from(vec![1.0, 10.0]), &[x]);
+    /// assert_eq!(g.wrt(x).to_vec(), vec![2.0, 40.0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `seed` does not have the shape of `output`.
+    pub fn vjp(&self, output: Var<'_>, seed: &Tensor, wrt: &[Var<'_>]) -> Grads {
+        check_seed(&output.shape(), seed.shape(), 0);
+        let seeds = vec![(output.id, Cot::Task(0, seed.clone()))];
+        single(sweep(self, seeds, 1, Keep::Nodes(&ids(wrt))))
+    }
+
+    /// T vector-Jacobian products of one output in one sweep: `seeds` has shape
+    /// `[T, ..output shape]`, and task t's gradients are those of `Σ seeds[t] ⊙ output`. Every
+    /// rule runs once for all T cotangents (for example T directions pushed back from a shared
+    /// representation).
+    ///
+    /// # Panics
+    /// If `seeds` is not `[T, ..output shape]`.
+    pub fn vjp_batched(&self, output: Var<'_>, seeds: &Tensor, wrt: &[Var<'_>]) -> BatchedGrads {
+        check_seed(&output.shape(), seeds.shape(), 1);
+        let tasks = seeds.shape()[0];
+        let (cots, rules_run) =
+            sweep(self, vec![(output.id, Cot::Stacked(seeds.clone()))], tasks, Keep::Nodes(&ids(wrt)));
+        BatchedGrads { tasks, cots, rules_run }
     }
 
     /// One reverse sweep for T scalar roots: equal to T separate calls of [`Tape::backward`],
@@ -347,9 +421,7 @@ impl Tape {
     /// # Panics
     /// If a root does not hold exactly one element.
     pub fn backward_batched(&self, roots: &[Var<'_>]) -> BatchedGrads {
-        let seeds: Vec<(NodeId, u32)> =
-            roots.iter().enumerate().map(|(t, r)| (r.id, t as u32)).collect();
-        let (cots, rules_run) = sweep(self, &seeds, roots.len(), Keep::Leaves);
+        let (cots, rules_run) = sweep(self, unit_seeds(roots), roots.len(), Keep::Leaves);
         BatchedGrads { tasks: roots.len(), cots, rules_run }
     }
 
@@ -359,10 +431,8 @@ impl Tape {
     /// # Panics
     /// If a root does not hold exactly one element.
     pub fn grad_batched(&self, roots: &[Var<'_>], wrt: &[Var<'_>]) -> BatchedGrads {
-        let seeds: Vec<(NodeId, u32)> =
-            roots.iter().enumerate().map(|(t, r)| (r.id, t as u32)).collect();
-        let ids: Vec<NodeId> = wrt.iter().map(|v| v.id).collect();
-        let (cots, rules_run) = sweep(self, &seeds, roots.len(), Keep::Nodes(&ids));
+        let seeds = unit_seeds(roots);
+        let (cots, rules_run) = sweep(self, seeds, roots.len(), Keep::Nodes(&ids(wrt)));
         BatchedGrads { tasks: roots.len(), cots, rules_run }
     }
 }

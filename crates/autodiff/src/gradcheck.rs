@@ -81,7 +81,7 @@ pub enum GradcheckError {
     NonFinite {
         /// Which input.
         input: usize,
-        /// "analytic gradient" or "function value".
+        /// "analytic gradient", "numeric gradient" or "function value".
         what: &'static str,
     },
 }
@@ -116,14 +116,15 @@ where
     vars.iter().map(|&v| grads.wrt(v)).collect()
 }
 
-/// `L` evaluated in f64 from the f32 forward value.
+/// `L` evaluated in f64 from the f32 forward value. Recording stays on: `f` may itself take a
+/// recorded gradient (see [`gradient_of`]).
 fn objective<F>(f: &F, inputs: &[Tensor], seed: u64) -> f64
 where
     F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
 {
     let tape = Tape::new();
-    let vars: Vec<Var<'_>> = tape.no_grad(|| inputs.iter().map(|t| tape.leaf(t.clone())).collect());
-    let y = tape.no_grad(|| f(&tape, &vars)).value();
+    let vars: Vec<Var<'_>> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+    let y = f(&tape, &vars).value();
     let r = weights(y.shape(), seed);
     y.as_slice().iter().zip(r.as_slice()).map(|(&a, &b)| a as f64 * b as f64).sum()
 }
@@ -171,6 +172,9 @@ pub fn compare(
             if !av.is_finite() {
                 return Err(GradcheckError::NonFinite { input, what: "analytic gradient" });
             }
+            if !nv.is_finite() {
+                return Err(GradcheckError::NonFinite { input, what: "numeric gradient" });
+            }
             let (av, nv) = (av as f64, nv as f64);
             let ratio = (av - nv).abs() / (atol + opts.rtol * nv.abs());
             if ratio > 1.0 {
@@ -202,4 +206,50 @@ where
     let max_error_ratio = compare(&analytic, &numeric, opts)?;
     let checked = inputs.iter().map(Tensor::len).sum();
     Ok(GradcheckReport { max_error_ratio, checked, analytic, numeric })
+}
+
+/// A function of the inputs as [`gradcheck`] takes them.
+pub type InputFn = Box<dyn for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>>;
+
+/// The recorded gradient of `L = Σ rᵢ fᵢ(inputs)` (weights `r` from `seed`) with respect to
+/// every input, flattened and concatenated into one vector. Its own gradient holds the second
+/// derivatives of `f`, so `gradcheck(gradient_of(f, s), ..)` checks every recorded rule `f`
+/// uses against finite differences of its gradient.
+pub fn gradient_of<F>(f: F, seed: u64) -> InputFn
+where
+    F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t> + 'static,
+{
+    Box::new(move |tape: &Tape, vars: &[Var<'_>]| {
+        let y = f(tape, vars);
+        let r = tape.constant(weights(&y.shape(), seed));
+        let grads = tape.grad_graph((y * r).sum_all(), vars);
+        let flat: Vec<Var<'_>> = grads.iter().map(|g| g.reshape(&[g.shape().iter().product()])).collect();
+        Var::concat(&flat, 0)
+    })
+}
+
+/// Checks the derivatives of order `order` (1, 2, 3, ...) of `f` at `inputs`: order 1 is
+/// [`gradcheck`]; order k checks the backward pass of `f`'s recorded (k−1)-th derivative
+/// against finite differences of its values. Each level projects with weights of its own.
+///
+/// # Errors
+/// As [`gradcheck`], for the innermost function that disagrees.
+///
+/// # Panics
+/// If `order` is 0.
+pub fn gradcheck_order<F>(
+    f: F,
+    inputs: &[Tensor],
+    order: usize,
+    opts: &GradcheckOptions,
+) -> Result<GradcheckReport, GradcheckError>
+where
+    F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t> + 'static,
+{
+    assert!(order >= 1, "derivative order must be at least 1");
+    let mut func: InputFn = Box::new(f);
+    for level in 1..order {
+        func = gradient_of(func, opts.seed.wrapping_add(level as u64));
+    }
+    gradcheck(func, inputs, opts)
 }

@@ -30,6 +30,7 @@ pub mod broadcast;
 mod compute;
 pub mod error;
 mod fill;
+mod graph;
 pub mod gradcheck;
 mod norms;
 pub mod ops;

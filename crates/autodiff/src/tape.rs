@@ -250,7 +250,10 @@ impl<'t> Var<'t> {
     pub(crate) fn same_tape(self, other: Var<'t>) {
         assert!(
             std::ptr::eq(self.tape, other.tape),
-            "values from two different tapes were combined"
+            "values from two different tapes were combined: {self:?} on tape {:p} and {other:?} \
+             on tape {:p}",
+            self.tape,
+            other.tape
         );
     }
 }

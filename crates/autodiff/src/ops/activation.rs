@@ -9,6 +9,7 @@
 //! | gelu | x·Φ(x), Φ(x) = ½(1 + erf(x/√2)) | g·(Φ(x) + x·φ(x)), φ(x) = e^(−x²/2)/√(2π) |
 //! | gelu_tanh | ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³) | g·(½(1 + tanh u) + ½x(1 − tanh²u)·u′) |
 //! | softplus | ln(1 + e^(βx))/β, or x where βx > threshold | g·σ(βx), or g where βx > threshold |
+//! | normal_cdf | Φ(x) = ½ erfc(−x/√2) | g·φ(x) |
 //!
 //! Stable forms: σ(x) is computed as e^x/(1 + e^x) for x < 0, so e⁻ˣ never overflows;
 //! ln(1 + eᶻ) as max(z, 0) + ln(1 + e^(−|z|)). `erf` is evaluated in f64 (see [`erf`]).
@@ -23,11 +24,13 @@
 use crate::backward::Ctx;
 use crate::broadcast::{binary, map_tasks};
 use crate::compute::elementwise::{self as ew, BinaryOp};
+use crate::graph::GraphCtx;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
 
 /// Activation ops: the input, and the constants their rules need.
+#[derive(Clone)]
 pub(crate) enum ActivationOp {
     Relu(NodeId),
     LeakyRelu(NodeId, f32),
@@ -36,6 +39,7 @@ pub(crate) enum ActivationOp {
     Gelu(NodeId),
     GeluTanh(NodeId),
     Softplus { x: NodeId, beta: f32, threshold: f32 },
+    NormalCdf(NodeId),
 }
 
 use ActivationOp as A;
@@ -188,6 +192,12 @@ impl<'t> Var<'t> {
         unary(self, f, A::GeluTanh(self.id))
     }
 
+    /// The standard normal CDF Φ(x) = ½(1 + erf(x/√2)), accurate in both tails (the part of
+    /// GELU that its recorded rule differentiates again).
+    pub fn normal_cdf(self) -> Var<'t> {
+        unary(self, |x| normal_cdf(x as f64) as f32, A::NormalCdf(self.id))
+    }
+
     /// ln(1 + eˣ) with PyTorch's defaults (β = 1, threshold = 20); see [`Var::softplus_with`].
     pub fn softplus(self) -> Var<'t> {
         self.softplus_with(1.0, 20.0)
@@ -217,13 +227,14 @@ impl Family for ActivationOp {
             A::Gelu(..) => "gelu",
             A::GeluTanh(..) => "gelu_tanh",
             A::Softplus { .. } => "softplus",
+            A::NormalCdf(..) => "normal_cdf",
         }
     }
 
     fn for_each_input(&self, f: &mut dyn FnMut(NodeId)) {
         match *self {
             A::Relu(x) | A::LeakyRelu(x, _) | A::Sigmoid(x) | A::Tanh(x) => f(x),
-            A::Gelu(x) | A::GeluTanh(x) | A::Softplus { x, .. } => f(x),
+            A::Gelu(x) | A::GeluTanh(x) | A::Softplus { x, .. } | A::NormalCdf(x) => f(x),
         }
     }
 
@@ -257,8 +268,65 @@ impl Family for ActivationOp {
                 let local = ctx.value(x).map(d);
                 ctx.acc(x, || gz(local))
             }
+            A::NormalCdf(x) => {
+                let local = ctx.value(x).map(|x| normal_pdf(x as f64) as f32);
+                ctx.acc(x, || gz(local))
+            }
         }
     }
+
+    fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        // Piecewise-constant local derivatives (relu's mask, leaky_relu's slopes, softplus's
+        // linear region) are constants: their derivative is 0 away from the kink, and at the kink
+        // itself PyTorch's convention (the one-sided value of the eager rule) holds.
+        let constant = |ctx: &GraphCtx<'t>, x: NodeId, f: &dyn Fn(f32) -> f32| {
+            ctx.constant(ctx.var(x).value().map(f))
+        };
+        match *self {
+            A::Relu(x) => {
+                let mask = constant(ctx, x, &|x| f32::from(u8::from(x > 0.0)));
+                ctx.acc(x, || g * mask)
+            }
+            A::LeakyRelu(x, s) => {
+                let slope = constant(ctx, x, &|x| if x > 0.0 { 1.0 } else { s });
+                ctx.acc(x, || g * slope)
+            }
+            A::Sigmoid(x) => ctx.acc(x, || g * out * (-out + 1.0)),
+            A::Tanh(x) => ctx.acc(x, || g * (-(out * out) + 1.0)),
+            A::Gelu(x) => {
+                // d/dx x·Φ(x) = Φ(x) + x·φ(x)
+                let vx = ctx.var(x);
+                ctx.acc(x, || g * (vx.normal_cdf() + vx * normal_pdf_var(vx)))
+            }
+            A::GeluTanh(x) => {
+                // ½(1 + tanh u) + ½x(1 − tanh²u)·u′, u = √(2/π)(x + 0.044715x³)
+                let vx = ctx.var(x);
+                ctx.acc(x, || {
+                    let c = SQRT_2_OVER_PI as f32;
+                    let cubic = GELU_TANH_CUBIC as f32;
+                    let t = ((vx + vx * vx * vx * cubic) * c).tanh();
+                    let du = (vx * vx * (3.0 * cubic) + 1.0) * c;
+                    g * ((t + 1.0) * 0.5 + vx * (-(t * t) + 1.0) * du * 0.5)
+                })
+            }
+            A::Softplus { x, beta, threshold } => {
+                let vx = ctx.var(x);
+                let smooth = constant(ctx, x, &|x| f32::from(u8::from(beta * x <= threshold)));
+                let linear = constant(ctx, x, &|x| f32::from(u8::from(beta * x > threshold)));
+                ctx.acc(x, || g * ((vx * beta).sigmoid() * smooth + linear))
+            }
+            A::NormalCdf(x) => {
+                let vx = ctx.var(x);
+                ctx.acc(x, || g * normal_pdf_var(vx))
+            }
+        }
+    }
+}
+
+/// φ(x) = e^(−x²/2)/√(2π) as recorded ops.
+fn normal_pdf_var(x: Var<'_>) -> Var<'_> {
+    let inv_sqrt_2pi = (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
+    (x * x * -0.5).exp() * inv_sqrt_2pi
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 //! | log | ln a | g/a |
 //! | sqrt | √a | g/(2·out) |
 //! | abs | \|a\| | g·sign(a) (0 at 0) |
-//! | clamp | min(max(a, lo), hi) | g where lo ≤ a ≤ hi, else 0 |
+//! | clamp | min(max(a, lo), hi) | g where lo < a < hi, else 0 (0 at a bound, as PyTorch) |
 //! | maximum | max(a, b) | g to the larger; split g/2, g/2 on ties |
 //! | minimum | min(a, b) | g to the smaller; split g/2, g/2 on ties |
 //!
@@ -30,11 +30,13 @@ use std::ops::{Add, Div, Mul, Neg, Sub};
 use crate::backward::Ctx;
 use crate::broadcast::{binary as bin, zip_map};
 use crate::compute::elementwise::{self as ew, BinaryOp};
+use crate::graph::GraphCtx;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
 
 /// Elementwise ops: inputs, and the constants their rules need.
+#[derive(Clone)]
 pub(crate) enum ElementwiseOp {
     Add(NodeId, NodeId),
     Sub(NodeId, NodeId),
@@ -305,11 +307,75 @@ impl Family for ElementwiseOp {
                 ctx.acc(a, || gz(x, |g, x| g * sign(x)))
             }
             E::Clamp(a, lo, hi) => {
-                let mask = ctx.value(a).map(|x| f32::from(u8::from(x >= lo && x <= hi)));
+                let mask = ctx.value(a).map(|x| clamp_passes(x, lo, hi));
                 ctx.acc(a, || gk(BinaryOp::Mul, &mask))
             }
         }
     }
+
+    fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        // A local derivative that is piecewise constant (sign, masks, max/min shares) is a
+        // constant on the tape: its own derivative is zero wherever it is defined.
+        let masked = |ctx: &GraphCtx<'t>, a: NodeId, f: &dyn Fn(f32) -> f32| {
+            g * ctx.constant(ctx.var(a).value().map(f))
+        };
+        match *self {
+            E::Add(a, b) => {
+                ctx.acc(a, || g);
+                ctx.acc(b, || g);
+            }
+            E::Sub(a, b) => {
+                ctx.acc(a, || g);
+                ctx.acc(b, || -g);
+            }
+            E::Mul(a, b) => {
+                let (va, vb) = (ctx.var(a), ctx.var(b));
+                ctx.acc(a, || g * vb);
+                ctx.acc(b, || g * va);
+            }
+            E::Div(a, b) => {
+                let vb = ctx.var(b);
+                ctx.acc(a, || g / vb);
+                ctx.acc(b, || -(g * out / vb));
+            }
+            E::Maximum(a, b) | E::Minimum(a, b) => {
+                let is_max = matches!(self, E::Maximum(..));
+                let (va, vb) = (ctx.var(a).value(), ctx.var(b).value());
+                let wa = zip_map("max", &va, &vb, |x, y| share(x, y, (x > y) == is_max));
+                let wb = zip_map("max", &vb, &va, |y, x| share(y, x, (y > x) == is_max));
+                let (wa, wb) = (ctx.constant(wa), ctx.constant(wb));
+                ctx.acc(a, || g * wa);
+                ctx.acc(b, || g * wb);
+            }
+            E::Neg(a) => ctx.acc(a, || -g),
+            E::AddScalar(a) => ctx.acc(a, || g),
+            E::MulScalar(a, c) => ctx.acc(a, || g * c),
+            E::PowScalar(a, p) => {
+                let va = ctx.var(a);
+                ctx.acc(a, || g * va.pow_scalar(p - 1.0) * p)
+            }
+            E::Exp(a) => ctx.acc(a, || g * out),
+            E::Log(a) => {
+                let va = ctx.var(a);
+                ctx.acc(a, || g / va)
+            }
+            E::Sqrt(a) => ctx.acc(a, || g / (out * 2.0)),
+            E::Abs(a) => {
+                let gx = masked(ctx, a, &sign);
+                ctx.acc(a, || gx)
+            }
+            E::Clamp(a, lo, hi) => {
+                let gx = masked(ctx, a, &|x| clamp_passes(x, lo, hi));
+                ctx.acc(a, || gx)
+            }
+        }
+    }
+}
+
+/// 1 where clamp passes its input through, 0 where it clamps. At exactly a bound the gradient
+/// is 0, as in current PyTorch (the output no longer moves with the input there from one side).
+fn clamp_passes(x: f32, lo: f32, hi: f32) -> f32 {
+    f32::from(u8::from(x > lo && x < hi))
 }
 
 macro_rules! var_binop {

@@ -8,7 +8,7 @@
 //! | op | forward | backward |
 //! | --- | --- | --- |
 //! | softmax | yₖ = e^{xₖ−max} / Σⱼ e^{xⱼ−max} along `axis` | x̄ = y·(g − Σₖ gₖ·yₖ) |
-//! | log_softmax | yₖ = xₖ − max − ln Σⱼ e^{xⱼ−max} | x̄ = g − eʸ·Σₖ gₖ |
+//! | log_softmax | yₖ = (xₖ − max) − ln Σⱼ e^{xⱼ−max} | x̄ = g − eʸ·Σₖ gₖ |
 //! | cross_entropy | s·Σ (logsumexp(x) − x_label) over labelled positions | x̄ = g·s·(softmax(x) − onehot(label)), 0 where ignored |
 //! | nll_loss | −s·Σ x_label over labelled positions | x̄ = −g·s at the label, 0 elsewhere |
 //! | mse_loss | s·Σ d² | p̄ = g·2s·d, t̄ = −p̄ |
@@ -28,6 +28,7 @@ use crate::backward::Ctx;
 use crate::broadcast::{map_tasks, zip_map};
 use crate::compute::elementwise as ew;
 use crate::error::{invalid, shape_panic};
+use crate::graph::GraphCtx;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
@@ -55,6 +56,7 @@ impl Reduction {
 
 /// Ops of the loss family. `targets` hold one class per position (`None` where ignored),
 /// `scale` the reduction factor.
+#[derive(Clone)]
 pub(crate) enum LossOp {
     Softmax { x: NodeId, axis: usize },
     LogSoftmax { x: NodeId, axis: usize },
@@ -243,7 +245,7 @@ impl<'t> Var<'t> {
         for_each_lane(x.len(), x.shape(), axis, |start, stride, len| {
             let (max, ln_sum) = lane_lse(x.as_slice(), start, stride, len);
             for k in 0..len {
-                y[start + k * stride] -= max + ln_sum;
+                y[start + k * stride] = (x.as_slice()[start + k * stride] - max) - ln_sum;
             }
         });
         let y = Tensor::from_vec(x.shape(), y).expect("shape");
@@ -303,7 +305,7 @@ impl<'t> Var<'t> {
                 let i = start + k * stride;
                 probs[i] = (x.as_slice()[i] - max - ln_sum).exp();
             }
-            total += (max + ln_sum - x.as_slice()[start + t as usize * stride]) as f64;
+            total += (ln_sum - (x.as_slice()[start + t as usize * stride] - max)) as f64;
         });
         let probs = Tensor::from_vec(x.shape(), probs).expect("shape");
         let loss = Tensor::scalar((total * scale as f64) as f32);
@@ -547,6 +549,68 @@ impl Family for LossOp {
                     )
                 });
                 ctx.acc(target, || times_cot(g, &x.map(|x| -scale * x)));
+            }
+        }
+    }
+
+    fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        // The pointwise losses: ∂L/∂pred = g·s·local(d) with d = pred − target; the target gets
+        // the negative. `local` is recorded, so a smooth loss has its second derivative.
+        let pointwise = |ctx: &mut GraphCtx<'t>, pred: NodeId, target: NodeId, local: Var<'t>| {
+            let gp = local * g;
+            ctx.acc(target, || -gp);
+            ctx.acc(pred, || gp);
+        };
+        let d = |ctx: &GraphCtx<'t>, pred: NodeId, target: NodeId| ctx.var(pred) - ctx.var(target);
+        let map_d = |ctx: &GraphCtx<'t>, pred: NodeId, target: NodeId, f: &dyn Fn(f32) -> f32| {
+            let (p, t) = (ctx.var(pred).value(), ctx.var(target).value());
+            ctx.constant(zip_map("loss backward", &p, &t, |p, t| f(p - t)))
+        };
+        match *self {
+            LossOp::Softmax { x, axis } => ctx.acc(x, || out * (g - (g * out).sum(&[axis], true))),
+            LossOp::LogSoftmax { x, axis } => ctx.acc(x, || g - out.exp() * g.sum(&[axis], true)),
+            LossOp::CrossEntropy { logits, ref probs, ref targets, scale } => {
+                // s·(softmax(x) − onehot) at labelled positions, with softmax recorded from x.
+                let (mut labelled, mut onehot) = (vec![0.0f32; probs.len()], vec![0.0f32; probs.len()]);
+                for_each_target(probs.shape(), targets, |t, start, stride| {
+                    for k in 0..probs.shape()[1] {
+                        labelled[start + k * stride] = 1.0;
+                    }
+                    onehot[start + t as usize * stride] = 1.0;
+                });
+                let constant = |v| ctx.constant(Tensor::from_vec(probs.shape(), v).expect("shape"));
+                let (labelled, onehot) = (constant(labelled), constant(onehot));
+                let vx = ctx.var(logits);
+                ctx.acc(logits, || (vx.softmax(1) * labelled - onehot) * (g * scale))
+            }
+            LossOp::Nll { log_probs, ref targets, scale } => {
+                let shape = ctx.var(log_probs).shape();
+                let mut local = vec![0.0f32; shape.iter().product()];
+                for_each_target(&shape, targets, |t, start, stride| {
+                    local[start + t as usize * stride] = -scale;
+                });
+                let local = ctx.constant(Tensor::from_vec(&shape, local).expect("shape"));
+                ctx.acc(log_probs, || g * local)
+            }
+            LossOp::Mse { pred, target, scale } => {
+                let local = d(ctx, pred, target) * (2.0 * scale);
+                pointwise(ctx, pred, target, local)
+            }
+            LossOp::L1 { pred, target, scale } => {
+                let local = map_d(ctx, pred, target, &|d| scale * sign(d));
+                pointwise(ctx, pred, target, local)
+            }
+            LossOp::SmoothL1 { pred, target, beta, scale } => {
+                // d·s/β inside the quadratic zone (recorded), s·sign(d) outside (constant).
+                let inner = map_d(ctx, pred, target, &|d| if d.abs() < beta { scale / beta } else { 0.0 });
+                let outer = map_d(ctx, pred, target, &|d| if d.abs() < beta { 0.0 } else { scale * sign(d) });
+                let local = d(ctx, pred, target) * inner + outer;
+                pointwise(ctx, pred, target, local)
+            }
+            LossOp::BceWithLogits { logits, target, scale } => {
+                let (x, t) = (ctx.var(logits), ctx.var(target));
+                ctx.acc(logits, || (x.sigmoid() - t) * (g * scale));
+                ctx.acc(target, || -(x * (g * scale)));
             }
         }
     }

@@ -14,11 +14,13 @@ use crate::backward::Ctx;
 use crate::broadcast::broadcast_shape;
 use crate::compute;
 use crate::error::shape_panic;
+use crate::graph::GraphCtx;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
 
 /// Matrix-product ops.
+#[derive(Clone)]
 pub(crate) enum MatmulOp {
     Matmul(NodeId, NodeId),
     Linear { x: NodeId, w: NodeId, b: Option<NodeId> },
@@ -193,4 +195,34 @@ impl Family for MatmulOp {
             }
         }
     }
+
+    fn backward_graph<'t>(&self, _out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        match *self {
+            MatmulOp::Matmul(a, b) => {
+                let (va, vb) = (ctx.var(a), ctx.var(b));
+                ctx.acc(a, || g.matmul(last_two_swapped(vb)));
+                ctx.acc(b, || last_two_swapped(va).matmul(g));
+            }
+            MatmulOp::Linear { x, w, b } => {
+                let (vx, vw) = (ctx.var(x), ctx.var(w));
+                ctx.acc(x, || g.matmul(vw));
+                ctx.acc(w, || {
+                    // gᵀ·x over all rows: the leading axes of x and g folded into one.
+                    let (gs, xs) = (g.shape(), vx.shape());
+                    let rows = gs[..gs.len() - 1].iter().product::<usize>();
+                    let g2 = g.reshape(&[rows, gs[gs.len() - 1]]);
+                    g2.transpose(0, 1).matmul(vx.reshape(&[rows, xs[xs.len() - 1]]))
+                });
+                if let Some(b) = b {
+                    ctx.acc(b, || g);
+                }
+            }
+        }
+    }
+}
+
+/// The matrix transpose of each matrix of a batch (the last two axes swapped), recorded.
+fn last_two_swapped(v: Var<'_>) -> Var<'_> {
+    let n = v.ndim();
+    v.transpose(n - 2, n - 1)
 }

@@ -5,6 +5,12 @@
 //! op's output value and the cotangent `g` of that output, and adds a cotangent for each input
 //! with `ctx.acc(input, || ...)`. Cotangents may carry leading task axes (see `backward.rs`);
 //! broadcasting is undone inside `ctx.acc`, never in a rule.
+//!
+//! Every op also has a *recorded* rule, `backward_graph`, right below the eager one: the same
+//! formula written with `Var` ops, so that the gradient it builds is on the tape and can be
+//! differentiated again (see `graph.rs`). The eager rule is the fast path (fused kernels, a task
+//! axis); the recorded rule is the formula as it reads in the rule table. Tests check that the
+//! two give the same values for every op.
 
 pub mod activation;
 pub mod conv;
@@ -16,7 +22,8 @@ pub mod reduce;
 pub mod shape;
 
 use crate::backward::Ctx;
-use crate::tape::NodeId;
+use crate::graph::GraphCtx;
+use crate::tape::{NodeId, Var};
 use crate::tensor::Tensor;
 
 /// The interface of an op family: its name for dumps, its inputs, and its derivative rule.
@@ -27,9 +34,13 @@ pub(crate) trait Family {
     fn for_each_input(&self, f: &mut dyn FnMut(NodeId));
     /// Adds the cotangents of the inputs, given the output `out` and its cotangent `g`.
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>);
+    /// The same rule recorded on the tape: adds the inputs' cotangents as `Var`s, given the
+    /// output `out` and its cotangent `g` (no task axis).
+    fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>);
 }
 
 /// What produced a node.
+#[derive(Clone)]
 pub(crate) enum Op {
     /// A value gradients are computed for.
     Leaf,
@@ -77,6 +88,12 @@ impl Op {
     pub(crate) fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         if let Some(op) = self.family() {
             op.backward(out, g, ctx);
+        }
+    }
+
+    pub(crate) fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        if let Some(op) = self.family() {
+            op.backward_graph(out, g, ctx);
         }
     }
 }

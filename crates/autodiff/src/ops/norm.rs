@@ -15,6 +15,7 @@
 use crate::backward::Ctx;
 use crate::broadcast::zip_map;
 use crate::error::{invalid, shape_panic};
+use crate::graph::GraphCtx;
 use crate::ops::reduce::with_lead;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
@@ -49,6 +50,7 @@ pub struct BatchStats {
 }
 
 /// Ops of the norm family: inputs, the normalised value x̂ and the reciprocal deviations.
+#[derive(Clone)]
 pub(crate) enum NormOp {
     BatchNorm {
         x: NodeId,
@@ -57,6 +59,7 @@ pub(crate) enum NormOp {
         xhat: Tensor,
         inv_std: Vec<f32>,
         train: bool,
+        eps: f32,
     },
     LayerNorm {
         x: NodeId,
@@ -64,6 +67,7 @@ pub(crate) enum NormOp {
         beta: Option<NodeId>,
         xhat: Tensor,
         inv_std: Vec<f32>,
+        eps: f32,
     },
 }
 
@@ -200,6 +204,7 @@ impl<'t> Var<'t> {
             xhat,
             inv_std: inv_std.iter().map(|&v| v as f32).collect(),
             train: stats.is_some(),
+            eps,
         };
         (self.record(y, Op::Norm(op)), stats)
     }
@@ -254,6 +259,7 @@ impl<'t> Var<'t> {
             beta: beta.map(|b| b.id),
             xhat,
             inv_std,
+            eps,
         };
         self.record(y, Op::Norm(op))
     }
@@ -289,7 +295,7 @@ impl Family for NormOp {
     fn backward(&self, _out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         let lead = ctx.lead();
         match self {
-            NormOp::BatchNorm { x, gamma, beta, xhat, inv_std, train } => {
+            NormOp::BatchNorm { x, gamma, beta, xhat, inv_std, train, .. } => {
                 let (c, len) = (inv_std.len(), xhat.len());
                 let spatial = xhat.shape()[2..].iter().product::<usize>().max(1);
                 let batch = xhat.shape()[0];
@@ -331,7 +337,7 @@ impl Family for NormOp {
                     ctx.acc(beta, || per_channel(&sum_g));
                 }
             }
-            NormOp::LayerNorm { x, gamma, beta, xhat, inv_std } => {
+            NormOp::LayerNorm { x, gamma, beta, xhat, inv_std, .. } => {
                 let m = xhat.len() / inv_std.len().max(1);
                 let gamma_v = gamma.map(|id| ctx.value(id).as_slice());
                 ctx.acc(*x, || {
@@ -362,4 +368,75 @@ impl Family for NormOp {
             }
         }
     }
+
+    fn backward_graph<'t>(&self, _out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        match self {
+            NormOp::BatchNorm { x, gamma, beta, xhat, inv_std, train, eps } => {
+                let vx = ctx.var(*x);
+                let shape = vx.shape();
+                let c = shape[1];
+                // Per channel: reduce over every axis but 1; parameters broadcast as [1, C, 1..].
+                let axes: Vec<usize> = (0..shape.len()).filter(|&a| a != 1).collect();
+                let mut channel_shape = vec![1; shape.len()];
+                channel_shape[1] = c;
+                let per_channel = |v: Var<'t>| v.reshape(&channel_shape);
+                let gamma_b = gamma.map(|id| per_channel(ctx.var(id)));
+                let (xhat_v, r) = if *train {
+                    normalised(vx, &axes, *eps)
+                } else {
+                    // Running statistics are constants: x̂ = (x − μ)·r is x's linear function
+                    // x̂₀ + (x − x₀)·r, written so that its value is the saved x̂ exactly.
+                    let r = per_channel(ctx.constant(Tensor::from_vec(&[c], inv_std.clone()).expect("C")));
+                    let x0 = ctx.constant(vx.value());
+                    ((vx - x0) * r + ctx.constant(xhat.clone()), r)
+                };
+                let ghat = gamma_b.map_or(g, |gm| g * gm);
+                ctx.acc(*x, || {
+                    if *train {
+                        normalise_backward_var(ghat, xhat_v, r, &axes)
+                    } else {
+                        ghat * r
+                    }
+                });
+                if let Some(gm) = *gamma {
+                    ctx.acc(gm, || (g * xhat_v).sum(&axes, false));
+                }
+                if let Some(bt) = *beta {
+                    ctx.acc(bt, || g.sum(&axes, false));
+                }
+            }
+            NormOp::LayerNorm { x, gamma, beta, xhat, inv_std, eps } => {
+                let vx = ctx.var(*x);
+                let shape = vx.shape();
+                let m = xhat.len() / inv_std.len().max(1);
+                // The normalised axes: the shortest run of trailing axes holding m elements.
+                let mut first = shape.len();
+                while first > 0 && shape[first..].iter().product::<usize>() < m {
+                    first -= 1;
+                }
+                let axes: Vec<usize> = (first..shape.len()).collect();
+                let (xhat_v, r) = normalised(vx, &axes, *eps);
+                let ghat = gamma.map_or(g, |gm| g * ctx.var(gm));
+                ctx.acc(*x, || normalise_backward_var(ghat, xhat_v, r, &axes));
+                if let Some(gm) = *gamma {
+                    ctx.acc(gm, || g * xhat_v);
+                }
+                if let Some(bt) = *beta {
+                    ctx.acc(bt, || g);
+                }
+            }
+        }
+    }
+}
+
+/// x̂ = (x − μ)·r and r = 1/√(σ² + ε) over `axes`, recorded (so both depend on x).
+fn normalised<'t>(x: Var<'t>, axes: &[usize], eps: f32) -> (Var<'t>, Var<'t>) {
+    let centred = x - x.mean(axes, true);
+    let r = ((centred * centred).mean(axes, true) + eps).pow_scalar(-0.5);
+    (centred * r, r)
+}
+
+/// x̄ = r·(ĝ − mean ĝ − x̂·mean(ĝ·x̂)) over `axes`: the train-mode rule, recorded.
+fn normalise_backward_var<'t>(ghat: Var<'t>, xhat: Var<'t>, r: Var<'t>, axes: &[usize]) -> Var<'t> {
+    (ghat - ghat.mean(axes, true) - xhat * (ghat * xhat).mean(axes, true)) * r
 }

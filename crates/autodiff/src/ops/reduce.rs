@@ -22,6 +22,7 @@ use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
 use crate::backward::Ctx;
 use crate::broadcast::{broadcast_to, runs, sum_middle, zip_map};
 use crate::error::invalid;
+use crate::graph::GraphCtx;
 use crate::ops::shape::scatter_add;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
@@ -29,6 +30,7 @@ use crate::tensor::Tensor;
 
 /// Reduction ops; `axes` are sorted, unique and in range. For `Max`, `arg` holds the flat input
 /// index of each output element's maximum; for `Var`, the divisor is `n − correction`.
+#[derive(Clone)]
 pub(crate) enum ReduceOp {
     Sum { x: NodeId, axes: Vec<usize> },
     Mean { x: NodeId, axes: Vec<usize> },
@@ -320,4 +322,43 @@ impl Family for ReduceOp {
             }
         }
     }
+
+    fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        match self {
+            ReduceOp::Sum { x, axes } => {
+                let vx = ctx.var(*x);
+                ctx.acc(*x, || unreduce_var(g, &vx.shape(), axes))
+            }
+            ReduceOp::Mean { x, axes } => {
+                let vx = ctx.var(*x);
+                let n = count(&vx.shape(), axes) as f32;
+                ctx.acc(*x, || unreduce_var(g, &vx.shape(), axes) * (1.0 / n))
+            }
+            ReduceOp::Max { x, arg } => {
+                let shape = ctx.var(*x).shape();
+                ctx.acc(*x, || g.reshape(&[arg.len()]).scatter_add(arg.clone(), &shape))
+            }
+            ReduceOp::LogSumExp { x, axes } => {
+                let vx = ctx.var(*x);
+                let shape = vx.shape();
+                let y = out.reshape(&keep_shape(&shape, axes));
+                ctx.acc(*x, || unreduce_var(g, &shape, axes) * (vx - y).exp())
+            }
+            ReduceOp::Var { x, axes, correction } => {
+                let vx = ctx.var(*x);
+                let shape = vx.shape();
+                let n = count(&shape, axes);
+                let scale = 2.0 / n.saturating_sub(*correction) as f32;
+                ctx.acc(*x, || {
+                    let centred = vx - vx.mean(axes, true);
+                    unreduce_var(g, &shape, axes) * centred * scale
+                })
+            }
+        }
+    }
+}
+
+/// `g` with the reduced axes put back as size 1, broadcast to `in_shape` (recorded).
+fn unreduce_var<'t>(g: Var<'t>, in_shape: &[usize], axes: &[usize]) -> Var<'t> {
+    g.reshape(&keep_shape(in_shape, axes)).broadcast_to(in_shape)
 }

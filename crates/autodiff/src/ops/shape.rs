@@ -11,6 +11,11 @@
 //! | stack | y = [x₁ x₂ …] along a new axis | x̄ᵢ = g at position i of the new axis |
 //! | index_select | `y = x[idx]` along an axis | x̄ = zeros, with g scatter-added at idx |
 //! | gather | `y[p] = x[p with axis coordinate index[p]]` | x̄ = zeros, with g scatter-added there |
+//! | scatter_add | y = zeros, `y[from[i]] += x[i]` (flat positions) | x̄ = `g[from[i]]` (a gather) |
+//!
+//! The recorded rules of the selecting ops (slice, index_select, gather, and max and max-pool
+//! elsewhere) are one `scatter_add` by the flat positions the op read, and the recorded rule of
+//! `scatter_add` is the gather by the same positions, so every order of derivative exists.
 //!
 //! Every rule addresses axes of `g` behind its leading task axes (`lead + axis`). Indexing ops
 //! scatter-*add*, so an index that repeats collects the cotangent of every copy.
@@ -20,6 +25,7 @@ use ndarray::{ArrayD, Axis, IxDyn, Slice};
 use crate::backward::Ctx;
 use crate::broadcast::broadcast_to;
 use crate::error::{invalid, shape_panic};
+use crate::graph::GraphCtx;
 use crate::ops::reduce::with_lead;
 use crate::ops::{Family, Op};
 use crate::tape::{NodeId, Var};
@@ -28,6 +34,7 @@ use crate::tensor::Tensor;
 /// Shape ops: inputs, and what their rules need to put cotangents back. In `Permute`, `axes[i]`
 /// is the input axis that becomes output axis `i`; in `Slice`, the output's length along `axis`
 /// gives the end; in `Gather`, `from` holds the flat input index of every output element.
+#[derive(Clone)]
 pub(crate) enum ShapeOp {
     Reshape(NodeId),
     Permute { x: NodeId, axes: Vec<usize> },
@@ -37,6 +44,7 @@ pub(crate) enum ShapeOp {
     Stack { xs: Vec<NodeId>, axis: usize },
     IndexSelect { x: NodeId, axis: usize, index: Vec<usize> },
     Gather { x: NodeId, from: Vec<usize> },
+    ScatterAdd { x: NodeId, from: Vec<usize> },
 }
 
 use ShapeOp as S;
@@ -60,6 +68,24 @@ pub(crate) fn scatter_add(g: &Tensor, lead: usize, in_shape: &[usize], from: &[u
 }
 
 /// The slice of `len` elements from `start`, `step` apart.
+/// `g[from[i]]` for each task row of `g` (the reverse of [`scatter_add`]); the result has
+/// `out_shape` behind the lead axes.
+fn take_rows(g: &Tensor, lead: usize, out_shape: &[usize], from: &[usize]) -> Tensor {
+    let src_len = g.len() / g.shape()[..lead].iter().product::<usize>().max(1);
+    let mut data = Vec::with_capacity(g.len() / src_len.max(1) * from.len());
+    for row in g.as_slice().chunks(src_len.max(1)) {
+        data.extend(from.iter().map(|&i| row[i]));
+    }
+    Tensor::from_vec(&with_lead(g, lead, out_shape), data).expect("one value per position")
+}
+
+/// The flat positions in a tensor of `shape` that `select` picks, in the order it lists them.
+fn positions(shape: &[usize], select: impl Fn(ndarray::ArrayViewD<'_, usize>) -> ArrayD<usize>) -> Vec<usize> {
+    let flat = ArrayD::from_shape_vec(IxDyn(shape), (0..shape.iter().product()).collect())
+        .expect("one index per element");
+    select(flat.view()).iter().copied().collect()
+}
+
 fn strided(start: usize, len: usize, step: usize) -> Slice {
     let end = if len == 0 { start } else { start + (len - 1) * step + 1 };
     Slice::new(start as isize, Some(end as isize), step as isize)
@@ -306,6 +332,23 @@ impl<'t> Var<'t> {
 }
 
 /// The values of `xs`, checked to be non-empty and on one tape.
+impl<'t> Var<'t> {
+    /// A tensor of `shape`, zero except that element `i` of `self` (flattened) is added at the
+    /// flat position `from[i]`; repeated positions add up.
+    pub(crate) fn scatter_add(self, from: Vec<usize>, shape: &[usize]) -> Var<'t> {
+        let x = self.value();
+        assert_eq!(x.len(), from.len(), "scatter_add: one position per element");
+        let value = scatter_add(&x, 0, shape, &from);
+        record(self, value, S::ScatterAdd { x: self.id, from })
+    }
+
+    /// A tensor of `shape` whose element `i` is element `from[i]` of `self` (flattened).
+    pub(crate) fn take(self, from: Vec<usize>, shape: &[usize]) -> Var<'t> {
+        let value = take_rows(&self.value(), 0, shape, &from);
+        record(self, value, S::Gather { x: self.id, from })
+    }
+}
+
 fn inputs(op: &'static str, xs: &[Var<'_>]) -> Vec<Tensor> {
     let Some(&first) = xs.first() else { invalid(op, "no inputs") };
     xs.iter().for_each(|&x| first.same_tape(x));
@@ -328,6 +371,7 @@ impl Family for ShapeOp {
             S::Stack { .. } => "stack",
             S::IndexSelect { .. } => "index_select",
             S::Gather { .. } => "gather",
+            S::ScatterAdd { .. } => "scatter_add",
         }
     }
 
@@ -335,7 +379,7 @@ impl Family for ShapeOp {
         match self {
             S::Reshape(x) | S::BroadcastTo(x) => f(*x),
             S::Permute { x, .. } | S::Slice { x, .. } => f(*x),
-            S::IndexSelect { x, .. } | S::Gather { x, .. } => f(*x),
+            S::IndexSelect { x, .. } | S::Gather { x, .. } | S::ScatterAdd { x, .. } => f(*x),
             S::Concat { xs, .. } | S::Stack { xs, .. } => xs.iter().for_each(|&x| f(x)),
         }
     }
@@ -398,6 +442,59 @@ impl Family for ShapeOp {
             S::Gather { x, from } => {
                 let shape = ctx.value(*x).shape();
                 ctx.acc(*x, || scatter_add(g, lead, shape, from))
+            }
+            S::ScatterAdd { x, from } => {
+                let shape = ctx.value(*x).shape();
+                ctx.acc(*x, || take_rows(g, lead, shape, from))
+            }
+        }
+    }
+
+    fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
+        let shape_of = |ctx: &GraphCtx<'t>, x: NodeId| ctx.var(x).shape();
+        match self {
+            S::Reshape(x) => {
+                let shape = shape_of(ctx, *x);
+                ctx.acc(*x, || g.reshape(&shape))
+            }
+            S::Permute { x, axes } => {
+                let inverse: Vec<usize> =
+                    (0..axes.len()).map(|i| axes.iter().position(|&a| a == i).expect("perm")).collect();
+                ctx.acc(*x, || g.permute(&inverse))
+            }
+            S::BroadcastTo(x) => ctx.acc(*x, || g),
+            S::Slice { x, axis, start, step } => {
+                let shape = shape_of(ctx, *x);
+                let at = strided(*start, out.shape()[*axis], *step);
+                let from = positions(&shape, |v| v.slice_axis(Axis(*axis), at).to_owned());
+                ctx.acc(*x, || g.reshape(&[from.len()]).scatter_add(from, &shape))
+            }
+            S::Concat { xs, axis } => {
+                let mut offset = 0;
+                for &x in xs {
+                    let len = shape_of(ctx, x)[*axis];
+                    ctx.acc(x, || g.narrow(*axis, offset, len));
+                    offset += len;
+                }
+            }
+            S::Stack { xs, axis } => {
+                for (i, &x) in xs.iter().enumerate() {
+                    let shape = shape_of(ctx, x);
+                    ctx.acc(x, || g.narrow(*axis, i, 1).reshape(&shape));
+                }
+            }
+            S::IndexSelect { x, axis, index } => {
+                let shape = shape_of(ctx, *x);
+                let from = positions(&shape, |v| v.select(Axis(*axis), index));
+                ctx.acc(*x, || g.reshape(&[from.len()]).scatter_add(from, &shape))
+            }
+            S::Gather { x, from } => {
+                let shape = shape_of(ctx, *x);
+                ctx.acc(*x, || g.reshape(&[from.len()]).scatter_add(from.clone(), &shape))
+            }
+            S::ScatterAdd { x, from } => {
+                let shape = shape_of(ctx, *x);
+                ctx.acc(*x, || g.take(from.clone(), &shape))
             }
         }
     }

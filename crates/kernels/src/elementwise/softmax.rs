@@ -17,9 +17,11 @@ multiversion! {
             }
             let s = sum_lanes(yr);
             if log {
-                let ls = m + s.ln();
+                // (x − m) − ln Σ: the shift first, exact for the largest entries, so a row of
+                // large logits keeps its precision (x − (m + ln Σ) would round m + ln Σ first).
+                let ls = s.ln();
                 for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = v - ls;
+                    *o = (v - m) - ls;
                 }
             } else {
                 let inv = 1.0 / s;
