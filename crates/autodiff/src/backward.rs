@@ -410,8 +410,12 @@ impl Tape {
     pub fn vjp_batched(&self, output: Var<'_>, seeds: &Tensor, wrt: &[Var<'_>]) -> BatchedGrads {
         check_seed(&output.shape(), seeds.shape(), 1);
         let tasks = seeds.shape()[0];
-        let (cots, rules_run) =
-            sweep(self, vec![(output.id, Cot::Stacked(seeds.clone()))], tasks, Keep::Nodes(&ids(wrt)));
+        let (cots, rules_run) = sweep(
+            self,
+            vec![(output.id, Cot::Stacked(seeds.clone()))],
+            tasks,
+            Keep::Nodes(&ids(wrt)),
+        );
         BatchedGrads { tasks, cots, rules_run }
     }
 

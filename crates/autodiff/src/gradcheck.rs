@@ -223,7 +223,8 @@ where
         let y = f(tape, vars);
         let r = tape.constant(weights(&y.shape(), seed));
         let grads = tape.grad_graph((y * r).sum_all(), vars);
-        let flat: Vec<Var<'_>> = grads.iter().map(|g| g.reshape(&[g.shape().iter().product()])).collect();
+        let flat: Vec<Var<'_>> =
+            grads.iter().map(|g| g.reshape(&[g.shape().iter().product()])).collect();
         Var::concat(&flat, 0)
     })
 }

@@ -158,7 +158,12 @@ impl Tape {
     ///
     /// # Panics
     /// If `seed` does not have the shape of `output`, or a `Var` lives on another tape.
-    pub fn vjp_graph<'t>(&'t self, output: Var<'t>, seed: Var<'t>, wrt: &[Var<'t>]) -> Vec<Var<'t>> {
+    pub fn vjp_graph<'t>(
+        &'t self,
+        output: Var<'t>,
+        seed: Var<'t>,
+        wrt: &[Var<'t>],
+    ) -> Vec<Var<'t>> {
         check_tape(self, &[output, seed], "output or seed");
         check_tape(self, wrt, "target");
         check_seed(&output.shape(), &seed.shape(), 0);

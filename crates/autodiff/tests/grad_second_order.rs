@@ -8,8 +8,8 @@ use common::{away_from_zero, rng, uniform};
 use ndarray::{ArrayD, IxDyn};
 use rand::SeedableRng;
 use tapestry_autodiff::gradcheck::{
-    analytic_gradients, compare, gradcheck_order, gradient_of, numeric_gradients,
-    GradcheckOptions, InputFn,
+    analytic_gradients, compare, gradcheck_order, gradient_of, numeric_gradients, GradcheckOptions,
+    InputFn,
 };
 use tapestry_autodiff::{BatchNormMode, Reduction, Tape, Tensor, Var};
 
@@ -101,7 +101,8 @@ fn reductions_second_order() {
     check2("sum keepdim", boxed(|_, v| (v[0].sum(&[1], true) * v[0]).tanh()), one);
     check2("mean", boxed(|_, v| v[0].mean(&[2], false).exp()), one);
     // Values 0.1 apart, so no lane has a near-tie within the finite-difference step.
-    let distinct = Tensor::from_vec(&[2, 3, 4], (0..24).map(|i| ((i * 7) % 24) as f32 * 0.1 - 1.2).collect());
+    let distinct =
+        Tensor::from_vec(&[2, 3, 4], (0..24).map(|i| ((i * 7) % 24) as f32 * 0.1 - 1.2).collect());
     check2("max", boxed(|_, v| v[0].max(&[1], false).pow_scalar(2.0)), &[distinct.unwrap()]);
     check2("logsumexp", boxed(|_, v| v[0].logsumexp(&[0, 2], true)), one);
     check2("var", boxed(|_, v| v[0].var(&[2], true, false)), one);
@@ -123,8 +124,8 @@ fn shape_ops_second_order() {
     check2("concat", boxed(|_, v| Var::concat(&[v[0], v[1]], 1).pow_scalar(3.0)), &[x.clone(), y]);
     check2("stack", boxed(|_, v| Var::stack(&[v[0], v[0].tanh()], 1).pow_scalar(3.0)), one);
     check2("index_select", boxed(|_, v| v[0].index_select(1, &[2, 0, 2]).pow_scalar(3.0)), one);
-    let index = ArrayD::from_shape_vec(IxDyn(&[2, 2, 4]), (0..16).map(|i| (i * 7) % 3).collect())
-        .unwrap();
+    let index =
+        ArrayD::from_shape_vec(IxDyn(&[2, 2, 4]), (0..16).map(|i| (i * 7) % 3).collect()).unwrap();
     check2("gather", boxed(move |_, v| v[0].gather(1, &index).pow_scalar(3.0)), one);
 }
 
@@ -191,7 +192,11 @@ fn softmax_and_losses_second_order() {
     check2("softmax axis 0", boxed(|_, v| v[0].softmax(0) * v[0]), one);
     check2("log_softmax last", boxed(|_, v| v[0].log_softmax(1) * v[0]), one);
     check2("log_softmax axis 0", boxed(|_, v| v[0].log_softmax(0) * v[0]), one);
-    check2("cross_entropy", boxed(|_, v| v[0].cross_entropy(&[1, 3, 0], None, Reduction::Mean)), one);
+    check2(
+        "cross_entropy",
+        boxed(|_, v| v[0].cross_entropy(&[1, 3, 0], None, Reduction::Mean)),
+        one,
+    );
     let pixels = uniform(&mut r, &[2, 3, 2, 2], -2.0, 2.0);
     check2(
         "cross_entropy per pixel",
@@ -206,8 +211,16 @@ fn softmax_and_losses_second_order() {
     let pt = [x.clone(), t.clone()];
     check2("mse_loss", boxed(|_, v| v[0].mse_loss(v[1], Reduction::Mean)), &pt);
     check2("l1_loss", boxed(|_, v| (v[0] * v[0]).l1_loss(v[1], Reduction::Sum)), &pt);
-    check2("smooth_l1_loss", boxed(|_, v| (v[0] * v[0]).smooth_l1_loss(v[1], 1.5, Reduction::Mean)), &pt);
-    check2("smooth_l1_loss beta 0", boxed(|_, v| (v[0] * v[0]).smooth_l1_loss(v[1], 0.0, Reduction::Sum)), &pt);
+    check2(
+        "smooth_l1_loss",
+        boxed(|_, v| (v[0] * v[0]).smooth_l1_loss(v[1], 1.5, Reduction::Mean)),
+        &pt,
+    );
+    check2(
+        "smooth_l1_loss beta 0",
+        boxed(|_, v| (v[0] * v[0]).smooth_l1_loss(v[1], 0.0, Reduction::Sum)),
+        &pt,
+    );
     let probs = uniform(&mut r, &[3, 4], 0.1, 0.9);
     check2(
         "bce_with_logits",
@@ -391,7 +404,10 @@ fn hessian_of_a_two_layer_net_is_symmetric_and_matches_hvp() {
         for i in 0..6 {
             let fd = (gp.as_slice()[i] - gm.as_slice()[i]) / (2.0 * h_step);
             let a = h.as_slice()[i * 6 + j];
-            assert!((a - fd).abs() < 2e-3 * (1.0 + a.abs()), "H[{i},{j}] = {a}, finite difference {fd}");
+            assert!(
+                (a - fd).abs() < 2e-3 * (1.0 + a.abs()),
+                "H[{i},{j}] = {a}, finite difference {fd}"
+            );
         }
     }
 }

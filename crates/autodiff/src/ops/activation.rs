@@ -325,7 +325,8 @@ impl Family for ActivationOp {
 
 /// φ(x) = e^(−x²/2)/√(2π) as recorded ops.
 fn normal_pdf_var(x: Var<'_>) -> Var<'_> {
-    let inv_sqrt_2pi = (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
+    let inv_sqrt_2pi =
+        (0.5 * std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2) as f32;
     (x * x * -0.5).exp() * inv_sqrt_2pi
 }
 

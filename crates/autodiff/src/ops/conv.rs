@@ -139,7 +139,8 @@ fn avg_pool_forward(geom: &Pool2dGeometry, x: &Tensor, lead: &[usize]) -> Tensor
     let stacked = Pool2dGeometry { n: lead.iter().product::<usize>() * geom.n, ..*geom };
     let mut y = buffer::take(stacked.n * geom.c * geom.out_h() * geom.out_w());
     compute::avg_pool2d_forward(&stacked, x.as_slice(), &mut y);
-    Tensor::from_vec(&behind(lead, &[geom.n, geom.c, geom.out_h(), geom.out_w()]), y).expect("shape")
+    Tensor::from_vec(&behind(lead, &[geom.n, geom.c, geom.out_h(), geom.out_w()]), y)
+        .expect("shape")
 }
 
 /// The input gradient of average pooling for output cotangents `dy` (`[lead.., n, c, oh, ow]`).
@@ -359,7 +360,8 @@ impl Family for ConvOp {
             | ConvOp::AvgPool2d { x, .. }
             | ConvOp::Dropout { x, .. }
             | ConvOp::AvgPool2dGrad { g: x, .. } => f(x),
-            ConvOp::Conv2dInputGrad { g: a, w: b, .. } | ConvOp::Conv2dWeightGrad { x: a, g: b, .. } => {
+            ConvOp::Conv2dInputGrad { g: a, w: b, .. }
+            | ConvOp::Conv2dWeightGrad { x: a, g: b, .. } => {
                 f(a);
                 f(b)
             }

@@ -571,7 +571,8 @@ impl Family for LossOp {
             LossOp::LogSoftmax { x, axis } => ctx.acc(x, || g - out.exp() * g.sum(&[axis], true)),
             LossOp::CrossEntropy { logits, ref probs, ref targets, scale } => {
                 // s·(softmax(x) − onehot) at labelled positions, with softmax recorded from x.
-                let (mut labelled, mut onehot) = (vec![0.0f32; probs.len()], vec![0.0f32; probs.len()]);
+                let (mut labelled, mut onehot) =
+                    (vec![0.0f32; probs.len()], vec![0.0f32; probs.len()]);
                 for_each_target(probs.shape(), targets, |t, start, stride| {
                     for k in 0..probs.shape()[1] {
                         labelled[start + k * stride] = 1.0;
@@ -602,8 +603,15 @@ impl Family for LossOp {
             }
             LossOp::SmoothL1 { pred, target, beta, scale } => {
                 // d·s/β inside the quadratic zone (recorded), s·sign(d) outside (constant).
-                let inner = map_d(ctx, pred, target, &|d| if d.abs() < beta { scale / beta } else { 0.0 });
-                let outer = map_d(ctx, pred, target, &|d| if d.abs() < beta { 0.0 } else { scale * sign(d) });
+                let inner =
+                    map_d(ctx, pred, target, &|d| if d.abs() < beta { scale / beta } else { 0.0 });
+                let outer = map_d(ctx, pred, target, &|d| {
+                    if d.abs() < beta {
+                        0.0
+                    } else {
+                        scale * sign(d)
+                    }
+                });
                 let local = d(ctx, pred, target) * inner + outer;
                 pointwise(ctx, pred, target, local)
             }

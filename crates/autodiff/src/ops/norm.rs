@@ -386,7 +386,9 @@ impl Family for NormOp {
                 } else {
                     // Running statistics are constants: x̂ = (x − μ)·r is x's linear function
                     // x̂₀ + (x − x₀)·r, written so that its value is the saved x̂ exactly.
-                    let r = per_channel(ctx.constant(Tensor::from_vec(&[c], inv_std.clone()).expect("C")));
+                    let r = per_channel(
+                        ctx.constant(Tensor::from_vec(&[c], inv_std.clone()).expect("C")),
+                    );
                     let x0 = ctx.constant(vx.value());
                     ((vx - x0) * r + ctx.constant(xhat.clone()), r)
                 };

@@ -80,7 +80,10 @@ fn take_rows(g: &Tensor, lead: usize, out_shape: &[usize], from: &[usize]) -> Te
 }
 
 /// The flat positions in a tensor of `shape` that `select` picks, in the order it lists them.
-fn positions(shape: &[usize], select: impl Fn(ndarray::ArrayViewD<'_, usize>) -> ArrayD<usize>) -> Vec<usize> {
+fn positions(
+    shape: &[usize],
+    select: impl Fn(ndarray::ArrayViewD<'_, usize>) -> ArrayD<usize>,
+) -> Vec<usize> {
     let flat = ArrayD::from_shape_vec(IxDyn(shape), (0..shape.iter().product()).collect())
         .expect("one index per element");
     select(flat.view()).iter().copied().collect()
@@ -458,8 +461,9 @@ impl Family for ShapeOp {
                 ctx.acc(*x, || g.reshape(&shape))
             }
             S::Permute { x, axes } => {
-                let inverse: Vec<usize> =
-                    (0..axes.len()).map(|i| axes.iter().position(|&a| a == i).expect("perm")).collect();
+                let inverse: Vec<usize> = (0..axes.len())
+                    .map(|i| axes.iter().position(|&a| a == i).expect("perm"))
+                    .collect();
                 ctx.acc(*x, || g.permute(&inverse))
             }
             S::BroadcastTo(x) => ctx.acc(*x, || g),
