@@ -1,9 +1,9 @@
 //! The `Module` trait and the context a forward pass runs in.
 //!
 //! A module owns no tensors: it holds the [`ParamId`]s it registered in a [`Params`] store when
-//! it was built. Its forward pass reads the bound leaves from a [`Ctx`], which also carries the
-//! mode (train or eval), the buffers (for BatchNorm's running statistics) and a seeded RNG (for
-//! dropout masks).
+//! it was built. Its forward pass reads the bound parameters from a [`Ctx`], which also carries
+//! the mode (train or eval), the buffers (for BatchNorm's running statistics) and a seeded RNG
+//! (for dropout masks).
 
 use std::fmt;
 
@@ -86,7 +86,8 @@ impl<'a, 't> Ctx<'a, 't> {
         self.mode == Mode::Train
     }
 
-    /// The leaf of parameter `id`.
+    /// The value bound to parameter `id` (its leaf, unless the binding was built from supplied
+    /// values with [`Bound::from_vars`]).
     ///
     /// # Panics
     /// If `id` is not from the bound store.
@@ -138,7 +139,7 @@ impl fmt::Debug for Ctx<'_, '_> {
 /// A layer or a composition of layers.
 ///
 /// Implementors register their parameters in a [`Params`] store when built and keep the ids;
-/// `forward` looks the bound leaves up in the [`Ctx`]. The trait is object safe, so
+/// `forward` looks the bound parameters up in the [`Ctx`]. The trait is object safe, so
 /// heterogeneous layers fit in a [`Sequential`](crate::Sequential); it requires `Send + Sync`
 /// so that models can move between threads (a module holds ids and settings, never tensors).
 pub trait Module: fmt::Debug + Send + Sync {
