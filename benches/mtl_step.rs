@@ -129,7 +129,7 @@ fn bench_method<M: Measurement>(
     let model = reference_model(&mut params, &mut rng);
     let batch = random_batch(&mut rng);
     let options = StepOptions { grad_mode: mode, ..StepOptions::default() };
-    let step = TrainStep::new(&model, &params, options).unwrap();
+    let step = TrainStep::new(&model, &params, weighting.as_ref(), options).unwrap();
     let mut adam = Adam::new(1e-4);
     let mut counters = StepCounters::default();
     group.bench_function(name, |b| {

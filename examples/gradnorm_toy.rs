@@ -81,8 +81,8 @@ impl Observer for RunLog {
     fn on_step(&mut self, report: &StepReport) {
         let t = report.weights.len() as f64;
         let mut error = (report.weights.iter().sum::<f64>() - t).abs();
-        if let Some(g) = &report.gradnorm {
-            error = error.max((g.weights.iter().sum::<f64>() - t).abs());
+        if let Some(next) = report.diagnostic("gradnorm.next_weights") {
+            error = error.max((next.iter().sum::<f64>() - t).abs());
         }
         self.max_sum_error = self.max_sum_error.max(error);
         self.weights.push(report.weights.clone());

@@ -324,13 +324,6 @@ impl BatchedGrads {
             None => stacked_zeros(self.tasks, &var.shape()),
         }
     }
-
-    /// The gradients of root `task` alone, as a [`Grads`] store.
-    pub fn task(&self, task: usize, tape: &Tape) -> Grads {
-        let grads =
-            (0..self.cots.len()).map(|i| self.get(task, tape.var(NodeId(i as u32)))).collect();
-        Grads { grads, rules_run: self.rules_run }
-    }
 }
 
 fn single((cots, rules_run): (Vec<Option<Cot>>, usize)) -> Grads {

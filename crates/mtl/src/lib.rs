@@ -1,16 +1,18 @@
 //! tapestry-mtl: the multi-task learning core of Tapestry.
 //!
 //! - [`task_grads`]: per-task gradients on the shared parameters (`param` and `batched`
-//!   modes) or on the shared representation (MGDA-UB), as one `T × P` matrix type with its Gram
-//!   matrix, norms and cosines.
+//!   modes) or at the shared representation (MGDA-UB), as one type ([`TaskGradients`]) keyed by
+//!   parameter, with its Gram matrix, norms and cosines.
 //! - [`min_norm`]: the min-norm problem `min over the simplex of |sum_t alpha_t g_t|^2` solved
 //!   on the T x T Gram matrix (closed form for T = 2, an exact active-set solve, and Frank-Wolfe
 //!   and projected gradient for comparison). MGDA and MGDA-UB use it.
 //! - [`gradnorm`]: GradNorm's update of the task weights, with the derivative of its balancing
 //!   loss in closed form.
-//! - [`weighting`]: equal weighting, MGDA, MGDA-UB and GradNorm behind one interface.
-//! - [`model`]: multi-task models ([`MultiTaskModel`]; hard parameter sharing in
-//!   [`HardSharing`]) and each task's loss.
+//! - [`weighting`]: equal weighting, uncertainty weighting, MGDA, MGDA-UB and GradNorm behind
+//!   one interface, and the registry of methods.
+//! - [`model`]: multi-task models ([`MultiTaskModel`]): hard sharing, soft sharing,
+//!   cross-stitch, and the structure-encoding regularisers (trace norm, task relations); each
+//!   task's loss.
 //! - [`step`]: one training step that computes exactly what the weighting needs.
 //! - [`metrics`]: accuracy, RMSE, mean absolute error, mean IoU, and evaluation in eval mode.
 //! - [`toy`]: the GradNorm paper's synthetic regression tasks.
@@ -31,6 +33,7 @@ pub mod trainer;
 pub mod weighting;
 
 pub use error::MtlError;
-pub use model::{HardSharing, ModelOutput, MultiTaskModel};
+pub use model::{CrossStitch, HardSharing, ModelOutput, MultiTaskModel, Regularized, SoftSharing};
 pub use step::{GradientStats, StepOptions, StepReport, TrainStep};
+pub use task_grads::TaskGradients;
 pub use trainer::{EpochReport, Observer, Trainer, TrainerConfig};

@@ -1,32 +1,33 @@
 //! One multi-task training step: forward, per-task losses, exactly the per-task work the
 //! weighting asks for, the weighted update of every parameter, and the optimizer.
 //!
-//! | [`Requirement`] | per-task work | update |
+//! | the weighting needs ([`Needs`]) | per-task work | update |
 //! | --- | --- | --- |
-//! | `Losses` (EW) | none | one backward of `Σ_t w_t L_t` |
-//! | `SharedGradients` (MGDA) | a [`TaskSweep`] (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on every parameter, taken from the same sweep: no further backward |
-//! | `RepresentationGradients` (MGDA-UB) | [`representation_gradients`] at `Z` (the heads only) | one backward of `Σ_t α_t L_t` |
-//! | `LayerGradientNorms` (GradNorm) | [`layer_gradient_norms`] on one shared weight `W` | one backward of `Σ_t w_t L_t` |
+//! | the losses only (EW, UW) | none | one backward of `Σ_t w_t L_t` (or the weighting's own loss) |
+//! | shared gradients (MGDA) | [`TaskGradients::on_params`] on the shared parameters (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on the shared parameters from the same gradients; a backward of `Σ_t α_t L_t` restricted to the other parameters (the heads only) |
+//! | representation gradients (MGDA-UB) | [`TaskGradients::at`] `Z` (the heads only) | one backward of `Σ_t α_t L_t` |
+//! | layer gradient norms (GradNorm) | [`layer_gradient_norms`] on one shared weight `W` | one backward of `Σ_t w_t L_t` |
 //!
-//! With [`StepOptions::diagnostics`] on, every step also runs the task sweep, reports the
-//! per-task gradient norms and pairwise cosines on the shared parameters, and takes the update
-//! from the sweep (so the cheap methods pay for the sweep instead of their own backward pass).
-//! Methods that compute shared gradients anyway report them every step.
+//! A model's auxiliary loss (a regulariser) is added to the loss that is differentiated. A
+//! direction a weighting returns replaces the shared parameters' gradient (or, at the
+//! representation, is pushed back through the trunk as a vector-Jacobian product).
+//!
+//! With [`StepOptions::diagnostics`] on, every step also computes the per-task gradients on the
+//! shared parameters and reports their norms and pairwise cosines.
+//!
+//! [`TrainStep::gradients`] does all of this on a tape that it owns and drops before it
+//! returns, so the optimizer that runs next ([`TrainStep::run`]) updates the parameters in
+//! place: there is no ordering rule to remember.
 
 use tapestry_autodiff::{Tape, Tensor, Var};
 use tapestry_data::Batch;
 use tapestry_nn::optim::Optimizer;
-use tapestry_nn::{Ctx, ParamGrads, ParamId, Params};
+use tapestry_nn::{Bound, Ctx, ParamGrads, ParamId, Params};
 
 use crate::error::MtlError;
-use crate::gradnorm::GradNormStep;
-use crate::min_norm::MinNormSolution;
 use crate::model::{input_tensor, task_loss, MultiTaskModel};
-use crate::task_grads::{
-    cosines_from_gram, layer_gradient_norms, representation_gradients, GradMode, TaskGradients,
-    TaskSweep,
-};
-use crate::weighting::{Requirement, StepInput, Weighting};
+use crate::task_grads::{layer_gradient_norms, GradMode, TaskGradients};
+use crate::weighting::{Diagnostics, Direction, StepInput, Weighting};
 
 /// How the step computes what the weighting needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,14 +52,9 @@ pub struct GradientStats {
 }
 
 impl GradientStats {
-    /// The statistics of a `T × P` gradient matrix.
+    /// The statistics of per-task gradients.
     pub fn of(grads: &TaskGradients) -> Self {
-        let t = grads.tasks();
-        let gram = grads.gram();
-        GradientStats {
-            norms: (0..t).map(|i| gram[i * t + i].sqrt()).collect(),
-            cosines: cosines_from_gram(&gram, t),
-        }
+        GradientStats { norms: grads.norms(), cosines: grads.cosines() }
     }
 
     /// `cos(g_s, g_t)`.
@@ -113,12 +109,20 @@ pub struct StepReport {
     pub representation: Option<GradientStats>,
     /// `‖∇_W L_t‖` on GradNorm's layer (GradNorm).
     pub layer_grad_norms: Option<Vec<f64>>,
-    /// The min-norm solve (MGDA, MGDA-UB).
-    pub min_norm: Option<MinNormSolution>,
-    /// GradNorm's update of its weights.
-    pub gradnorm: Option<GradNormStep>,
+    /// The model's auxiliary loss (its regulariser), if it has one.
+    pub aux_loss: Option<f64>,
+    /// What the weighting reported (name → values).
+    pub diagnostics: Diagnostics,
     /// Each task's output on the batch (off the tape), for training metrics.
     pub outputs: Vec<Tensor>,
+}
+
+impl StepReport {
+    /// The weighting's diagnostic called `name` (for example `min_norm.kkt_residual`), if it
+    /// reported one.
+    pub fn diagnostic(&self, name: &str) -> Option<&[f64]> {
+        crate::weighting::find_diagnostic(&self.diagnostics, name)
+    }
 }
 
 /// A training step for one model and one weighting, with its parameter choices resolved.
@@ -130,28 +134,50 @@ pub struct TrainStep {
 }
 
 impl TrainStep {
-    /// Resolves the shared parameters and, for GradNorm, its layer.
+    /// Resolves the shared parameters and, for GradNorm, its layer, and checks that the
+    /// weighting can run on the model.
     ///
-    /// Errors with [`MtlError::Param`] if [`StepOptions::gradnorm_param`] names no shared
-    /// parameter, and with [`MtlError::Model`] if the model shares no parameter.
+    /// # Errors
+    /// [`MtlError::Param`] if [`StepOptions::gradnorm_param`] names no shared parameter;
+    /// [`MtlError::Config`] if the weighting needs shared gradients or a layer's gradient norms
+    /// and the model shares no parameter, or needs gradients at the representation and the
+    /// model has one per task.
     pub fn new(
         model: &(impl MultiTaskModel + ?Sized),
         params: &Params,
+        weighting: &(impl Weighting + ?Sized),
         options: StepOptions,
     ) -> Result<Self, MtlError> {
         let shared = model.shared_params();
-        if shared.is_empty() {
-            return Err(MtlError::Model("the model shares no parameter".into()));
+        let needs = weighting.needs();
+        let name = weighting.name();
+        if (needs.shared_gradients || needs.layer_gradient_norms || options.diagnostics)
+            && shared.is_empty()
+        {
+            let why =
+                if options.diagnostics && !needs.shared_gradients && !needs.layer_gradient_norms {
+                    "gradient diagnostics need".to_string()
+                } else {
+                    format!("method `{name}` needs")
+                };
+            return Err(MtlError::Config(format!(
+                "{why} per-task gradients on shared parameters, and this model shares none (choose a method that weighs losses, such as ew or uw, or turn the cosines off)"
+            )));
+        }
+        if needs.representation_gradients && !model.shares_representation() {
+            return Err(MtlError::Config(format!(
+                "method `{name}` works at a representation shared by every task, and this model has one per task"
+            )));
         }
         let gradnorm_param = match &options.gradnorm_param {
-            Some(name) => {
-                let id = params.id(name).ok_or_else(|| MtlError::Param {
-                    name: name.clone(),
+            Some(pname) => {
+                let id = params.id(pname).ok_or_else(|| MtlError::Param {
+                    name: pname.clone(),
                     reason: "no such parameter (GradNorm's layer)",
                 })?;
                 if !shared.contains(&id) {
                     return Err(MtlError::Param {
-                        name: name.clone(),
+                        name: pname.clone(),
                         reason: "GradNorm's layer must be a shared parameter",
                     });
                 }
@@ -177,11 +203,11 @@ impl TrainStep {
         self.gradnorm_param
     }
 
-    /// Runs one step on `batch` and updates `params` with `optimizer`.
+    /// Runs one step on `batch` and updates `params` with `optimizer`: [`TrainStep::gradients`],
+    /// then the optimizer, then the model's [`MultiTaskModel::after_step`].
     ///
-    /// Errors: [`MtlError::NonFiniteLoss`] (naming the task and the step) before any update if
-    /// a loss is NaN or infinite, [`MtlError::NonFiniteGradient`] if the update is, and the
-    /// model's, targets' and weighting's errors. `params` is unchanged on error.
+    /// # Errors
+    /// As [`TrainStep::gradients`]; `params` is unchanged on error.
     pub fn run(
         &self,
         model: &(impl MultiTaskModel + ?Sized),
@@ -191,6 +217,28 @@ impl TrainStep {
         batch: &Batch,
         counters: StepCounters,
     ) -> Result<StepReport, MtlError> {
+        let (grads, report) = self.gradients(model, params, weighting, batch, counters)?;
+        optimizer.step(params, &grads);
+        model.after_step(params, counters.step);
+        Ok(report)
+    }
+
+    /// Everything of one step but the optimizer: the forward pass, the per-task work the
+    /// weighting needs, and the gradient of every parameter. The step's tape lives and dies
+    /// inside this call, so the parameters can be updated in place afterwards.
+    ///
+    /// # Errors
+    /// [`MtlError::NonFiniteLoss`] (naming the task and the step) if a loss is NaN or infinite,
+    /// [`MtlError::NonFiniteGradient`] if a gradient is, and the model's, targets' and
+    /// weighting's errors. Only BatchNorm's running statistics in `params` change.
+    pub fn gradients(
+        &self,
+        model: &(impl MultiTaskModel + ?Sized),
+        params: &mut Params,
+        weighting: &mut (impl Weighting + ?Sized),
+        batch: &Batch,
+        counters: StepCounters,
+    ) -> Result<(ParamGrads, StepReport), MtlError> {
         let tasks = model.tasks();
         if batch.targets.len() != tasks.len() {
             return Err(MtlError::TaskCount {
@@ -221,18 +269,25 @@ impl TrainStep {
             });
         }
 
-        let requirement = weighting.requirement();
-        let sweep = (requirement == Requirement::SharedGradients || self.options.diagnostics)
-            .then(|| TaskSweep::run(&tape, &losses, self.options.grad_mode));
-        let shared_grads = sweep.as_ref().map(|s| s.matrix(&bound.vars(&self.shared)));
-        let representation = (requirement == Requirement::RepresentationGradients)
-            .then(|| representation_gradients(&tape, &losses, out.z));
-        let layer_grad_norms = match (requirement, self.gradnorm_param) {
-            (Requirement::LayerGradientNorms, Some(id)) => {
-                Some(layer_gradient_norms(&tape, &losses, bound.var(id)))
+        let needs = weighting.needs();
+        let shared_grads = (needs.shared_gradients || self.options.diagnostics).then(|| {
+            TaskGradients::on_params(&tape, &losses, &bound, &self.shared, self.options.grad_mode)
+        });
+        let representation = match (needs.representation_gradients, out.shared_representation()) {
+            (true, Some(z)) => Some(TaskGradients::at(&tape, &losses, z)),
+            (true, None) => {
+                return Err(MtlError::Config(format!(
+                    "method `{}` needs one representation shared by every task",
+                    weighting.name()
+                )))
             }
+            (false, _) => None,
+        };
+        let layer_grad_norms = match (needs.layer_gradient_norms, self.gradnorm_param) {
+            (true, Some(id)) => Some(layer_gradient_norms(&tape, &losses, bound.var(id))),
             _ => None,
         };
+        let own_loss = weighting.combined_loss(&losses, &bound);
         let answer = weighting.weights(&StepInput {
             step: counters.step,
             epoch: counters.epoch,
@@ -250,48 +305,54 @@ impl TrainStep {
             )));
         }
         let w32: Vec<f32> = answer.weights.iter().map(|&w| w as f32).collect();
+        let weighted = own_loss.unwrap_or_else(|| {
+            (losses.iter().zip(&w32)).map(|(&l, &w)| l * w).reduce(|a, b| a + b).expect("a task")
+        });
+        let total = out.aux_loss.map_or(weighted, |aux| weighted + aux);
 
-        let mut grads = match &sweep {
-            Some(sweep) => {
-                let mut grads = ParamGrads::zeros(params);
-                for id in params.ids() {
-                    grads.set(id, sweep.combined(&w32, bound.var(id))).expect("same shape");
-                }
-                grads
+        let grads = match (&answer.direction, &shared_grads) {
+            // The shared parameters' gradient from the per-task gradients already computed
+            // (or the method's direction), the rest from a backward pass that skips the trunk.
+            (direction, Some(g)) if own_loss.is_none() || direction.is_some() => {
+                let shared_part = match direction {
+                    None => g.combine(&w32),
+                    Some(Direction::Shared(d)) => {
+                        if d.len() != g.dim() {
+                            return Err(MtlError::Config(format!(
+                                "weighting `{}` returned a direction of {} values for {} shared parameters",
+                                weighting.name(),
+                                d.len(),
+                                g.dim()
+                            )));
+                        }
+                        g.split(d)
+                    }
+                    Some(Direction::Representation(d)) => {
+                        representation_direction(&tape, &out, &bound, &self.shared, d, weighting.name())?
+                    }
+                };
+                self.assemble(params, &tape, &bound, total, out.aux_loss, shared_part)
             }
-            None => {
-                let total = (losses.iter().zip(&w32))
-                    .map(|(&l, &w)| l.mul_scalar(w))
-                    .reduce(|a, b| a.add(b))
-                    .expect("at least one task");
-                bound.grads(&tape.backward(total))
+            (Some(Direction::Representation(d)), None) => {
+                let shared_part =
+                    representation_direction(&tape, &out, &bound, &self.shared, d, weighting.name())?;
+                self.assemble(params, &tape, &bound, total, out.aux_loss, shared_part)
             }
-        };
-        if let Some(direction) = &answer.direction {
-            if sweep.is_none() {
+            (Some(Direction::Shared(_)), None) => {
                 return Err(MtlError::Config(format!(
-                    "weighting `{}` returned a direction but did not ask for shared gradients",
+                    "weighting `{}` returned a direction on the shared parameters but did not ask for their gradients",
                     weighting.name()
-                )));
+                )))
             }
-            grads
-                .set_flat(&self.shared, direction)
-                .map_err(|e| MtlError::Config(format!("direction: {e}")))?;
-        }
+            _ => bound.grads(&tape.backward(total)),
+        };
         if let Some((id, _)) = grads.iter().find(|(_, g)| !g.all_finite()) {
             return Err(MtlError::NonFiniteGradient {
                 param: params.name(id).to_string(),
                 step: counters.step,
             });
         }
-        let outputs = out.outputs.iter().map(|o| o.value()).collect();
-        // The tape's leaves share storage with the parameters: release the step's tape first so
-        // the optimizer updates them in place instead of copying every parameter.
-        drop(sweep);
-        drop(bound);
-        drop(tape);
-        optimizer.step(params, &grads);
-        Ok(StepReport {
+        let report = StepReport {
             step: counters.step,
             epoch: counters.epoch,
             batch_size: batch.len(),
@@ -300,9 +361,71 @@ impl TrainStep {
             shared: shared_grads.as_ref().map(GradientStats::of),
             representation: representation.as_ref().map(GradientStats::of),
             layer_grad_norms,
-            min_norm: answer.min_norm,
-            gradnorm: answer.gradnorm,
-            outputs,
-        })
+            aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),
+            diagnostics: answer.diagnostics,
+            outputs: out.outputs.iter().map(|o| o.value()).collect(),
+        };
+        Ok((grads, report))
     }
+
+    /// Every parameter's gradient: `shared_part` for the shared parameters (plus the auxiliary
+    /// loss's gradient there), and for the others one backward of `total` restricted to them.
+    fn assemble<'t>(
+        &self,
+        params: &Params,
+        tape: &'t Tape,
+        bound: &Bound<'t>,
+        total: Var<'t>,
+        aux: Option<Var<'t>>,
+        shared_part: Vec<Tensor>,
+    ) -> ParamGrads {
+        let others: Vec<ParamId> =
+            params.ids().into_iter().filter(|id| !self.shared.contains(id)).collect();
+        let rest = tape.grad(total, &bound.vars(&others));
+        let aux_shared = aux.map(|a| tape.grad(a, &bound.vars(&self.shared)));
+        let mut grads = ParamGrads::zeros(params);
+        for &id in &others {
+            grads.set(id, rest.wrt(bound.var(id))).expect("same shape");
+        }
+        for (&id, mut g) in self.shared.iter().zip(shared_part) {
+            if let Some(a) = &aux_shared {
+                if let Some(extra) = a.get(bound.var(id)) {
+                    g = Tensor::from_vec(
+                        g.shape(),
+                        g.as_slice().iter().zip(extra.as_slice()).map(|(x, y)| x + y).collect(),
+                    )
+                    .expect("same shape");
+                }
+            }
+            grads.set(id, g).expect("same shape");
+        }
+        grads
+    }
+}
+
+/// The shared parameters' gradient for a cotangent `d` at the shared representation: the
+/// vector-Jacobian product of the trunk.
+fn representation_direction<'t>(
+    tape: &'t Tape,
+    out: &crate::model::ModelOutput<'t>,
+    bound: &Bound<'t>,
+    shared: &[ParamId],
+    d: &Tensor,
+    method: &str,
+) -> Result<Vec<Tensor>, MtlError> {
+    let z = out.shared_representation().ok_or_else(|| {
+        MtlError::Config(format!(
+            "method `{method}` returned a direction at a representation the model does not share"
+        ))
+    })?;
+    if d.shape() != z.shape() {
+        return Err(MtlError::Config(format!(
+            "method `{method}` returned a direction of shape {:?} at a representation of shape {:?}",
+            d.shape(),
+            z.shape()
+        )));
+    }
+    let vars = bound.vars(shared);
+    let g = tape.vjp(z, d, &vars);
+    Ok(vars.iter().map(|&v| g.wrt(v)).collect())
 }

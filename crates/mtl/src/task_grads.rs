@@ -1,20 +1,24 @@
-//! Per-task gradients on the shared parameters: the `T × P` matrix every gradient-based
-//! multi-task method starts from.
+//! Per-task gradients: the `T × P` matrix every gradient-based multi-task method starts from.
 //!
-//! Three ways to get them, one result type ([`TaskGradients`]):
+//! [`TaskGradients`] is the one type that holds them. It keeps one block per value it was taken
+//! on (a parameter of the shared trunk, or the shared representation `Z`): the T gradients of
+//! that value stacked as `[T, ..shape]`, exactly as the batched sweep produces them, so nothing
+//! is copied into a separate matrix. The columns of the `T × P` matrix are the blocks in order,
+//! each parameter's elements row-major; [`TaskGradients::range`] gives a parameter's columns.
+//! The Gram matrix `G = Σ_blocks B Bᵀ` is computed once, block by block, and the norms and
+//! cosines come from it.
 //!
 //! | mode | how | cost |
 //! | --- | --- | --- |
-//! | [`GradMode::Param`] | T reverse sweeps over one forward pass, one from each task loss | T full backward passes |
+//! | [`GradMode::Param`] | T reverse sweeps over one forward pass, one from each task loss | T backward passes of the trunk |
 //! | [`GradMode::Batched`] | one reverse sweep carrying T stacked cotangents through the trunk | one backward pass with T-times larger GEMMs |
-//! | representation ([`representation_gradients`]) | each task loss w.r.t. the shared representation Z only | the heads' backward only |
-//!
-//! `Param` and `Batched` also yield every task's gradient on *all* parameters (heads
-//! included), so a weighted combination needs no further backward pass.
+//! | at the representation ([`TaskGradients::at`]) | each task loss w.r.t. `Z` only | the heads' backward only |
 
+use std::ops::Range;
 use std::sync::OnceLock;
 
-use tapestry_autodiff::{BatchedGrads, Grads, Tape, Tensor, Var};
+use tapestry_autodiff::{Tape, Tensor, Var};
+use tapestry_nn::{Bound, ParamId};
 
 use crate::min_norm::gram_matrix;
 
@@ -28,30 +32,102 @@ pub enum GradMode {
     Batched,
 }
 
-/// A `T × P` matrix of per-task gradients, row `t` being task t's gradient flattened over the
-/// chosen values in a fixed order.
+/// One value's T gradients.
 #[derive(Debug, Clone, PartialEq)]
+struct Block {
+    /// The parameter, or `None` for a value that is not one (the representation).
+    param: Option<ParamId>,
+    /// `[T, ..shape]`.
+    stacked: Tensor,
+}
+
+/// T per-task gradients on a list of values, as a `T × P` matrix of blocks; see the module
+/// docs.
+#[derive(Debug, Clone)]
 pub struct TaskGradients {
     tasks: usize,
-    dim: usize,
-    data: Vec<f32>,
-    /// The Gram matrix, computed once on first use (a `T × P` pass over the data).
+    blocks: Vec<Block>,
+    /// `Σ_b B_b B_bᵀ` in f64, computed on first use.
     gram: OnceLock<Vec<f64>>,
 }
 
+impl PartialEq for TaskGradients {
+    fn eq(&self, other: &Self) -> bool {
+        self.tasks == other.tasks && self.blocks == other.blocks
+    }
+}
+
+/// `[T, ..shape]`.
+fn with_tasks(tasks: usize, shape: &[usize]) -> Vec<usize> {
+    std::iter::once(tasks).chain(shape.iter().copied()).collect()
+}
+
 impl TaskGradients {
-    /// Wraps a row-major `tasks × dim` matrix.
+    /// The gradients of each scalar loss with respect to each of `values` (parameters or
+    /// intermediate values), in `mode`. Only the part of the graph between `values` and the
+    /// losses is swept.
+    ///
+    /// # Panics
+    /// If a loss is not a scalar.
+    pub fn compute(tape: &Tape, losses: &[Var<'_>], values: &[Var<'_>], mode: GradMode) -> Self {
+        let tasks = losses.len();
+        let stacked: Vec<Tensor> = match mode {
+            GradMode::Batched => {
+                let b = tape.grad_batched(losses, values);
+                values.iter().map(|&v| b.stacked(v)).collect()
+            }
+            GradMode::Param => {
+                let per_task: Vec<_> = losses.iter().map(|&l| tape.grad(l, values)).collect();
+                values
+                    .iter()
+                    .map(|&v| {
+                        let mut data = Vec::with_capacity(tasks * v.value().len());
+                        for g in &per_task {
+                            data.extend_from_slice(g.wrt(v).as_slice());
+                        }
+                        Tensor::from_vec(&with_tasks(tasks, &v.shape()), data).expect("shape")
+                    })
+                    .collect()
+            }
+        };
+        let blocks = stacked.into_iter().map(|stacked| Block { param: None, stacked }).collect();
+        TaskGradients { tasks, blocks, gram: OnceLock::new() }
+    }
+
+    /// The gradients of each loss on the parameters `ids` of a bound store, each block keyed by
+    /// its parameter.
+    ///
+    /// # Panics
+    /// If a loss is not a scalar or an id is not from the bound store.
+    pub fn on_params(
+        tape: &Tape,
+        losses: &[Var<'_>],
+        bound: &Bound<'_>,
+        ids: &[ParamId],
+        mode: GradMode,
+    ) -> Self {
+        let mut g = Self::compute(tape, losses, &bound.vars(ids), mode);
+        for (block, &id) in g.blocks.iter_mut().zip(ids) {
+            block.param = Some(id);
+        }
+        g
+    }
+
+    /// Each task loss's gradient with respect to the representation `z` (MGDA-UB): one block;
+    /// only the heads are swept.
+    pub fn at(tape: &Tape, losses: &[Var<'_>], z: Var<'_>) -> Self {
+        Self::compute(tape, losses, &[z], GradMode::Batched)
+    }
+
+    /// A fixed row-major `tasks × dim` matrix as one block (for tests and for methods that
+    /// build a matrix of their own).
     ///
     /// # Panics
     /// If `data.len() != tasks * dim`.
-    pub fn new(tasks: usize, dim: usize, data: Vec<f32>) -> Self {
-        assert_eq!(
-            data.len(),
-            tasks * dim,
-            "TaskGradients: {tasks} x {dim} needs {} values",
-            tasks * dim
-        );
-        TaskGradients { tasks, dim, data, gram: OnceLock::new() }
+    pub fn from_matrix(tasks: usize, dim: usize, data: Vec<f32>) -> Self {
+        assert_eq!(data.len(), tasks * dim, "{tasks} x {dim} needs {} values", tasks * dim);
+        let stacked = Tensor::from_vec(&[tasks, dim], data).expect("shape");
+        TaskGradients { tasks, blocks: vec![Block { param: None, stacked }], gram: OnceLock::new() }
     }
 
     /// The number of tasks T.
@@ -59,181 +135,137 @@ impl TaskGradients {
         self.tasks
     }
 
-    /// The length P of each gradient.
+    /// The length P of each gradient (all blocks).
     pub fn dim(&self) -> usize {
-        self.dim
+        self.blocks.iter().map(|b| b.stacked.len() / self.tasks.max(1)).sum()
     }
 
-    /// Task `t`'s gradient.
+    /// The number of blocks (values the gradients were taken on).
+    pub fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Block `b`'s T gradients, `[T, ..shape]`, and its parameter, if it is one.
+    ///
+    /// # Panics
+    /// If `b >= self.blocks()`.
+    pub fn block(&self, b: usize) -> (Option<ParamId>, &Tensor) {
+        (self.blocks[b].param, &self.blocks[b].stacked)
+    }
+
+    /// The columns of parameter `id` in the `T × P` matrix, if it has a block.
+    pub fn range(&self, id: ParamId) -> Option<Range<usize>> {
+        let mut at = 0;
+        for b in &self.blocks {
+            let n = b.stacked.len() / self.tasks.max(1);
+            if b.param == Some(id) {
+                return Some(at..at + n);
+            }
+            at += n;
+        }
+        None
+    }
+
+    /// Task `t`'s gradient over every block, flattened in column order.
     ///
     /// # Panics
     /// If `t >= self.tasks()`.
-    pub fn row(&self, t: usize) -> &[f32] {
-        &self.data[t * self.dim..(t + 1) * self.dim]
+    pub fn row(&self, t: usize) -> Vec<f32> {
+        assert!(t < self.tasks, "task {t} out of range for {} tasks", self.tasks);
+        let mut row = Vec::with_capacity(self.dim());
+        for b in &self.blocks {
+            let n = b.stacked.len() / self.tasks;
+            row.extend_from_slice(&b.stacked.as_slice()[t * n..(t + 1) * n]);
+        }
+        row
     }
 
-    /// The whole matrix, row-major.
-    pub fn as_slice(&self) -> &[f32] {
-        &self.data
+    /// The whole `T × P` matrix, row-major.
+    pub fn matrix(&self) -> Vec<f32> {
+        (0..self.tasks).flat_map(|t| self.row(t)).collect()
     }
 
-    /// The `T × T` Gram matrix `G[s][t] = ⟨g_s, g_t⟩` in f64, row-major (computed on the first
-    /// call and kept, so the weighting and the step's statistics share one pass).
-    pub fn gram(&self) -> Vec<f64> {
-        self.gram.get_or_init(|| gram_matrix(&self.data, self.tasks, self.dim)).clone()
+    /// The `T × T` Gram matrix of block `b` alone (a per-layer Gram).
+    ///
+    /// # Panics
+    /// If `b >= self.blocks()`.
+    pub fn block_gram(&self, b: usize) -> Vec<f64> {
+        let s = &self.blocks[b].stacked;
+        gram_matrix(s.as_slice(), self.tasks, s.len() / self.tasks.max(1))
+    }
+
+    /// The `T × T` Gram matrix `G[s][t] = ⟨g_s, g_t⟩` in f64, row-major: the sum of the
+    /// blocks' Grams in block order (computed on the first call and kept).
+    pub fn gram(&self) -> &[f64] {
+        self.gram.get_or_init(|| {
+            let mut g = vec![0.0; self.tasks * self.tasks];
+            for b in 0..self.blocks.len() {
+                for (acc, v) in g.iter_mut().zip(self.block_gram(b)) {
+                    *acc += v;
+                }
+            }
+            g
+        })
     }
 
     /// The Euclidean norm of each task's gradient.
     pub fn norms(&self) -> Vec<f64> {
-        let g = self.gram();
-        (0..self.tasks).map(|t| g[t * self.tasks + t].sqrt()).collect()
+        let (g, t) = (self.gram(), self.tasks);
+        (0..t).map(|i| g[i * t + i].sqrt()).collect()
     }
 
     /// Pairwise cosine similarities, `T × T` row-major (0 where a gradient is zero).
     pub fn cosines(&self) -> Vec<f64> {
-        cosines_from_gram(&self.gram(), self.tasks)
-    }
-
-    /// `Σ_t w_t g_t`.
-    ///
-    /// # Panics
-    /// If `weights.len() != self.tasks()`.
-    pub fn combine(&self, weights: &[f32]) -> Vec<f32> {
-        assert_eq!(weights.len(), self.tasks, "one weight per task");
-        let mut out = vec![0.0f32; self.dim];
-        for (t, &w) in weights.iter().enumerate() {
-            for (o, g) in out.iter_mut().zip(self.row(t)) {
-                *o += w * g;
+        let (gram, t, norms) = (self.gram(), self.tasks, self.norms());
+        let mut out = vec![0.0; t * t];
+        for i in 0..t {
+            for j in 0..t {
+                let d = norms[i] * norms[j];
+                out[i * t + j] = if d > 0.0 { (gram[i * t + j] / d).clamp(-1.0, 1.0) } else { 0.0 };
             }
         }
         out
     }
-}
 
-/// Cosine similarities from a Gram matrix (0 where a norm is 0).
-pub fn cosines_from_gram(gram: &[f64], t: usize) -> Vec<f64> {
-    let norm = |i: usize| gram[i * t + i].sqrt();
-    let mut out = vec![0.0; t * t];
-    for i in 0..t {
-        for j in 0..t {
-            let d = norm(i) * norm(j);
-            out[i * t + j] = if d > 0.0 { (gram[i * t + j] / d).clamp(-1.0, 1.0) } else { 0.0 };
-        }
-    }
-    out
-}
-
-/// The result of the per-task sweeps: each task's gradient on every leaf.
-pub enum TaskSweep {
-    /// One [`Grads`] store per task.
-    Separate(Vec<Grads>),
-    /// One batched store for all tasks.
-    Batched(BatchedGrads),
-}
-
-impl TaskSweep {
-    /// Runs the sweeps for the scalar `losses` in the given mode.
+    /// `Σ_t w_t g_t`, one tensor per block with the block's value's shape.
     ///
     /// # Panics
-    /// If a loss is not a scalar.
-    pub fn run(tape: &Tape, losses: &[Var<'_>], mode: GradMode) -> Self {
-        match mode {
-            GradMode::Param => {
-                TaskSweep::Separate(losses.iter().map(|&l| tape.backward(l)).collect())
-            }
-            GradMode::Batched => TaskSweep::Batched(tape.backward_batched(losses)),
-        }
-    }
-
-    /// The number of tasks.
-    pub fn tasks(&self) -> usize {
-        match self {
-            TaskSweep::Separate(v) => v.len(),
-            TaskSweep::Batched(b) => b.tasks(),
-        }
-    }
-
-    /// Task `t`'s gradient on `var`, zeros if the task does not depend on it.
-    pub fn grad(&self, t: usize, var: Var<'_>) -> Tensor {
-        match self {
-            TaskSweep::Separate(v) => v[t].wrt(var),
-            TaskSweep::Batched(b) => b.get(t, var).unwrap_or_else(|| Tensor::zeros(&var.shape())),
-        }
-    }
-
-    /// The `T × P` matrix over `vars`, flattened in the given order.
-    pub fn matrix(&self, vars: &[Var<'_>]) -> TaskGradients {
-        let tasks = self.tasks();
-        let dim: usize = vars.iter().map(|v| v.value().len()).sum();
-        let mut data = vec![0.0f32; tasks * dim];
-        match self {
-            TaskSweep::Separate(v) => {
-                for (t, grads) in v.iter().enumerate() {
-                    let mut off = t * dim;
-                    for &var in vars {
-                        let n = var.value().len();
-                        if let Some(g) = grads.get(var) {
-                            data[off..off + n].copy_from_slice(g.as_slice());
-                        }
-                        off += n;
+    /// If `weights.len() != self.tasks()`.
+    pub fn combine(&self, weights: &[f32]) -> Vec<Tensor> {
+        assert_eq!(weights.len(), self.tasks, "one weight per task");
+        self.blocks
+            .iter()
+            .map(|b| {
+                let n = b.stacked.len() / self.tasks.max(1);
+                let mut out = vec![0.0f32; n];
+                for (row, &w) in b.stacked.as_slice().chunks(n.max(1)).zip(weights) {
+                    for (o, g) in out.iter_mut().zip(row) {
+                        *o += w * g;
                     }
                 }
-            }
-            TaskSweep::Batched(b) => {
-                let mut col = 0;
-                for &var in vars {
-                    let stacked = b.stacked(var);
-                    let n = stacked.len() / tasks;
-                    for t in 0..tasks {
-                        let dst = t * dim + col;
-                        data[dst..dst + n].copy_from_slice(&stacked.as_slice()[t * n..(t + 1) * n]);
-                    }
-                    col += n;
-                }
-            }
-        }
-        TaskGradients::new(tasks, dim, data)
+                Tensor::from_vec(&b.stacked.shape()[1..], out).expect("shape")
+            })
+            .collect()
     }
 
-    /// `Σ_t w_t ∂L_t/∂var`: the gradient of the weighted loss, without another backward pass.
+    /// A flat direction of length P cut into one tensor per block (the inverse of flattening a
+    /// row), for methods that return a direction instead of weights.
     ///
     /// # Panics
-    /// If `weights.len()` differs from the number of tasks.
-    pub fn combined(&self, weights: &[f32], var: Var<'_>) -> Tensor {
-        assert_eq!(weights.len(), self.tasks(), "one weight per task");
-        let n = var.value().len();
-        let mut out = vec![0.0f32; n];
-        let mut add = |w: f32, g: &[f32]| {
-            for (o, v) in out.iter_mut().zip(g) {
-                *o += w * v;
-            }
-        };
-        match self {
-            TaskSweep::Separate(v) => {
-                for (grads, &w) in v.iter().zip(weights) {
-                    if let Some(g) = grads.get(var) {
-                        add(w, g.as_slice());
-                    }
-                }
-            }
-            // One pass over the stack, without copying each task's row out first.
-            TaskSweep::Batched(b) => {
-                let stacked = b.stacked(var);
-                for (row, &w) in stacked.as_slice().chunks(n.max(1)).zip(weights) {
-                    add(w, row);
-                }
-            }
-        }
-        Tensor::from_vec(&var.shape(), out).expect("shape of var")
+    /// If `direction.len() != self.dim()`.
+    pub fn split(&self, direction: &[f32]) -> Vec<Tensor> {
+        assert_eq!(direction.len(), self.dim(), "a direction of {} values", self.dim());
+        let mut at = 0;
+        self.blocks
+            .iter()
+            .map(|b| {
+                let shape = &b.stacked.shape()[1..];
+                let n: usize = shape.iter().product();
+                at += n;
+                Tensor::from_vec(shape, direction[at - n..at].to_vec()).expect("shape")
+            })
+            .collect()
     }
-}
-
-/// Each task loss's gradient with respect to the shared representation `z` (MGDA-UB): a
-/// `T × |z|` matrix. Only the heads are swept.
-pub fn representation_gradients(tape: &Tape, losses: &[Var<'_>], z: Var<'_>) -> TaskGradients {
-    let b = tape.grad_batched(losses, &[z]);
-    let stacked = b.stacked(z);
-    TaskGradients::new(losses.len(), z.value().len(), stacked.to_vec())
 }
 
 /// The gradient norm of each task loss on one value `w` (GradNorm's `‖∇_W L_t‖`). Only the part

@@ -102,6 +102,8 @@ pub struct EpochReport {
     pub mean_weights: Vec<f64>,
     /// Wall-clock seconds of the epoch's training steps (not of validation).
     pub seconds: f64,
+    /// What the model reports after the epoch (for example a learned task covariance).
+    pub model_diagnostics: Vec<(String, Vec<f64>)>,
 }
 
 /// Hooks the trainer calls after every step and every epoch, for progress bars and logs.
@@ -205,8 +207,10 @@ impl Trainer {
         if let Some(v) = validation {
             check_dataset(model, v)?;
         }
-        let step = TrainStep::new(model, params, self.config.step.clone())?;
         let tasks = model.tasks();
+        self.weighting.register(params, tasks)?;
+        let step =
+            TrainStep::new(model, params, self.weighting.as_ref(), self.config.step.clone())?;
         let options = BatchOptions {
             batch_size: self.config.batch_size,
             shuffle: true,
@@ -254,6 +258,7 @@ impl Trainer {
                 validation,
                 mean_weights: weight_sums.iter().map(|w| w / steps.max(1) as f64).collect(),
                 seconds,
+                model_diagnostics: model.diagnostics(),
             };
             observer.on_epoch(&report);
             reports.push(report);

@@ -15,8 +15,8 @@ struct Weights(Vec<Vec<f64>>);
 impl Observer for Weights {
     fn on_step(&mut self, report: &StepReport) {
         self.0.push(report.weights.clone());
-        if let Some(g) = &report.gradnorm {
-            self.0.push(g.weights.clone());
+        if let Some(next) = report.diagnostic("gradnorm.next_weights") {
+            self.0.push(next.to_vec());
         }
     }
 }
@@ -58,12 +58,24 @@ fn model_default(model: &tapestry_mtl::HardSharing, params: &Params) -> tapestry
     model.default_gradnorm_param(params).unwrap()
 }
 
+/// GradNorm's update of one step: its new weights and the weighted gradient norms `G_t`.
+#[derive(Debug)]
+struct Update {
+    weights: Vec<f64>,
+    weighted_grad_norms: Vec<f64>,
+}
+
 #[derive(Default)]
-struct Steps(Vec<tapestry_mtl::gradnorm::GradNormStep>);
+struct Steps(Vec<Update>);
 
 impl Observer for Steps {
     fn on_step(&mut self, report: &StepReport) {
-        self.0.push(report.gradnorm.clone().unwrap());
+        let get =
+            |name: &str| report.diagnostic(name).expect("GradNorm reports its update").to_vec();
+        self.0.push(Update {
+            weights: get("gradnorm.next_weights"),
+            weighted_grad_norms: get("gradnorm.weighted_grad_norms"),
+        });
     }
 }
 

@@ -4,11 +4,9 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tapestry_autodiff::{Tape, Tensor, Var};
-use tapestry_mtl::task_grads::{
-    layer_gradient_norms, representation_gradients, GradMode, TaskSweep,
-};
+use tapestry_mtl::task_grads::{layer_gradient_norms, GradMode, TaskGradients};
 use tapestry_mtl::weighting::{
-    EqualWeighting, GradNorm, GradNormalization, Mgda, MgdaUb, Requirement, StepInput, Weighting,
+    EqualWeighting, GradNorm, GradNormalization, Mgda, MgdaUb, Needs, StepInput, Weighting,
     WeightingError,
 };
 
@@ -19,7 +17,6 @@ fn random(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
 
 struct Net<'t> {
     shared: Vec<Var<'t>>,
-    heads: Vec<Var<'t>>,
     z: Var<'t>,
     losses: Vec<Var<'t>>,
 }
@@ -46,7 +43,7 @@ fn net(tape: &Tape, tasks: usize, seed: u64) -> Net<'_> {
             }
         })
         .collect();
-    Net { shared, heads, z, losses }
+    Net { shared, z, losses }
 }
 
 #[test]
@@ -54,35 +51,74 @@ fn param_and_batched_modes_agree() {
     for tasks in [2, 3, 5] {
         let tape = Tape::new();
         let n = net(&tape, tasks, 1);
-        let param = TaskSweep::run(&tape, &n.losses, GradMode::Param);
-        let batched = TaskSweep::run(&tape, &n.losses, GradMode::Batched);
-        let (gp, gb) = (param.matrix(&n.shared), batched.matrix(&n.shared));
-        assert_eq!((gp.tasks(), gp.dim()), (tasks, 8 * 5 + 8 + 7 * 8 + 7));
-        for (a, b) in gp.as_slice().iter().zip(gb.as_slice()) {
+        let gp = TaskGradients::compute(&tape, &n.losses, &n.shared, GradMode::Param);
+        let gb = TaskGradients::compute(&tape, &n.losses, &n.shared, GradMode::Batched);
+        assert_eq!((gp.tasks(), gp.dim(), gp.blocks()), (tasks, 8 * 5 + 8 + 7 * 8 + 7, 4));
+        for (a, b) in gp.matrix().iter().zip(&gb.matrix()) {
             assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-3), "{a} vs {b}");
         }
-        // Row t is exactly task t's own backward pass.
+        // Row t is exactly task t's own backward pass, in the order of the values.
         for (t, &l) in n.losses.iter().enumerate() {
             let g = tape.backward(l);
             let want: Vec<f32> = n.shared.iter().flat_map(|&v| g.wrt(v).to_vec()).collect();
-            assert_eq!(gp.row(t), &want[..]);
+            assert_eq!(gp.row(t), want);
         }
-        // Heads: task t's head gets gradient only from task t; combined = Σ w_t g_t.
+        // combine = Σ w_t g_t per block, of each value's shape.
         let w = [0.5f32, 2.0, 1.0, 0.25, 3.0];
-        for (t, &h) in n.heads.iter().enumerate() {
-            let c = batched.combined(&w[..tasks], h);
-            let own = tape.backward(n.losses[t]).wrt(h);
-            let want: Vec<f32> = own.as_slice().iter().map(|v| v * w[t]).collect();
-            assert_eq!(c.to_vec(), want);
+        let combined = gb.combine(&w[..tasks]);
+        for (b, &v) in n.shared.iter().enumerate() {
+            assert_eq!(combined[b].shape(), &v.shape()[..]);
+            let mut want = vec![0.0f32; combined[b].len()];
+            for (t, &l) in n.losses.iter().enumerate() {
+                for (o, g) in want.iter_mut().zip(tape.backward(l).wrt(v).as_slice()) {
+                    *o += w[t] * g;
+                }
+            }
+            for (a, b) in combined[b].as_slice().iter().zip(&want) {
+                assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
+            }
         }
+        // The Gram matrix is the sum of the per-block Grams, and the full T x P one.
+        let full = gp.matrix();
+        let p = gp.dim();
+        for s in 0..tasks {
+            for u in 0..tasks {
+                let want: f64 =
+                    (0..p).map(|j| full[s * p + j] as f64 * full[u * p + j] as f64).sum();
+                let blocks: f64 = (0..gp.blocks()).map(|b| gp.block_gram(b)[s * tasks + u]).sum();
+                assert!((gp.gram()[s * tasks + u] - want).abs() <= 1e-9 * want.abs().max(1.0));
+                assert!((blocks - want).abs() <= 1e-9 * want.abs().max(1.0));
+            }
+        }
+        // A direction cut back into blocks gives back the row it came from.
+        let parts = gp.split(&gp.row(0));
+        assert_eq!(parts.iter().flat_map(|t| t.to_vec()).collect::<Vec<_>>(), gp.row(0));
     }
+}
+
+#[test]
+fn blocks_on_parameters_are_keyed_by_id() {
+    use rand::SeedableRng;
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut params = tapestry_nn::Params::new();
+    let a = params.add("trunk.a", random(&mut rng, &[3, 2])).unwrap();
+    let b = params.add("trunk.b", random(&mut rng, &[4])).unwrap();
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let x = bound.var(a).sum_all() * bound.var(b).sum_all();
+    let losses = [x, x * x];
+    let g = TaskGradients::on_params(&tape, &losses, &bound, &[b, a], GradMode::Batched);
+    assert_eq!(g.range(b), Some(0..4));
+    assert_eq!(g.range(a), Some(4..10));
+    assert_eq!(g.block(1).0, Some(a));
+    assert_eq!(g.block(1).1.shape(), &[2, 3, 2]);
 }
 
 #[test]
 fn representation_gradients_are_dl_dz() {
     let tape = Tape::new();
     let n = net(&tape, 3, 2);
-    let r = representation_gradients(&tape, &n.losses, n.z);
+    let r = TaskGradients::at(&tape, &n.losses, n.z);
     assert_eq!((r.tasks(), r.dim()), (3, 6 * 7));
     for (t, &l) in n.losses.iter().enumerate() {
         let want = tape.grad(l, &[n.z]).wrt(n.z).to_vec();
@@ -110,7 +146,7 @@ fn mgda_direction_is_a_descent_direction_for_every_task() {
     for seed in 0..20 {
         let tape = Tape::new();
         let n = net(&tape, 4, 100 + seed);
-        let g = TaskSweep::run(&tape, &n.losses, GradMode::Batched).matrix(&n.shared);
+        let g = TaskGradients::compute(&tape, &n.losses, &n.shared, GradMode::Batched);
         let losses: Vec<f64> = n.losses.iter().map(|l| l.value().item() as f64).collect();
         let input = StepInput {
             step: 0,
@@ -123,7 +159,11 @@ fn mgda_direction_is_a_descent_direction_for_every_task() {
         let out = Mgda::default().weights(&input).unwrap();
         let sum: f64 = out.weights.iter().sum();
         assert!((sum - 1.0).abs() < 1e-9 && out.weights.iter().all(|&w| w >= 0.0));
-        let d = g.combine(&out.weights.iter().map(|&w| w as f32).collect::<Vec<_>>());
+        let d: Vec<f32> = g
+            .combine(&out.weights.iter().map(|&w| w as f32).collect::<Vec<_>>())
+            .iter()
+            .flat_map(|t| t.to_vec())
+            .collect();
         let d_sq: f64 = d.iter().map(|&v| v as f64 * v as f64).sum();
         for t in 0..4 {
             let dot: f64 = g.row(t).iter().zip(&d).map(|(&a, &b)| a as f64 * b as f64).sum();
@@ -137,8 +177,8 @@ fn mgda_direction_is_a_descent_direction_for_every_task() {
 fn mgda_normalizations_and_mgda_ub() {
     let tape = Tape::new();
     let n = net(&tape, 3, 5);
-    let g = TaskSweep::run(&tape, &n.losses, GradMode::Param).matrix(&n.shared);
-    let r = representation_gradients(&tape, &n.losses, n.z);
+    let g = TaskGradients::compute(&tape, &n.losses, &n.shared, GradMode::Param);
+    let r = TaskGradients::at(&tape, &n.losses, n.z);
     let losses: Vec<f64> = n.losses.iter().map(|l| l.value().item() as f64).collect();
     let input = StepInput {
         step: 0,
@@ -157,13 +197,13 @@ fn mgda_normalizations_and_mgda_ub() {
         let w = Mgda { normalization }.weights(&input).unwrap().weights;
         assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{normalization:?}");
         let w = MgdaUb { normalization }.weights(&input).unwrap();
-        assert!(w.min_norm.unwrap().kkt_residual < 1e-9);
+        assert!(w.diagnostic("min_norm.kkt_residual").unwrap()[0] < 1e-9);
     }
     // With l2 normalisation every task's gradient counts alike: scaling one task's loss by
     // 1000 leaves the solve unchanged.
-    let mut scaled = g.as_slice().to_vec();
+    let mut scaled = g.matrix();
     scaled[..g.dim()].iter_mut().for_each(|v| *v *= 1000.0);
-    let g2 = tapestry_mtl::task_grads::TaskGradients::new(3, g.dim(), scaled);
+    let g2 = TaskGradients::from_matrix(3, g.dim(), scaled);
     let a = Mgda { normalization: GradNormalization::L2 }.weights(&input).unwrap().weights;
     let b = Mgda { normalization: GradNormalization::L2 }
         .weights(&StepInput { shared: Some(&g2), ..input })
@@ -194,7 +234,7 @@ fn missing_inputs_and_bad_losses_are_errors() {
     let nan = [1.0, f64::NAN];
     let err = EqualWeighting.weights(&StepInput { losses: &nan, ..input }).unwrap_err();
     assert_eq!(err.to_string(), "ew: loss of task 1 is not finite (NaN)");
-    assert_eq!(EqualWeighting.requirement(), Requirement::Losses);
+    assert_eq!(EqualWeighting.needs(), Needs::LOSSES);
 }
 
 #[test]

@@ -7,16 +7,16 @@ mod common;
 use common::{conv_model, dataset, param_bits, Conv};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tapestry_autodiff::{Tape, Tensor};
+use tapestry_autodiff::{Tape, Tensor, Var};
 use tapestry_data::{BatchOptions, MultiTaskDataset, TaskSpec};
 use tapestry_mtl::model::{input_tensor, task_loss, HardSharing, MultiTaskModel};
 use tapestry_mtl::step::{StepCounters, StepOptions, TrainStep};
-use tapestry_mtl::task_grads::{GradMode, TaskSweep};
+use tapestry_mtl::task_grads::{GradMode, TaskGradients};
 use tapestry_mtl::trainer::{EpochReport, NoObserver, Observer, Trainer, TrainerConfig};
 use tapestry_mtl::weighting::{EqualWeighting, GradNorm, Mgda, MgdaUb, StepInput, Weighting};
 use tapestry_mtl::{MtlError, StepReport};
 use tapestry_nn::optim::{Adam, Sgd};
-use tapestry_nn::{Ctx, Params};
+use tapestry_nn::{Ctx, Module, ParamId, Params};
 
 fn first_batch(data: &MultiTaskDataset, size: usize) -> tapestry_data::Batch {
     data.batches(&BatchOptions::new(size, 3), 0).unwrap().next().unwrap()
@@ -34,13 +34,13 @@ fn param_and_batched_gradients_agree_on_a_conv_model() {
     let losses: Vec<_> = (model.tasks().iter().zip(&out.outputs).zip(&batch.targets))
         .map(|((s, &o), t)| task_loss(s, o, t).unwrap())
         .collect();
-    let shared = bound.vars(&model.shared_params());
-    let gp = TaskSweep::run(&tape, &losses, GradMode::Param).matrix(&shared);
-    let gb = TaskSweep::run(&tape, &losses, GradMode::Batched).matrix(&shared);
-    assert_eq!(gp.dim(), params.numel_of(&model.shared_params()));
-    let scale = gp.as_slice().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let shared = model.shared_params();
+    let gp = TaskGradients::on_params(&tape, &losses, &bound, &shared, GradMode::Param).matrix();
+    let gb = TaskGradients::on_params(&tape, &losses, &bound, &shared, GradMode::Batched).matrix();
+    assert_eq!(gp.len(), 2 * params.numel_of(&shared));
+    let scale = gp.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     assert!(scale > 1e-3, "gradients are not trivially zero");
-    for (a, b) in gp.as_slice().iter().zip(gb.as_slice()) {
+    for (a, b) in gp.iter().zip(&gb) {
         assert!((a - b).abs() <= 1e-5 * scale.max(1.0), "{a} vs {b}");
     }
 }
@@ -54,7 +54,7 @@ fn mgda_steps_in_param_and_batched_modes_agree() {
         let mut params = Params::new();
         let model = conv_model(&mut params, 5, 0.0);
         let options = StepOptions { grad_mode: mode, ..StepOptions::default() };
-        let step = TrainStep::new(&model, &params, options).unwrap();
+        let step = TrainStep::new(&model, &params, &EqualWeighting, options).unwrap();
         let report = step
             .run(
                 &model,
@@ -108,8 +108,13 @@ fn mgda_direction_descends_for_every_task_on_a_real_step() {
             .map(|((s, &o), t)| task_loss(s, o, t).unwrap())
             .collect();
         let values: Vec<f64> = losses.iter().map(|l| l.value().item() as f64).collect();
-        let g = TaskSweep::run(&tape, &losses, GradMode::Batched)
-            .matrix(&bound.vars(&model.shared_params()));
+        let g = TaskGradients::on_params(
+            &tape,
+            &losses,
+            &bound,
+            &model.shared_params(),
+            GradMode::Batched,
+        );
         let w = Mgda::default()
             .weights(&StepInput {
                 step: 0,
@@ -120,22 +125,26 @@ fn mgda_direction_descends_for_every_task_on_a_real_step() {
                 layer_grad_norms: None,
             })
             .unwrap();
-        let d = g.combine(&w.weights.iter().map(|&a| a as f32).collect::<Vec<_>>());
+        let d: Vec<f32> = g
+            .combine(&w.weights.iter().map(|&a| a as f32).collect::<Vec<_>>())
+            .iter()
+            .flat_map(|t| t.to_vec())
+            .collect();
         let dot =
             |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>();
         let dd = dot(&d, &d);
         assert!(dd > 0.0, "the point is not Pareto-stationary");
         for t in 0..2 {
             assert!(
-                dot(g.row(t), &d) >= dd * (1.0 - 1e-4),
+                dot(&g.row(t), &d) >= dd * (1.0 - 1e-4),
                 "task {t}: {} < {dd}",
-                dot(g.row(t), &d)
+                dot(&g.row(t), &d)
             );
         }
     }
     // A small step along the MGDA direction lowers every task's loss.
     let before = losses_on(&model, &params, &batch);
-    let step = TrainStep::new(&model, &params, StepOptions::default()).unwrap();
+    let step = TrainStep::new(&model, &params, &EqualWeighting, StepOptions::default()).unwrap();
     step.run(
         &model,
         &mut params,
@@ -179,14 +188,15 @@ fn gradnorm_weights_sum_to_t_every_step_on_the_conv_model() {
     let mut moved = false;
     for r in &rec.steps {
         assert_eq!(r.layer_grad_norms.as_ref().map(Vec::len), Some(2));
-        let g = r.gradnorm.as_ref().expect("GradNorm reports its update");
-        assert!((g.weights.iter().sum::<f64>() - 2.0).abs() < 1e-9);
+        let next = r.diagnostic("gradnorm.next_weights").expect("GradNorm reports its update");
+        assert!((next.iter().sum::<f64>() - 2.0).abs() < 1e-9);
         assert!((r.weights.iter().sum::<f64>() - 2.0).abs() < 1e-9);
         moved |= (r.weights[0] - 1.0).abs() > 1e-3;
     }
     assert!(moved, "the weights never moved from 1");
     // The default layer is the last shared weight.
-    let step = TrainStep::new(&model, &params, StepOptions::default()).unwrap();
+    let step =
+        TrainStep::new(&model, &params, &GradNorm::new(1.5, 0.05), StepOptions::default()).unwrap();
     assert_eq!(params.name(step.gradnorm_param().unwrap()), "trunk.3.weight");
 }
 
@@ -196,9 +206,9 @@ fn each_weighting_reports_what_it_computed() {
     let batch = first_batch(&data, 32);
     let mut params = Params::new();
     let model = conv_model(&mut params, 11, 0.0);
-    let plain = TrainStep::new(&model, &params, StepOptions::default()).unwrap();
+    let plain = TrainStep::new(&model, &params, &EqualWeighting, StepOptions::default()).unwrap();
     let diag = StepOptions { diagnostics: true, ..StepOptions::default() };
-    let diag = TrainStep::new(&model, &params, diag).unwrap();
+    let diag = TrainStep::new(&model, &params, &EqualWeighting, diag).unwrap();
     let mut adam = Adam::new(1e-3);
     let c = StepCounters::default();
 
@@ -209,10 +219,10 @@ fn each_weighting_reports_what_it_computed() {
     assert!(r.shared.is_some());
 
     let r = plain.run(&model, &mut params, &mut adam, &mut MgdaUb::default(), &batch, c).unwrap();
-    let rep = r.representation.expect("MGDA-UB reports representation gradients");
+    let rep = r.representation.clone().expect("MGDA-UB reports representation gradients");
     assert!(rep.norms.iter().all(|&n| n > 0.0));
     assert!((r.weights.iter().sum::<f64>() - 1.0).abs() < 1e-9);
-    assert!(r.min_norm.is_some() && r.shared.is_none());
+    assert!(r.diagnostic("min_norm.kkt_residual").is_some() && r.shared.is_none());
     assert_eq!(r.outputs[0].shape(), &[32, 3, 1, 1]);
 }
 
@@ -224,9 +234,13 @@ fn diagnostics_do_not_change_the_update() {
     for diagnostics in [false, true] {
         let mut params = Params::new();
         let model = conv_model(&mut params, 13, 0.0);
-        let step =
-            TrainStep::new(&model, &params, StepOptions { diagnostics, ..Default::default() })
-                .unwrap();
+        let step = TrainStep::new(
+            &model,
+            &params,
+            &EqualWeighting,
+            StepOptions { diagnostics, ..Default::default() },
+        )
+        .unwrap();
         step.run(
             &model,
             &mut params,
@@ -384,7 +398,10 @@ fn model_names_and_gradnorm_layer_are_checked() {
         .head(TaskSpec::classification("a", 2), head)
         .build(&params)
         .unwrap_err();
-    assert!(e.to_string().contains("`encoder.0.weight` is not named `trunk.*`"), "{e}");
+    assert!(
+        e.to_string().contains("parameter `encoder.0.weight` of the trunk is not named `trunk.*`"),
+        "{e}"
+    );
 
     let mut params = Params::new();
     let trunk = Conv::new(&mut params, "trunk.0", (1, 2, 3, 1), &mut rng);
@@ -394,7 +411,34 @@ fn model_names_and_gradnorm_layer_are_checked() {
         .build(&params)
         .unwrap_err();
     assert!(
-        e.to_string().contains("`heads.b.weight` of task `a`'s head is not named `heads.a.*`"),
+        e.to_string()
+            .contains("parameter `heads.b.weight` of task `a`'s head is not named `heads.a.*`"),
+        "{e}"
+    );
+
+    // A module that forgets to list a parameter in `params()` is caught, not silently left out
+    // of the shared parameters.
+    #[derive(Debug)]
+    struct Forgetful(Conv);
+    impl Module for Forgetful {
+        fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> Var<'t> {
+            self.0.forward(x, ctx)
+        }
+        fn params(&self) -> Vec<ParamId> {
+            self.0.params()[..1].to_vec()
+        }
+    }
+    let mut params = Params::new();
+    let trunk = Forgetful(Conv::new(&mut params, "trunk.0", (1, 2, 3, 1), &mut rng));
+    let head = Conv::new(&mut params, "heads.a", (2, 2, 1, 0), &mut rng);
+    let e = HardSharing::builder(trunk)
+        .head(TaskSpec::classification("a", 2), head)
+        .build(&params)
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(
+            "`trunk.0.bias` is registered under `trunk.`, but the trunk does not list it"
+        ),
         "{e}"
     );
 
@@ -403,12 +447,12 @@ fn model_names_and_gradnorm_layer_are_checked() {
     for (name, reason) in [("trunk.9.weight", "no such"), ("heads.size.weight", "must be a shared")]
     {
         let options = StepOptions { gradnorm_param: Some(name.into()), ..Default::default() };
-        let e = TrainStep::new(&model, &params, options).unwrap_err();
+        let e = TrainStep::new(&model, &params, &EqualWeighting, options).unwrap_err();
         assert!(e.to_string().contains(reason), "{e}");
     }
     let options =
         StepOptions { gradnorm_param: Some("trunk.0.weight".into()), ..Default::default() };
-    let step = TrainStep::new(&model, &params, options).unwrap();
+    let step = TrainStep::new(&model, &params, &EqualWeighting, options).unwrap();
     assert_eq!(step.gradnorm_param(), params.id("trunk.0.weight"));
 }
 

@@ -2,18 +2,16 @@
 //!
 //! Binding makes one leaf per parameter; [`Bound::var`] hands out its [`Var`]. After a backward
 //! pass, [`Bound::grads`] turns the tape's [`Grads`] back into [`ParamGrads`] keyed by
-//! [`ParamId`]. For per-task gradients on a subset (the shared trunk), [`Bound::vars`] gives the
-//! subset's Vars for [`Tape::grad`], and [`Bound::flatten`] / [`Bound::flatten_batched`] lay the
-//! gradients out as one row per task in a fixed order: the order of the ids, each parameter's
-//! elements in row-major order.
+//! [`ParamId`]. For gradients on a subset (the shared trunk), [`Bound::vars`] gives the subset's
+//! Vars for [`Tape::grad`]; per-task gradients as a `T × P` matrix are `tapestry-mtl`'s
+//! `TaskGradients`.
 //!
 //! A binding can also hold values the caller computed on the tape ([`Bound::from_vars`]), such
 //! as the adapted parameters `θ' = θ − α·∇L` of an inner-loop step ([`Bound::sgd_step`]). Every
 //! module reads its parameters through the binding, so it runs unchanged on them, and the
 //! update stays on the tape: a loss at `θ'` differentiates back to the leaves `θ` through it.
 
-use ndarray::Array2;
-use tapestry_autodiff::{BatchedGrads, Grads, Tape, Var};
+use tapestry_autodiff::{Grads, Tape, Var};
 
 use crate::error::NnError;
 use crate::grads::ParamGrads;
@@ -186,60 +184,5 @@ impl<'t> Bound<'t> {
     /// [`Tape::grad`]); zeros for parameters the root does not reach or that were not asked for.
     pub fn grads(&self, grads: &Grads) -> ParamGrads {
         ParamGrads::from_tensors(self.vars.iter().map(|&v| grads.wrt(v)).collect())
-    }
-
-    /// The gradients of root `task` of a batched pass, for every parameter.
-    ///
-    /// # Panics
-    /// If `task >= batched.tasks()`.
-    pub fn task_grads(&self, batched: &BatchedGrads, task: usize) -> ParamGrads {
-        let tensors = self
-            .vars
-            .iter()
-            .map(|&v| {
-                batched.get(task, v).unwrap_or_else(|| tapestry_autodiff::Tensor::zeros(&v.shape()))
-            })
-            .collect();
-        ParamGrads::from_tensors(tensors)
-    }
-
-    /// The gradients of the parameters `ids` from one backward pass, concatenated into one
-    /// vector in the order of `ids` (zeros where the root does not reach).
-    ///
-    /// # Panics
-    /// If an id is not from the store that was bound.
-    pub fn flatten(&self, grads: &Grads, ids: &[ParamId]) -> Vec<f32> {
-        let mut flat = Vec::new();
-        for &id in ids {
-            let var = self.var(id);
-            match grads.get(var) {
-                Some(g) => flat.extend_from_slice(g.as_slice()),
-                None => flat.resize(flat.len() + var.value().len(), 0.0),
-            }
-        }
-        flat
-    }
-
-    /// The T per-task gradients of the parameters `ids` from one batched pass, as a T x P
-    /// matrix: row t is task t's gradient flattened as by [`Bound::flatten`].
-    ///
-    /// # Panics
-    /// If an id is not from the store that was bound.
-    pub fn flatten_batched(&self, batched: &BatchedGrads, ids: &[ParamId]) -> Array2<f32> {
-        let tasks = batched.tasks();
-        let stacks: Vec<_> = ids.iter().map(|&id| batched.stacked(self.var(id))).collect();
-        let width: usize = stacks.iter().map(|s| s.len() / tasks.max(1)).sum();
-        let mut out = Array2::zeros((tasks, width));
-        for t in 0..tasks {
-            let mut row = out.row_mut(t);
-            let row = row.as_slice_mut().expect("a fresh matrix is contiguous");
-            let mut at = 0;
-            for stack in &stacks {
-                let n = stack.len() / tasks;
-                row[at..at + n].copy_from_slice(&stack.as_slice()[t * n..(t + 1) * n]);
-                at += n;
-            }
-        }
-        out
     }
 }

@@ -27,19 +27,6 @@ impl ParamGrads {
         ParamGrads { grads: params.iter().map(|(_, _, v)| Tensor::zeros(v.shape())).collect() }
     }
 
-    /// Zeros everywhere except the parameters `ids`, which take consecutive pieces of `flat`
-    /// (the inverse of [`ParamGrads::flatten`]).
-    ///
-    /// Errors if `flat` does not have exactly as many elements as the parameters `ids`.
-    ///
-    /// # Panics
-    /// If an id is not from `params`.
-    pub fn from_flat(params: &Params, ids: &[ParamId], flat: &[f32]) -> Result<Self, NnError> {
-        let mut grads = Self::zeros(params);
-        grads.set_flat(ids, flat)?;
-        Ok(grads)
-    }
-
     /// The number of parameters covered.
     pub fn len(&self) -> usize {
         self.grads.len()
@@ -175,22 +162,6 @@ impl ParamGrads {
         for g in &mut self.grads {
             modify(g, |g| g.iter_mut().for_each(|x| *x *= factor));
         }
-    }
-
-    /// `Σ_t weights[t] · grads[t]`: the combined gradient of several tasks.
-    ///
-    /// # Panics
-    /// If `grads` is empty, the lengths of `weights` and `grads` differ, or the gradients do not
-    /// cover the same parameters with the same shapes.
-    pub fn weighted_sum(weights: &[f32], grads: &[ParamGrads]) -> ParamGrads {
-        assert_eq!(weights.len(), grads.len(), "one weight per gradient");
-        let first = grads.first().expect("weighted_sum of no gradients");
-        let mut out = first.clone();
-        out.scale(weights[0]);
-        for (w, g) in weights.iter().zip(grads).skip(1) {
-            out.add_scaled(*w, g);
-        }
-        out
     }
 
     /// The global L2 norm over every gradient (accumulated in f64).

@@ -1,13 +1,23 @@
-//! Multi-task models: a shared trunk producing the representation `Z`, and one head per task.
+//! Multi-task models: what the training step sees of a model, and the model families.
 //!
-//! [`MultiTaskModel`] is what the training step and the trainer see: a forward pass that
-//! returns `Z` and every task's output, the tasks' descriptions, and which parameters are
-//! shared. [`HardSharing`] is the classic architecture (one trunk, all of whose parameters every
-//! task shares; a head per task); soft sharing (a trunk per task tied by a penalty) or
-//! meta-learned models are further implementations of the same trait.
+//! A [`MultiTaskModel`] runs a forward pass that returns every task's output, its
+//! representation(s) (one `Z` shared by every task, or one per task) and an optional auxiliary
+//! loss (a regulariser the model adds to the training loss), and says which parameters are
+//! shared. The families:
+//!
+//! | model | file | shared | representation | auxiliary loss |
+//! | --- | --- | --- | --- | --- |
+//! | [`HardSharing`] | `hard.rs` | the trunk | one `Z` | none |
+//! | [`SoftSharing`] | `soft.rs` | nothing | one per task | `λ Σ_{i≠j} ‖θ_i − θ_j‖²` over chosen layers |
+//! | [`CrossStitch`] | `cross_stitch.rs` | the stitch units | one per task | none |
+//! | [`Regularized`] (any model) | `structure.rs` | as the inner model | as the inner model | trace norm, task relations |
 //!
 //! Parameters follow PyTorch-style names: the trunk's under `trunk.`, task `t`'s head under
-//! `heads.<t>.`, so a checkpoint reads `trunk.0.weight`, `heads.left_digit.bias`, ...
+//! `heads.<t>.`, a task tower under `towers.<t>.`, so a checkpoint reads `trunk.0.weight`,
+//! `heads.left_digit.bias`, `towers.sum.0.weight`. Which parameters are shared comes from one
+//! source, the modules' `params()`, and every builder checks it against the store: a parameter
+//! registered under a module's prefix that the module does not list (a `Module` that forgot
+//! `params()`) is an error, not a silent gap in the per-task gradients.
 //!
 //! ```
 //! use rand::SeedableRng;
@@ -32,10 +42,22 @@
 //! assert_eq!(model.shared_params().len(), 2); // trunk.0.weight, trunk.0.bias
 //! ```
 
+mod cross_stitch;
+mod hard;
+mod soft;
+mod structure;
+
+pub use cross_stitch::{cross_stitch, CrossStitch, CrossStitchBuilder, STITCH_PREFIX};
+pub use hard::{HardSharing, HardSharingBuilder};
+pub use soft::{soft_sharing_penalty, SoftSharing, SoftSharingBuilder};
+pub use structure::{
+    nuclear_norm, task_relation_omega, trace_norm_subgradient, Regularized, Regularizer,
+};
+
 use ndarray::ArrayD;
 use tapestry_autodiff::{Reduction, Tensor, Var};
 use tapestry_data::{LossKind, MultiTaskDataset, TaskKind, TaskSpec, TaskTargets, MISSING_LABEL};
-use tapestry_nn::{Ctx, Module, ParamId, Params};
+use tapestry_nn::{Ctx, ParamId, Params};
 
 use crate::error::MtlError;
 
@@ -44,13 +66,29 @@ pub const TRUNK_PREFIX: &str = "trunk.";
 /// The prefix of the heads' parameter names; task `t`'s head is under `heads.<t>.`.
 pub const HEADS_PREFIX: &str = "heads.";
 
+/// The prefix of task towers' parameter names; task `t`'s tower is under `towers.<t>.`.
+pub const TOWERS_PREFIX: &str = "towers.";
+
 /// What a forward pass of a multi-task model returns.
 #[derive(Debug, Clone)]
 pub struct ModelOutput<'t> {
-    /// The shared representation `Z` (the trunk's output), where MGDA-UB takes its gradients.
-    pub z: Var<'t>,
+    /// The representation(s) the heads read: one `Z` shared by every task (where MGDA-UB takes
+    /// its gradients), or one per task, in task order.
+    pub representations: Vec<Var<'t>>,
     /// Each task's output (logits, values, per-pixel maps), in task order.
     pub outputs: Vec<Var<'t>>,
+    /// A regulariser the model adds to the training loss, if it has one.
+    pub aux_loss: Option<Var<'t>>,
+}
+
+impl<'t> ModelOutput<'t> {
+    /// The one representation every task shares, if there is exactly one.
+    pub fn shared_representation(&self) -> Option<Var<'t>> {
+        match self.representations[..] {
+            [z] => Some(z),
+            _ => None,
+        }
+    }
 }
 
 /// A multi-task model as the training step sees it.
@@ -61,9 +99,16 @@ pub trait MultiTaskModel: std::fmt::Debug {
     /// Runs the model on `x` (`[B, ...]`) on the tape of `ctx`, in the context's mode.
     fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> ModelOutput<'t>;
 
-    /// The parameters every task shares (the trunk), in a fixed order: the `P` columns of the
-    /// per-task gradient matrix.
+    /// The parameters every task shares, in a fixed order: the `P` columns of the per-task
+    /// gradient matrix. Empty for a model that shares none (soft sharing), which
+    /// gradient-based weightings then refuse before training starts.
     fn shared_params(&self) -> Vec<ParamId>;
+
+    /// True if the forward pass returns one representation shared by every task (so that
+    /// methods working at the representation, like MGDA-UB, apply).
+    fn shares_representation(&self) -> bool {
+        true
+    }
 
     /// The shape of one input sample (`[C, H, W]`, `[F]`), if the model fixes it; the trainer
     /// checks data sets against it.
@@ -82,118 +127,57 @@ pub trait MultiTaskModel: std::fmt::Debug {
             .or(shared.last())
             .copied()
     }
-}
 
-/// Hard parameter sharing: one trunk shared by all tasks, one head per task on its output.
-#[derive(Debug)]
-pub struct HardSharing {
-    trunk: Box<dyn Module>,
-    heads: Vec<Box<dyn Module>>,
-    tasks: Vec<TaskSpec>,
-    shared: Vec<ParamId>,
-    input_shape: Option<Vec<usize>>,
-}
+    /// Called after every optimisation step with the updated parameters (a task covariance
+    /// learned in closed form updates here); the default does nothing.
+    fn after_step(&self, _params: &Params, _step: u64) {}
 
-/// Builds a [`HardSharing`] model; see [`HardSharing::builder`].
-#[derive(Debug)]
-pub struct HardSharingBuilder {
-    trunk: Box<dyn Module>,
-    heads: Vec<(TaskSpec, Box<dyn Module>)>,
-    input_shape: Option<Vec<usize>>,
-}
-
-impl HardSharing {
-    /// Starts a model with `trunk`, whose parameters (registered under `trunk.`) are the shared
-    /// ones.
-    pub fn builder(trunk: impl Module + 'static) -> HardSharingBuilder {
-        HardSharingBuilder { trunk: Box::new(trunk), heads: Vec::new(), input_shape: None }
-    }
-
-    /// The trunk.
-    pub fn trunk(&self) -> &dyn Module {
-        self.trunk.as_ref()
-    }
-
-    /// The head of task `t`.
-    ///
-    /// # Panics
-    /// If `t` is not a task index.
-    pub fn head(&self, t: usize) -> &dyn Module {
-        self.heads[t].as_ref()
+    /// Name → values pairs the model wants logged (a learned task covariance, row-major).
+    fn diagnostics(&self) -> Vec<(String, Vec<f64>)> {
+        Vec::new()
     }
 }
 
-impl HardSharingBuilder {
-    /// Adds a task with its head (parameters registered under `heads.<name>.`).
-    pub fn head(mut self, spec: TaskSpec, head: impl Module + 'static) -> Self {
-        self.heads.push((spec, Box::new(head)));
-        self
-    }
-
-    /// Fixes the shape of one input sample; the trainer rejects data sets of another shape.
-    pub fn input_shape(mut self, shape: &[usize]) -> Self {
-        self.input_shape = Some(shape.to_vec());
-        self
-    }
-
-    /// Checks the names against `params` (where the layers registered their parameters) and
-    /// assembles the model.
-    ///
-    /// Errors with [`MtlError::Model`] if there is no task, two tasks share a name, the trunk
-    /// has no parameters, or a parameter is not named under `trunk.` / `heads.<task>.`.
-    pub fn build(self, params: &Params) -> Result<HardSharing, MtlError> {
-        let bad = |m: String| Err(MtlError::Model(m));
-        if self.heads.is_empty() {
-            return bad("a multi-task model needs at least one task head".into());
+/// Checks that the parameters `listed` by a module are exactly those of `params` named under
+/// `prefix`: the one source of a model's parameter sets, checked against the store.
+///
+/// Errors with [`MtlError::Model`] naming the first parameter registered under `prefix` that the
+/// module does not list, or listed but named elsewhere.
+pub(crate) fn check_prefix(
+    params: &Params,
+    what: &str,
+    prefix: &str,
+    listed: &[ParamId],
+) -> Result<(), MtlError> {
+    for &id in listed {
+        let name = params.name(id);
+        if !name.starts_with(prefix) {
+            return Err(MtlError::Model(format!(
+                "parameter `{name}` of {what} is not named `{prefix}*`"
+            )));
         }
-        let shared = self.trunk.params();
-        if shared.is_empty() {
-            return bad("the trunk has no parameters, so nothing is shared".into());
-        }
-        for &id in &shared {
-            let name = params.name(id);
-            if !name.starts_with(TRUNK_PREFIX) {
-                return bad(format!("trunk parameter `{name}` is not named `{TRUNK_PREFIX}*`"));
-            }
-        }
-        for (i, (spec, head)) in self.heads.iter().enumerate() {
-            if self.heads[..i].iter().any(|(s, _)| s.name == spec.name) {
-                return bad(format!("two tasks are named `{}`", spec.name));
-            }
-            let prefix = format!("{HEADS_PREFIX}{}.", spec.name);
-            for id in head.params() {
-                let name = params.name(id);
-                if !name.starts_with(&prefix) {
-                    return bad(format!(
-                        "parameter `{name}` of task `{}`'s head is not named `{prefix}*`",
-                        spec.name
-                    ));
-                }
-            }
-        }
-        let (tasks, heads) = self.heads.into_iter().unzip();
-        Ok(HardSharing { trunk: self.trunk, heads, tasks, shared, input_shape: self.input_shape })
     }
+    for (id, name, _) in params.iter() {
+        if name.starts_with(prefix) && !listed.contains(&id) {
+            return Err(MtlError::Model(format!(
+                "parameter `{name}` is registered under `{prefix}`, but {what} does not list it in `params()`"
+            )));
+        }
+    }
+    Ok(())
 }
 
-impl MultiTaskModel for HardSharing {
-    fn tasks(&self) -> &[TaskSpec] {
-        &self.tasks
+/// Errors unless the task names are distinct and there is at least one task.
+pub(crate) fn check_tasks(tasks: &[TaskSpec]) -> Result<(), MtlError> {
+    if tasks.is_empty() {
+        return Err(MtlError::Model("a multi-task model needs at least one task".into()));
     }
-
-    fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> ModelOutput<'t> {
-        let z = self.trunk.forward(x, ctx);
-        let outputs = self.heads.iter().map(|h| h.forward(z, ctx)).collect();
-        ModelOutput { z, outputs }
+    for (i, spec) in tasks.iter().enumerate() {
+        if tasks[..i].iter().any(|s| s.name == spec.name) {
+            return Err(MtlError::Model(format!("two tasks are named `{}`", spec.name)));
+        }
     }
-
-    fn shared_params(&self) -> Vec<ParamId> {
-        self.shared.clone()
-    }
-
-    fn input_shape(&self) -> Option<&[usize]> {
-        self.input_shape.as_deref()
-    }
+    Ok(())
 }
 
 /// A batch's inputs as a tensor.

@@ -1,0 +1,253 @@
+//! Task weightings behind one interface.
+//!
+//! A [`Weighting`] declares what it needs ([`Needs`]: any combination of per-task gradients on
+//! the shared parameters, at the shared representation, and gradient norms on one shared layer;
+//! the losses always come). The step computes exactly that, hands it over in a [`StepInput`],
+//! and gets back task weights, optionally a direction that replaces the weighted gradient
+//! ([`Direction`]: on the shared parameters, or a cotangent at the representation), and
+//! diagnostics as name → values pairs that the log and the plots show without a field per
+//! method. A weighting may also own learnable parameters and build the combined loss inside the
+//! graph ([`Weighting::register`], [`Weighting::combined_loss`]), as uncertainty weighting does.
+//!
+//! Each method is one file; [`METHODS`] is the registry, one line per method, that the CLI
+//! reads its names from.
+
+mod ew;
+mod gradnorm;
+mod mgda;
+mod uw;
+
+use tapestry_autodiff::{Tensor, Var};
+use tapestry_data::TaskSpec;
+use tapestry_nn::{Bound, Params};
+use thiserror::Error;
+
+use crate::gradnorm::{GradNormConfig, GradNormError};
+use crate::min_norm::MinNormError;
+use crate::task_grads::TaskGradients;
+
+pub use ew::EqualWeighting;
+pub use gradnorm::GradNorm;
+pub use mgda::{GradNormalization, Mgda, MgdaUb};
+pub use uw::UncertaintyWeighting;
+
+/// What a weighting needs computed each step, besides the losses (which it always gets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// Per-task gradients on the shared parameters (`T × P`).
+    pub shared_gradients: bool,
+    /// Per-task gradients at the shared representation `Z` (`T × |Z|`).
+    pub representation_gradients: bool,
+    /// Per-task gradient norms on one shared layer (GradNorm's `‖∇_W L_t‖`).
+    pub layer_gradient_norms: bool,
+}
+
+impl Needs {
+    /// Only the losses.
+    pub const LOSSES: Needs = Needs {
+        shared_gradients: false,
+        representation_gradients: false,
+        layer_gradient_norms: false,
+    };
+}
+
+/// What a weighting sees at one step.
+#[derive(Debug, Clone, Copy)]
+pub struct StepInput<'a> {
+    /// The optimisation step, from 0.
+    pub step: u64,
+    /// The epoch, from 0.
+    pub epoch: u64,
+    /// The task losses at this step.
+    pub losses: &'a [f64],
+    /// Per-task gradients on the shared parameters, if needed.
+    pub shared: Option<&'a TaskGradients>,
+    /// Per-task gradients at the shared representation, if needed.
+    pub representation: Option<&'a TaskGradients>,
+    /// Per-task gradient norms on the chosen shared layer, if needed.
+    pub layer_grad_norms: Option<&'a [f64]>,
+}
+
+/// A replacement for the weighted gradient, for methods that alter gradients.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Direction {
+    /// The shared parameters' combined gradient, flattened like the rows of
+    /// [`StepInput::shared`].
+    Shared(Vec<f32>),
+    /// A cotangent at the representation `Z` (its shape), pushed back through the trunk.
+    Representation(Tensor),
+}
+
+/// Name → values pairs a weighting reports at a step (for example `min_norm.kkt_residual`).
+pub type Diagnostics = Vec<(String, Vec<f64>)>;
+
+/// A weighting's answer for one step.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StepWeights {
+    /// The weight of each task loss in this step's update.
+    pub weights: Vec<f64>,
+    /// A replacement for the weighted gradient; `None` means `Σ w_t ∇L_t`.
+    pub direction: Option<Direction>,
+    /// What the method wants logged.
+    pub diagnostics: Diagnostics,
+}
+
+impl StepWeights {
+    /// Weights with nothing else.
+    pub fn weights(weights: Vec<f64>) -> Self {
+        StepWeights { weights, ..Default::default() }
+    }
+
+    /// The diagnostic called `name`, if the method reported it.
+    pub fn diagnostic(&self, name: &str) -> Option<&[f64]> {
+        find_diagnostic(&self.diagnostics, name)
+    }
+}
+
+/// The values called `name` in `diagnostics`.
+pub fn find_diagnostic<'a>(diagnostics: &'a Diagnostics, name: &str) -> Option<&'a [f64]> {
+    diagnostics.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
+}
+
+/// Why a weighting could not produce weights.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum WeightingError {
+    /// The step did not provide what the weighting needs.
+    #[error("{method}: missing input {what}")]
+    MissingInput {
+        /// The method.
+        method: &'static str,
+        /// What was missing.
+        what: &'static str,
+    },
+    /// A loss was NaN or infinite.
+    #[error("{method}: loss of task {task} is not finite ({value})")]
+    NonFiniteLoss {
+        /// The method.
+        method: &'static str,
+        /// The task.
+        task: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A hyper-parameter or the model does not suit the method.
+    #[error("{method}: {message}")]
+    Invalid {
+        /// The method.
+        method: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The min-norm solve failed.
+    #[error(transparent)]
+    MinNorm(#[from] MinNormError),
+    /// The GradNorm update failed.
+    #[error(transparent)]
+    GradNorm(#[from] GradNormError),
+}
+
+/// A task-weighting method.
+pub trait Weighting: Send {
+    /// A short name (`"ew"`, `"mgda"`, ...), as in [`METHODS`].
+    fn name(&self) -> &'static str;
+
+    /// What it needs each step.
+    fn needs(&self) -> Needs;
+
+    /// Registers the weighting's own learnable parameters in the model's store (they train with
+    /// the model's optimizer and are saved in its checkpoints). Called once, before training;
+    /// the default registers nothing.
+    ///
+    /// # Errors
+    /// [`WeightingError::Invalid`] if a parameter cannot be registered.
+    fn register(
+        &mut self,
+        _params: &mut Params,
+        _tasks: &[TaskSpec],
+    ) -> Result<(), WeightingError> {
+        Ok(())
+    }
+
+    /// The loss to differentiate, built inside the graph from the task losses with the
+    /// weighting's own parameters (bound on this step's tape); `None`, the default, means
+    /// `Σ_t w_t L_t` with the weights of [`Weighting::weights`].
+    fn combined_loss<'t>(&mut self, _losses: &[Var<'t>], _bound: &Bound<'t>) -> Option<Var<'t>> {
+        None
+    }
+
+    /// The weights for this step.
+    ///
+    /// # Errors
+    /// [`WeightingError`] if an input is missing or not finite, or a solve fails.
+    fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError>;
+}
+
+fn check_losses(method: &'static str, losses: &[f64]) -> Result<(), WeightingError> {
+    match losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
+        Some((task, &value)) => Err(WeightingError::NonFiniteLoss { method, task, value }),
+        None => Ok(()),
+    }
+}
+
+/// The hyper-parameters a method may take, with their defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MethodOptions {
+    /// MGDA's and MGDA-UB's gradient normalisation.
+    pub normalization: GradNormalization,
+    /// GradNorm's configuration.
+    pub gradnorm: GradNormConfig,
+}
+
+impl Default for MethodOptions {
+    fn default() -> Self {
+        MethodOptions {
+            normalization: GradNormalization::None,
+            gradnorm: GradNormConfig::adam(1.5, 0.025),
+        }
+    }
+}
+
+/// One registered method: its name, one line about it, and how to build it.
+pub struct Method {
+    /// The name the CLI takes (`--method NAME`).
+    pub name: &'static str,
+    /// What it does, in one line.
+    pub summary: &'static str,
+    /// Builds it from the options.
+    pub build: fn(&MethodOptions) -> Box<dyn Weighting>,
+}
+
+/// Every weighting, one line each.
+pub const METHODS: &[Method] = &[
+    Method { name: "ew", summary: "equal weights", build: |_| Box::new(EqualWeighting) },
+    Method {
+        name: "uw",
+        summary: "uncertainty weighting (learned task variances, in the graph)",
+        build: |_| Box::new(UncertaintyWeighting::default()),
+    },
+    Method {
+        name: "mgda",
+        summary: "min-norm point of the shared-parameter gradients",
+        build: |o| Box::new(Mgda { normalization: o.normalization }),
+    },
+    Method {
+        name: "mgda-ub",
+        summary: "MGDA on the gradients at the representation (upper bound)",
+        build: |o| Box::new(MgdaUb { normalization: o.normalization }),
+    },
+    Method {
+        name: "gradnorm",
+        summary: "weights that balance gradient norms on one shared layer",
+        build: |o| Box::new(GradNorm::with_config(o.gradnorm)),
+    },
+];
+
+/// The registered method called `name` (case-sensitive), built with `options`.
+pub fn by_name(name: &str, options: &MethodOptions) -> Option<Box<dyn Weighting>> {
+    METHODS.iter().find(|m| m.name == name).map(|m| (m.build)(options))
+}
+
+/// The names of every registered method, in registry order.
+pub fn method_names() -> Vec<&'static str> {
+    METHODS.iter().map(|m| m.name).collect()
+}
