@@ -1,11 +1,11 @@
-//! `tapestry compare`: several weighting methods on the same data, model and seed, with Δp, the
-//! mean relative improvement over equal weighting.
+//! `tapestry compare`: several weighting methods and architectures on the same data, preset and
+//! seed, with Δp, the mean relative improvement over hard-sharing equal weighting.
 
 use std::path::Path;
 
 use serde_json::json;
 
-use crate::config::{RunConfig, METHODS};
+use crate::config::{method_names, RunConfig, ARCHS};
 use crate::error::Result;
 use crate::invalid;
 use crate::output::write_atomic;
@@ -45,10 +45,10 @@ pub fn parse_methods(list: &str) -> Result<Vec<String>> {
     let mut methods: Vec<String> = Vec::new();
     for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let m = raw.to_ascii_lowercase();
-        if !METHODS.contains(&m.as_str()) {
+        if !method_names().contains(&m.as_str()) {
             return Err(invalid!(
                 "unknown weighting method `{raw}`; expected one of {}",
-                METHODS.join(", ")
+                method_names().join(", ")
             ));
         }
         if methods.contains(&m) {
@@ -59,32 +59,88 @@ pub fn parse_methods(list: &str) -> Result<Vec<String>> {
     if methods.is_empty() {
         return Err(invalid!("no method to compare; give for example --methods ew,mgda"));
     }
-    if !methods.iter().any(|m| m == "ew") {
-        methods.insert(0, "ew".into());
-    }
+    // EW runs first: with hard sharing it is the baseline of Δp.
+    methods.retain(|m| m != "ew");
+    methods.insert(0, "ew".into());
     Ok(methods)
 }
 
-/// Trains each method with `base` into `out/<method>`, prints the table and writes
-/// `compare.json` and `tradeoff.svg`.
-pub fn compare(base: &RunConfig, methods: &[String], out: &Path, quiet: bool) -> Result<String> {
-    let mut results: Vec<(String, RunSummary)> = Vec::new();
-    for method in methods {
-        let config = RunConfig { method: method.clone(), ..base.clone() }.validate()?;
-        if !quiet {
-            println!("== {method} ==");
+/// Parses `hard,soft,...`: known names, no repeats; `hard` is added first when missing (hard
+/// sharing with EW is the baseline of Δp).
+pub fn parse_archs(list: &str) -> Result<Vec<String>> {
+    let mut archs: Vec<String> = Vec::new();
+    for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let a = raw.to_ascii_lowercase();
+        if !ARCHS.contains(&a.as_str()) {
+            return Err(invalid!(
+                "unknown architecture `{raw}`; expected one of {}",
+                ARCHS.join(", ")
+            ));
         }
-        let summary = train(&config, &out.join(method), quiet)?;
-        results.push((method.clone(), summary));
+        if archs.contains(&a) {
+            return Err(invalid!("architecture `{a}` is listed twice"));
+        }
+        archs.push(a);
+    }
+    if !archs.iter().any(|a| a == "hard") {
+        archs.insert(0, "hard".into());
+    }
+    Ok(archs)
+}
+
+/// Why `method` cannot run on `arch`, if it cannot: the gradient methods need shared
+/// parameters (soft sharing has none), MGDA-UB a representation every task shares.
+fn unsupported(method: &str, arch: &str) -> Option<&'static str> {
+    match (method, arch) {
+        ("mgda" | "gradnorm", "soft") => Some("soft sharing shares no parameter"),
+        ("mgda-ub", "soft" | "cross-stitch") => Some("the towers give one representation per task"),
+        _ => None,
+    }
+}
+
+/// Trains each method on each architecture with `base` into `out/<method>` (or
+/// `out/<arch>-<method>` when several architectures are compared), prints the table and writes
+/// `compare.json` and `tradeoff.svg`. A method that cannot run on an architecture is skipped
+/// with a line saying why.
+pub fn compare(
+    base: &RunConfig,
+    methods: &[String],
+    archs: &[String],
+    out: &Path,
+    quiet: bool,
+) -> Result<String> {
+    let mut results: Vec<(String, RunSummary)> = Vec::new();
+    for arch in archs {
+        for method in methods {
+            let label = if archs.len() == 1 { method.clone() } else { format!("{arch}-{method}") };
+            if let Some(why) = unsupported(method, arch) {
+                println!("skipping {method} on {arch}: {why}");
+                continue;
+            }
+            let config = RunConfig {
+                method: method.clone(),
+                arch: arch.clone(),
+                cosines: base.cosines && arch != "soft",
+                ..base.clone()
+            }
+            .validate()?;
+            if !quiet {
+                println!("== {label} ==");
+            }
+            let summary = train(&config, &out.join(&label), quiet)?;
+            results.push((label, summary));
+        }
     }
     let tasks = results[0].1.tasks.clone();
     let up: Vec<bool> = tasks.iter().map(|t| t.metric.higher_is_better()).collect();
     let values =
         |s: &RunSummary| -> Vec<Option<f64>> { s.test.tasks.iter().map(|t| t.value).collect() };
-    let ew = values(&results.iter().find(|(m, _)| m == "ew").expect("ew is always run").1);
+    // hard sharing with EW runs first: the baseline.
+    let ew = values(&results[0].1);
 
     let mut table = String::new();
-    let mut header = format!("{:<10}", "method");
+    let width = results.iter().map(|(m, _)| m.len()).max().unwrap_or(6).max(6);
+    let mut header = format!("{:<width$}", "method");
     for t in &tasks {
         header.push_str(&format!("  {:>18}", format!("{} {}", t.name, metric_name(t.metric))));
     }
@@ -95,7 +151,7 @@ pub fn compare(base: &RunConfig, methods: &[String], out: &Path, quiet: bool) ->
     for (method, summary) in &results {
         let v = values(summary);
         let dp = delta_p(&v, &ew, &up);
-        let mut line = format!("{method:<10}");
+        let mut line = format!("{method:<width$}");
         for x in &v {
             line.push_str(&format!(
                 "  {:>18}",
@@ -155,6 +211,15 @@ mod tests {
         assert!((d - 16.25).abs() < 1e-9, "{d}");
         assert_eq!(delta_p(&[Some(0.8)], &[Some(0.8)], &[true]), Some(0.0));
         assert_eq!(delta_p(&[None], &[Some(0.8)], &[true]), None);
+    }
+
+    #[test]
+    fn archs_are_checked_and_hard_added() {
+        assert_eq!(parse_archs("soft,cross-stitch").unwrap(), ["hard", "soft", "cross-stitch"]);
+        assert!(parse_archs("hard,tree").unwrap_err().to_string().contains("`tree`"));
+        assert!(parse_archs("soft,soft").is_err());
+        assert_eq!(unsupported("mgda", "soft"), Some("soft sharing shares no parameter"));
+        assert_eq!(unsupported("mgda", "cross-stitch"), None);
     }
 
     #[test]

@@ -8,16 +8,18 @@ use serde::{Deserialize, Serialize};
 use tapestry_data::{Column, CsvTargetKind, CsvTask};
 use tapestry_mtl::gradnorm::GradNormConfig;
 use tapestry_mtl::task_grads::GradMode;
-use tapestry_mtl::weighting::{
-    EqualWeighting, GradNorm, GradNormalization, Mgda, MgdaUb, Weighting,
-};
+use tapestry_mtl::weighting::{self, GradNormalization, MethodOptions, Weighting};
 use tapestry_nn::optim::{Adam, AdamW, Optimizer, Sgd};
 
 use crate::error::{CliError, Result};
 use crate::invalid;
 
-/// The weighting methods the command knows.
-pub const METHODS: [&str; 4] = ["ew", "mgda", "mgda-ub", "gradnorm"];
+/// The weighting methods the command knows: the registry of `tapestry_mtl::weighting`.
+pub fn method_names() -> Vec<&'static str> {
+    weighting::method_names()
+}
+/// The architectures the command knows.
+pub const ARCHS: [&str; 3] = ["hard", "soft", "cross-stitch"];
 /// The optimizers the command knows.
 pub const OPTIMIZERS: [&str; 3] = ["adam", "sgd", "adamw"];
 /// The model presets the command knows; `auto` picks the data set's default.
@@ -44,7 +46,27 @@ pub struct RunConfig {
     pub model: String,
     /// The width of the MLP's hidden layers.
     pub hidden: usize,
-    /// The weighting method (see [`METHODS`]).
+    /// The architecture (see [`ARCHS`]): one shared trunk, or a tower per task coupled by a
+    /// penalty or by cross-stitch units.
+    pub arch: String,
+    /// Soft sharing's λ in `λ Σ_{i≠j} ‖θ_i − θ_j‖²`.
+    pub soft_lambda: f64,
+    /// The tower layers soft sharing couples (`3.weight`, ...); empty means all.
+    pub soft_layers: Vec<String>,
+    /// The trace norm's λ on the stacked per-task copies of a layer; 0 is off.
+    pub trace_norm: f64,
+    /// The layer of the trace norm, named inside a tower or head; empty means the towers' last
+    /// weight (the heads' weight with `hard`).
+    pub trace_norm_layer: String,
+    /// The task-relation (MTRL) penalty's λ; 0 is off.
+    pub task_relation: f64,
+    /// Steps between the closed-form updates of the task covariance Ω.
+    pub task_relation_every: u64,
+    /// The layer of the task-relation penalty (as for the trace norm).
+    pub task_relation_layer: String,
+    /// The ridge ε added to `(W Wᵀ)^{½}` in Ω's update.
+    pub task_relation_eps: f64,
+    /// The weighting method (see [`method_names`]).
     pub method: String,
     /// MGDA's and MGDA-UB's gradient normalisation (see [`NORMALIZATIONS`]).
     pub normalization: String,
@@ -82,6 +104,15 @@ impl Default for RunConfig {
             targets: Vec::new(),
             model: "auto".into(),
             hidden: 128,
+            arch: "hard".into(),
+            soft_lambda: 1e-3,
+            soft_layers: Vec::new(),
+            trace_norm: 0.0,
+            trace_norm_layer: String::new(),
+            task_relation: 0.0,
+            task_relation_every: 10,
+            task_relation_layer: String::new(),
+            task_relation_eps: 1e-6,
             method: "gradnorm".into(),
             normalization: "none".into(),
             grad_mode: "batched".into(),
@@ -133,7 +164,29 @@ impl RunConfig {
     pub fn validate(mut self) -> Result<Self> {
         self.dataset = one_of("data set", &self.dataset, &tapestry_data::DATASET_NAMES)?;
         self.model = one_of("model", &self.model, &MODELS)?;
-        self.method = one_of("weighting method", &self.method, &METHODS)?;
+        self.method = one_of("weighting method", &self.method, &method_names())?;
+        self.arch = one_of("architecture", &self.arch, &ARCHS)?;
+        for (what, value) in [
+            ("soft sharing's lambda", self.soft_lambda),
+            ("the trace norm's lambda", self.trace_norm),
+            ("the task relation's lambda", self.task_relation),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(invalid!("{what} must be a number >= 0, got {value}"));
+            }
+        }
+        if self.task_relation_every == 0 {
+            return Err(invalid!("the task relation's update interval must be at least 1 step"));
+        }
+        if !(self.task_relation_eps.is_finite() && self.task_relation_eps > 0.0) {
+            return Err(invalid!(
+                "the task relation's eps must be a positive number, got {}",
+                self.task_relation_eps
+            ));
+        }
+        if !self.soft_layers.is_empty() && self.arch != "soft" {
+            return Err(invalid!("soft layers only apply to --arch soft, not to `{}`", self.arch));
+        }
         self.normalization = one_of("normalization", &self.normalization, &NORMALIZATIONS)?;
         self.grad_mode = one_of("gradient mode", &self.grad_mode, &["param", "batched"])?;
         self.optimizer = one_of("optimizer", &self.optimizer, &OPTIMIZERS)?;
@@ -181,7 +234,7 @@ impl RunConfig {
         Ok(self)
     }
 
-    /// The weighting method, built.
+    /// The weighting method, built from the registry.
     pub fn weighting(&self) -> Result<Box<dyn Weighting>> {
         let normalization = match self.normalization.as_str() {
             "none" => GradNormalization::None,
@@ -190,20 +243,14 @@ impl RunConfig {
             "loss+" => GradNormalization::LossPlus,
             other => return Err(invalid!("unknown normalization `{other}`")),
         };
-        Ok(match self.method.as_str() {
-            "ew" => Box::new(EqualWeighting),
-            "mgda" => Box::new(Mgda { normalization }),
-            "mgda-ub" => Box::new(MgdaUb { normalization }),
-            "gradnorm" => {
-                let (alpha, lr) = (self.gradnorm_alpha, self.gradnorm_lr);
-                Box::new(GradNorm::with_config(if self.gradnorm_optimizer == "adam" {
-                    GradNormConfig::adam(alpha, lr)
-                } else {
-                    GradNormConfig::new(alpha, lr)
-                }))
-            }
-            other => return Err(invalid!("unknown weighting method `{other}`")),
-        })
+        let (alpha, lr) = (self.gradnorm_alpha, self.gradnorm_lr);
+        let gradnorm = if self.gradnorm_optimizer == "adam" {
+            GradNormConfig::adam(alpha, lr)
+        } else {
+            GradNormConfig::new(alpha, lr)
+        };
+        weighting::by_name(&self.method, &MethodOptions { normalization, gradnorm })
+            .ok_or_else(|| invalid!("unknown weighting method `{}`", self.method))
     }
 
     /// The gradient mode.

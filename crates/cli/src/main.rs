@@ -57,11 +57,16 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Train several weighting methods on the same data and seed and compare them (Δp over EW).
+    /// Train several weighting methods and architectures on the same data and seed and compare
+    /// them (Δp over hard-sharing EW).
     Compare {
-        /// Comma-separated methods (ew, mgda, mgda-ub, gradnorm); ew is added as the baseline.
+        /// Comma-separated methods (ew, uw, mgda, mgda-ub, gradnorm); ew is added as the baseline.
         #[arg(long, default_value = "ew,mgda,mgda-ub,gradnorm")]
         methods: String,
+        /// Comma-separated architectures (hard, soft, cross-stitch); hard is added as the
+        /// baseline. Every method runs on every architecture it can run on.
+        #[arg(long, default_value = "hard")]
+        archs: String,
         #[command(flatten)]
         run: RunArgs,
         /// The output directory (one subdirectory per method).
@@ -95,7 +100,35 @@ struct RunArgs {
     /// Width of the MLP's last hidden layer (and of conv's linear layer).
     #[arg(long)]
     hidden: Option<usize>,
-    /// Weighting method: ew, mgda, mgda-ub, gradnorm.
+    /// Architecture: hard (one shared trunk), soft (a tower per task, coupled by
+    /// λ Σ_{i≠j} ‖θ_i − θ_j‖²), cross-stitch (a tower per task, mixed between stages).
+    #[arg(long)]
+    arch: Option<String>,
+    /// Soft sharing's λ.
+    #[arg(long)]
+    soft_lambda: Option<f64>,
+    /// The tower layers soft sharing couples, comma-separated (`1.weight,3.weight`); default all.
+    #[arg(long, value_delimiter = ',')]
+    soft_layers: Option<Vec<String>>,
+    /// The trace norm's λ on the per-task copies of a layer (0: off).
+    #[arg(long)]
+    trace_norm: Option<f64>,
+    /// The trace norm's layer, named inside a tower or head (default: the towers' last weight).
+    #[arg(long)]
+    trace_norm_layer: Option<String>,
+    /// The task-relation (MTRL) penalty's λ (0: off).
+    #[arg(long)]
+    task_relation: Option<f64>,
+    /// Steps between the closed-form updates of the task covariance.
+    #[arg(long)]
+    task_relation_every: Option<u64>,
+    /// The task-relation penalty's layer (as for the trace norm).
+    #[arg(long)]
+    task_relation_layer: Option<String>,
+    /// The ridge ε of the task covariance's update.
+    #[arg(long)]
+    task_relation_eps: Option<f64>,
+    /// Weighting method: ew, uw, mgda, mgda-ub, gradnorm.
     #[arg(long)]
     method: Option<String>,
     /// MGDA / MGDA-UB gradient normalisation: none, l2, loss, loss+.
@@ -150,7 +183,8 @@ impl RunArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
         set!(dataset, model, hidden, method, normalization, grad_mode, gradnorm_alpha, gradnorm_lr);
-        set!(gradnorm_optimizer);
+        set!(gradnorm_optimizer, arch, soft_lambda, soft_layers, trace_norm, trace_norm_layer);
+        set!(task_relation, task_relation_every, task_relation_layer, task_relation_eps);
         set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
         if self.data_path.is_some() {
             c.data_path = self.data_path.clone();
@@ -190,12 +224,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             run::eval(&checkpoint, limit, threads)?;
         }
-        Command::Compare { methods, run, out } => {
+        Command::Compare { methods, archs, run, out } => {
             let methods = compare::parse_methods(&methods)?;
+            let archs = compare::parse_archs(&archs)?;
             let config = run.config()?;
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
-            let table = compare::compare(&config, &methods, &out, run.quiet)?;
+            let table = compare::compare(&config, &methods, &archs, &out, run.quiet)?;
             println!("{table}");
             println!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
         }

@@ -1,12 +1,20 @@
 //! Model presets: an MLP, a small conv net, the LeNet of Pareto MTL and the three-head
 //! MultiTaskNet, each checked against the data set's sample shape and tasks *before* any layer
 //! is built, so that no shape a user can choose reaches a shape panic of the autodiff engine.
+//!
+//! A preset is a trunk in stages and a head per task. The architecture (`--arch`) decides how
+//! the trunk is used: once, shared by every task (`hard`, under `trunk.`); once per task, coupled
+//! by a penalty (`soft`, under `towers.<task>.`); or once per task with cross-stitch units
+//! between the stages (`cross-stitch`). The structure-encoding penalties (trace norm, task
+//! relations) wrap any of them.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tapestry_autodiff::Var;
 use tapestry_data::{TaskKind, TaskSpec};
-use tapestry_mtl::model::HardSharing;
+use tapestry_mtl::model::{
+    CrossStitch, HardSharing, MultiTaskModel, Regularized, Regularizer, SoftSharing,
+};
 use tapestry_nn::{Conv2d, Ctx, Linear, MaxPool2d, Module, Params, Relu, Sequential, Upsample2};
 
 use crate::config::RunConfig;
@@ -54,7 +62,7 @@ impl Module for GlobalAvgPool {
 #[derive(Debug)]
 pub struct BuiltModel {
     /// The model.
-    pub model: HardSharing,
+    pub model: Box<dyn MultiTaskModel>,
     /// Its parameters.
     pub params: Params,
     /// The preset's name.
@@ -103,52 +111,53 @@ fn vector_outputs(preset: &str, tasks: &[TaskSpec]) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Adds a linear head per task on a `[B, width]` representation.
-fn linear_heads(
-    mut builder: tapestry_mtl::model::HardSharingBuilder,
-    params: &mut Params,
-    tasks: &[TaskSpec],
-    outputs: &[usize],
-    width: usize,
-    rng: &mut ChaCha8Rng,
-) -> Result<tapestry_mtl::model::HardSharingBuilder> {
-    for (task, &out) in tasks.iter().zip(outputs) {
-        let head = Linear::new(params, &format!("heads.{}", task.name), width, out, rng)?;
-        builder = builder.head(task.clone(), head);
-    }
-    Ok(builder)
+/// What a trunk hands the heads.
+#[derive(Clone, Copy, Debug)]
+enum Representation {
+    /// `[B, width]`.
+    Vector(usize),
+    /// `[B, 32, H/2, W/2]` feature maps (MultiTaskNet).
+    Maps,
 }
 
-/// Builds the preset of `config` for samples of shape `sample` and the given tasks, after
-/// checking that it fits them.
-pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> Result<BuiltModel> {
-    let preset = resolve_preset(&config.model, &config.dataset);
-    if tasks.is_empty() {
-        return Err(invalid!("the data set has no task"));
-    }
-    if sample.contains(&0) || sample.is_empty() {
-        return Err(invalid!("the data set's samples have an empty shape {}", describe(sample)));
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(0x5EED));
-    let mut params = Params::new();
-    let p = &mut params;
-    let (model, description) = match preset.as_str() {
+/// A preset's trunk in stages, every layer named `{prefix}.{index}` (one index sequence over
+/// all stages, so a hard-sharing checkpoint reads `trunk.0.weight`, `trunk.3.weight`, ...), and
+/// the name of its last weight (the layer that makes the representation).
+struct Trunk {
+    stages: Vec<Sequential>,
+    rep: Representation,
+    last_weight: String,
+    description: String,
+}
+
+fn trunk(
+    preset: &str,
+    prefix: &str,
+    p: &mut Params,
+    sample: &[usize],
+    config: &RunConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Trunk> {
+    let name = |i: usize| format!("{prefix}.{i}");
+    Ok(match preset {
         "mlp" => {
-            let outputs = vector_outputs(&preset, tasks)?;
             let features: usize = sample.iter().product();
             let h = config.hidden;
-            let trunk = Sequential::new()
-                .push(Flatten)
-                .push(Linear::new(p, "trunk.1", features, 2 * h, &mut rng)?)
-                .push(Relu)
-                .push(Linear::new(p, "trunk.3", 2 * h, h, &mut rng)?)
-                .push(Relu);
-            let b = linear_heads(HardSharing::builder(trunk), p, tasks, &outputs, h, &mut rng)?;
-            (b, format!("MLP {features} → {} → {h}, linear heads", 2 * h))
+            Trunk {
+                stages: vec![
+                    Sequential::new()
+                        .push(Flatten)
+                        .push(Linear::new(p, &name(1), features, 2 * h, rng)?)
+                        .push(Relu),
+                    Sequential::new().push(Linear::new(p, &name(3), 2 * h, h, rng)?).push(Relu),
+                ],
+                rep: Representation::Vector(h),
+                last_weight: "3.weight".into(),
+                description: format!("MLP {features} → {} → {h}, linear heads", 2 * h),
+            }
         }
         "conv" => {
-            let outputs = vector_outputs(&preset, tasks)?;
-            let (c, h, w) = image(&preset, sample)?;
+            let (c, h, w) = image(preset, sample)?;
             if h < 4 || w < 4 {
                 return Err(invalid!(
                     "model `conv` needs images of at least 4x4 pixels, got {}",
@@ -157,22 +166,19 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
             }
             let flat = 32 * (h / 2 / 2) * (w / 2 / 2);
             let width = config.hidden;
-            let trunk = Sequential::new()
-                .push(conv(p, "trunk.0", (c, 16, 3, 1), &mut rng)?)
-                .push(Relu)
-                .push(pool2())
-                .push(conv(p, "trunk.3", (16, 32, 3, 1), &mut rng)?)
-                .push(Relu)
-                .push(pool2())
-                .push(Flatten)
-                .push(Linear::new(p, "trunk.7", flat, width, &mut rng)?)
-                .push(Relu);
-            let b = linear_heads(HardSharing::builder(trunk), p, tasks, &outputs, width, &mut rng)?;
-            (b, format!("conv {c}→16 k3, pool, conv 16→32 k3, pool, linear {flat}→{width}, linear heads"))
+            Trunk {
+                stages: vec![
+                    Sequential::new().push(conv(p, &name(0), (c, 16, 3, 1), rng)?).push(Relu).push(pool2()),
+                    Sequential::new().push(conv(p, &name(3), (16, 32, 3, 1), rng)?).push(Relu).push(pool2()),
+                    Sequential::new().push(Flatten).push(Linear::new(p, &name(7), flat, width, rng)?).push(Relu),
+                ],
+                rep: Representation::Vector(width),
+                last_weight: "7.weight".into(),
+                description: format!("conv {c}→16 k3, pool, conv 16→32 k3, pool, linear {flat}→{width}, linear heads"),
+            }
         }
         "lenet" => {
-            let outputs = vector_outputs(&preset, tasks)?;
-            let (c, h, w) = image(&preset, sample)?;
+            let (c, h, w) = image(preset, sample)?;
             // conv k9 (−8), pool /2, conv k5 (−4), pool /2: the sides must stay >= 1.
             let side =
                 |s: usize| (s >= 9).then(|| (s - 8) / 2).filter(|&s| s >= 6).map(|s| (s - 4) / 2);
@@ -183,71 +189,201 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
                 ));
             };
             let flat = 20 * oh * ow;
-            let trunk = Sequential::new()
-                .push(conv(p, "trunk.0", (c, 10, 9, 0), &mut rng)?)
-                .push(pool2())
-                .push(Relu)
-                .push(conv(p, "trunk.3", (10, 20, 5, 0), &mut rng)?)
-                .push(pool2())
-                .push(Relu)
-                .push(Flatten)
-                .push(Linear::new(p, "trunk.7", flat, 50, &mut rng)?)
-                .push(Relu);
-            let b = linear_heads(HardSharing::builder(trunk), p, tasks, &outputs, 50, &mut rng)?;
-            (b, format!("LeNet: conv {c}→10 k9, pool, conv 10→20 k5, pool, linear {flat}→50, heads 50→classes"))
+            Trunk {
+                stages: vec![
+                    Sequential::new().push(conv(p, &name(0), (c, 10, 9, 0), rng)?).push(pool2()).push(Relu),
+                    Sequential::new().push(conv(p, &name(3), (10, 20, 5, 0), rng)?).push(pool2()).push(Relu),
+                    Sequential::new().push(Flatten).push(Linear::new(p, &name(7), flat, 50, rng)?).push(Relu),
+                ],
+                rep: Representation::Vector(50),
+                last_weight: "7.weight".into(),
+                description: format!("LeNet: conv {c}→10 k9, pool, conv 10→20 k5, pool, linear {flat}→50, heads 50→classes"),
+            }
         }
         "multitasknet" => {
-            let (c, h, w) = image(&preset, sample)?;
+            let (c, h, w) = image(preset, sample)?;
             if h % 2 != 0 || w % 2 != 0 || h < 2 || w < 2 {
                 return Err(invalid!(
                     "model `multitasknet` needs images with even sides, got {}",
                     describe(sample)
                 ));
             }
-            let trunk = Sequential::new()
-                .push(conv(p, "trunk.0", (c, 16, 3, 1), &mut rng)?)
-                .push(Relu)
-                .push(pool2())
-                .push(conv(p, "trunk.3", (16, 32, 3, 1), &mut rng)?)
-                .push(Relu);
-            let mut b = HardSharing::builder(trunk);
-            for task in tasks {
-                let name = format!("heads.{}", task.name);
-                let pixel_head =
-                    |p: &mut Params, out: usize, rng: &mut ChaCha8Rng| -> Result<Sequential> {
-                        Ok(Sequential::new()
+            Trunk {
+                stages: vec![
+                    Sequential::new().push(conv(p, &name(0), (c, 16, 3, 1), rng)?).push(Relu).push(pool2()),
+                    Sequential::new().push(conv(p, &name(3), (16, 32, 3, 1), rng)?).push(Relu),
+                ],
+                rep: Representation::Maps,
+                last_weight: "3.weight".into(),
+                description: format!(
+                    "MultiTaskNet: encoder conv {c}→16 k3, pool, conv 16→32 k3; image heads avg-pool + linear, pixel heads conv 32→16 k3, upsample x2, conv 1x1"
+                ),
+            }
+        }
+        other => return Err(invalid!("unknown model `{other}`")),
+    })
+}
+
+/// Task `task`'s head on the representation `rep`, under `heads.<task>.`.
+fn head(
+    preset: &str,
+    p: &mut Params,
+    task: &TaskSpec,
+    rep: Representation,
+    rng: &mut ChaCha8Rng,
+) -> Result<Box<dyn Module>> {
+    let name = format!("heads.{}", task.name);
+    Ok(match rep {
+        Representation::Vector(width) => {
+            let out = vector_outputs(preset, std::slice::from_ref(task))?[0];
+            Box::new(Linear::new(p, &name, width, out, rng)?)
+        }
+        Representation::Maps => {
+            let pixel_head =
+                |p: &mut Params, out: usize, rng: &mut ChaCha8Rng| -> Result<Box<dyn Module>> {
+                    Ok(Box::new(
+                        Sequential::new()
                             .push(conv(p, &format!("{name}.0"), (32, 16, 3, 1), rng)?)
                             .push(Relu)
                             .push(Upsample2)
-                            .push(conv(p, &format!("{name}.3"), (16, out, 1, 0), rng)?))
-                    };
-                b = match task.kind {
-                    TaskKind::Classification { classes: out }
-                    | TaskKind::Regression { dim: out } => {
-                        let head = Sequential::new().push(GlobalAvgPool).push(Linear::new(
-                            p,
-                            &format!("{name}.1"),
-                            32,
-                            out,
-                            &mut rng,
-                        )?);
-                        b.head(task.clone(), head)
-                    }
-                    TaskKind::PixelClassification { classes, .. } => {
-                        b.head(task.clone(), pixel_head(p, classes, &mut rng)?)
-                    }
-                    TaskKind::PixelRegression => b.head(task.clone(), pixel_head(p, 1, &mut rng)?),
+                            .push(conv(p, &format!("{name}.3"), (16, out, 1, 0), rng)?),
+                    ))
                 };
+            match task.kind {
+                TaskKind::Classification { classes: out } | TaskKind::Regression { dim: out } => {
+                    Box::new(Sequential::new().push(GlobalAvgPool).push(Linear::new(
+                        p,
+                        &format!("{name}.1"),
+                        32,
+                        out,
+                        rng,
+                    )?))
+                }
+                TaskKind::PixelClassification { classes, .. } => pixel_head(p, classes, rng)?,
+                TaskKind::PixelRegression => pixel_head(p, 1, rng)?,
             }
+        }
+    })
+}
+
+/// Stages joined into one sequence.
+fn joined(stages: Vec<Sequential>) -> Sequential {
+    stages.into_iter().fold(Sequential::new(), |s, stage| s.push(stage))
+}
+
+/// Builds the preset and architecture of `config` for samples of shape `sample` and the given
+/// tasks, after checking that they fit.
+pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> Result<BuiltModel> {
+    let preset = resolve_preset(&config.model, &config.dataset);
+    if tasks.is_empty() {
+        return Err(invalid!("the data set has no task"));
+    }
+    if sample.contains(&0) || sample.is_empty() {
+        return Err(invalid!("the data set's samples have an empty shape {}", describe(sample)));
+    }
+    // Per-pixel tasks need the feature-map trunk; a vector trunk cannot feed them.
+    if preset != "multitasknet" {
+        vector_outputs(&preset, tasks)?;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed.wrapping_add(0x5EED));
+    let mut params = Params::new();
+    let p = &mut params;
+    let (model, description, last_weight): (Box<dyn MultiTaskModel>, String, String) = match config
+        .arch
+        .as_str()
+    {
+        "hard" => {
+            let t = trunk(&preset, "trunk", p, sample, config, &mut rng)?;
+            let mut b = HardSharing::builder(joined(t.stages));
+            for task in tasks {
+                b = b.head(task.clone(), head(&preset, p, task, t.rep, &mut rng)?);
+            }
+            let model = b.input_shape(sample).build(p)?;
+            (Box::new(model), t.description, "weight".into())
+        }
+        "soft" => {
+            if tasks.len() < 2 {
+                return Err(invalid!("--arch soft couples the towers of several tasks, but the data set has one task"));
+            }
+            let mut b = SoftSharing::builder(config.soft_lambda as f32);
+            let layers: Vec<&str> = config.soft_layers.iter().map(String::as_str).collect();
+            if !layers.is_empty() {
+                b = b.coupled_layers(&layers);
+            }
+            let mut description = String::new();
+            let mut last = String::new();
+            for task in tasks {
+                let t =
+                    trunk(&preset, &format!("towers.{}", task.name), p, sample, config, &mut rng)?;
+                let h = head(&preset, p, task, t.rep, &mut rng)?;
+                b = b.task(task.clone(), joined(t.stages), h);
+                (description, last) = (t.description, t.last_weight);
+            }
+            let model = b.input_shape(sample).build(p)?;
+            let description = format!(
+                "soft sharing (λ = {}): a tower per task, {description}",
+                config.soft_lambda
+            );
+            (Box::new(model), description, last)
+        }
+        "cross-stitch" => {
+            if tasks.len() < 2 {
+                return Err(invalid!("--arch cross-stitch mixes the towers of several tasks, but the data set has one task"));
+            }
+            let mut b = CrossStitch::builder();
+            let mut description = String::new();
+            let mut last = String::new();
+            for task in tasks {
+                let t =
+                    trunk(&preset, &format!("towers.{}", task.name), p, sample, config, &mut rng)?;
+                let h = head(&preset, p, task, t.rep, &mut rng)?;
+                let stages: Vec<Box<dyn Module>> =
+                    t.stages.into_iter().map(|s| Box::new(s) as Box<dyn Module>).collect();
+                b = b.task(task.clone(), stages, h);
+                (description, last) = (t.description, t.last_weight);
+            }
+            let model = b.input_shape(sample).build(p)?;
             (
-                b,
-                format!(
-                    "MultiTaskNet: encoder conv {c}→16 k3, pool, conv 16→32 k3; image heads avg-pool + linear, pixel heads conv 32→16 k3, upsample x2, conv 1x1"
-                ),
+                Box::new(model),
+                format!("cross-stitch: a tower per task, units between stages, {description}"),
+                last,
             )
         }
-        other => return Err(invalid!("unknown model `{other}`")),
+        other => return Err(invalid!("unknown architecture `{other}`")),
     };
-    let model = model.input_shape(sample).build(&params)?;
+    let mut regularizers = Vec::new();
+    let layer_or =
+        |layer: &str| if layer.is_empty() { last_weight.clone() } else { layer.to_string() };
+    if config.trace_norm > 0.0 {
+        regularizers.push(Regularizer::TraceNorm {
+            lambda: config.trace_norm as f32,
+            layer: layer_or(&config.trace_norm_layer),
+        });
+    }
+    if config.task_relation > 0.0 {
+        regularizers.push(Regularizer::TaskRelation {
+            lambda: config.task_relation as f32,
+            layer: layer_or(&config.task_relation_layer),
+            every: config.task_relation_every,
+            eps: config.task_relation_eps,
+        });
+    }
+    let (model, description): (Box<dyn MultiTaskModel>, String) = if regularizers.is_empty() {
+        (model, description)
+    } else {
+        let names: Vec<String> = regularizers
+            .iter()
+            .map(|r| match r {
+                Regularizer::TraceNorm { lambda, layer } => {
+                    format!("trace norm λ = {lambda} on {layer}")
+                }
+                Regularizer::TaskRelation { lambda, layer, every, .. } => {
+                    format!("task relations λ = {lambda} on {layer}, Ω every {every} steps")
+                }
+            })
+            .collect();
+        let description = format!("{description}; {}", names.join("; "));
+        (Box::new(Regularized::new(model, &params, regularizers)?), description)
+    };
     Ok(BuiltModel { model, params, preset, description })
 }

@@ -113,6 +113,12 @@ impl Observer for Logger {
         if let Some(s) = &r.representation {
             record["rep_cosines"] = json!(s.cosines);
         }
+        if let Some(aux) = r.aux_loss {
+            record["aux_loss"] = json!(aux);
+        }
+        for (name, values) in &r.diagnostics {
+            record[name.as_str()] = json!(values);
+        }
         self.records.push(record);
         self.epoch_samples += r.batch_size;
         let rate = self.epoch_samples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
@@ -183,6 +189,15 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
     let splits = load_data(config)?;
     let BuiltModel { model, mut params, preset, description } =
         build_model(config, splits.train.sample_shape(), &splits.train.tasks)?;
+    // Whether the method can run on this model is known now: say so before anything is written.
+    let mut weighting = config.weighting()?;
+    weighting.register(&mut params, model.tasks()).map_err(tapestry_mtl::MtlError::from)?;
+    let step_options = StepOptions {
+        grad_mode: config.grad_mode(),
+        diagnostics: config.cosines && !model.shared_params().is_empty(),
+        gradnorm_param: None,
+    };
+    tapestry_mtl::TrainStep::new(&model, &params, weighting.as_ref(), step_options.clone())?;
     create_dir(out)?;
     write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
     let tasks = splits.train.tasks.clone();
@@ -209,13 +224,12 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         eval_batch_size: EVAL_BATCH,
         drop_last: false,
         seed: config.seed,
-        step: StepOptions {
-            grad_mode: config.grad_mode(),
-            diagnostics: config.cosines,
-            gradnorm_param: None,
-        },
+        step: step_options,
     };
-    let mut trainer = Trainer::from_boxed(trainer_config, config.optimizer()?, config.weighting()?);
+    if config.cosines && model.shared_params().is_empty() && !quiet {
+        println!("  no gradient cosines: the `{}` architecture shares no parameter", config.arch);
+    }
+    let mut trainer = Trainer::from_boxed(trainer_config, config.optimizer()?, weighting);
     let steps_per_epoch = splits.train.len().div_ceil(config.batch_size) as u64;
     let mut logger = Logger {
         records: vec![json!({
@@ -266,6 +280,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             "seconds": report.seconds,
             "samples_per_second": rate,
             "mean_weights": report.mean_weights,
+            "model": report.model_diagnostics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "train": evaluation_json(&report.train),
             "test": evaluation_json(&test),
         }));
@@ -292,6 +307,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             ("method".to_string(), config.method.clone()),
             ("dataset".to_string(), config.dataset.clone()),
             ("model".to_string(), preset.clone()),
+            ("arch".to_string(), config.arch.clone()),
         ]);
         checkpoint::save(out.join(CHECKPOINT_FILE), &params, Some(trainer.optimizer()), &metadata)?;
         write_plots(out, &names, &logger, &epochs)?;
@@ -372,7 +388,16 @@ fn write_plots(
     } else {
         "Gradient cosines not computed (run with --cosines true)".to_string()
     };
-    plots::heatmap(&out.join("cosines.svg"), &title, names, &cosines)
+    plots::heatmap(&out.join("cosines.svg"), &title, names, &cosines)?;
+    // A learned task covariance, next to the gradient cosines.
+    let omega = epochs
+        .last()
+        .and_then(|e| e.model_diagnostics.iter().find(|(k, _)| k == "task_relation.omega"));
+    if let Some((_, omega)) = omega {
+        let title = format!("Learned task covariance Ω after epoch {}", epochs.len());
+        plots::heatmap(&out.join("task_relation.svg"), &title, names, omega)?;
+    }
+    Ok(())
 }
 
 /// The checkpoint file and the run's configuration for `--checkpoint DIR_OR_FILE`.
@@ -410,6 +435,11 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     let splits = load_data(&config)?;
     let BuiltModel { model, mut params, preset, .. } =
         build_model(&config, splits.test.sample_shape(), &splits.test.tasks)?;
+    // A weighting's own parameters (uncertainty weighting's variances) are in the checkpoint.
+    config
+        .weighting()?
+        .register(&mut params, model.tasks())
+        .map_err(tapestry_mtl::MtlError::from)?;
     let meta = checkpoint::load(&file, &mut params, None)?;
     let evaluation = evaluate(&model, &params, &splits.test, EVAL_BATCH)?;
     println!(

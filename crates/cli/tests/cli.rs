@@ -193,6 +193,7 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
     fs::create_dir(d.join("fake")).unwrap();
     fs::write(d.join("fake/checkpoint.safetensors"), b"not a checkpoint at all").unwrap();
     fs::write(d.join("fake/config.toml"), "limit = 16\n").unwrap();
+    fs::write(d.join("one.csv"), "a,b,target\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n").unwrap();
     fs::create_dir(d.join("noconfig")).unwrap();
     fs::write(d.join("noconfig/checkpoint.safetensors"), b"x").unwrap();
     let cases: &[(&[&str], &str)] = &[
@@ -243,12 +244,140 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
             "training stopped",
         ),
         (&["compare", "--batch-size", "0"], "batch size"),
+        (&["train", "--arch", "tree"], "unknown architecture `tree`"),
+        (
+            &["train", "--arch", "soft", "--soft-lambda=-1"],
+            "soft sharing's lambda must be a number >= 0",
+        ),
+        (&["train", "--arch", "soft", "--soft-lambda", "inf"], "soft sharing's lambda"),
+        (&["train", "--trace-norm", "nan"], "the trace norm's lambda"),
+        (&["train", "--task-relation", "0.1", "--task-relation-every", "0"], "update interval"),
+        (&["train", "--soft-layers", "1.weight"], "only apply to --arch soft"),
+        (
+            &[
+                "train",
+                "--arch",
+                "soft",
+                "--trace-norm",
+                "0.1",
+                "--trace-norm-layer",
+                "9.weight",
+                "--limit",
+                "16",
+                "--out",
+                "never",
+            ],
+            "task `left_digit` has no `towers.left_digit.9.weight`",
+        ),
+        (
+            &[
+                "train",
+                "--arch",
+                "soft",
+                "--soft-layers",
+                "5.weight",
+                "--limit",
+                "16",
+                "--out",
+                "never",
+            ],
+            "couples layer `5.weight`, which the towers lack",
+        ),
+        (
+            &["train", "--arch", "soft", "--method", "mgda", "--limit", "16", "--out", "never"],
+            "shares none",
+        ),
+        (
+            &[
+                "train",
+                "--arch",
+                "cross-stitch",
+                "--method",
+                "mgda-ub",
+                "--limit",
+                "16",
+                "--out",
+                "never",
+            ],
+            "one per task",
+        ),
+        (&["train", "--trace-norm", "0.1", "--limit", "16", "--out", "never"], "different shapes"),
+        (
+            &[
+                "train",
+                "--dataset",
+                "csv",
+                "--data-path",
+                "one.csv",
+                "--arch",
+                "soft",
+                "--out",
+                "never",
+            ],
+            "has one task",
+        ),
+        (&["compare", "--archs", "hard,tree"], "unknown architecture `tree`"),
     ];
     for (args, needle) in cases {
         let out = tapestry(args, d);
         assert_bad(&out, needle);
     }
+    assert!(!d.join("never").exists(), "a refused run wrote nothing");
     assert_no_temp_files(d);
+}
+
+#[test]
+fn every_architecture_trains_and_evaluates() {
+    let dir = tempfile::tempdir().unwrap();
+    for (arch, extra) in [
+        ("soft", &["--method", "ew", "--soft-lambda", "0.01", "--trace-norm", "0.001"][..]),
+        (
+            "cross-stitch",
+            &["--method", "mgda", "--task-relation", "0.01", "--task-relation-every", "2"][..],
+        ),
+        ("hard", &["--method", "uw"][..]),
+    ] {
+        let mut args = vec!["train", "--arch", arch, "--out", arch, "--quiet"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(TINY);
+        let out = tapestry(&args, dir.path());
+        assert!(out.status.success(), "{arch}: {}", text(&out.stderr));
+        let run = dir.path().join(arch);
+        assert!(run.join("checkpoint.safetensors").is_file(), "{arch}");
+        let out = tapestry(&["eval", "--checkpoint", arch], dir.path());
+        assert!(out.status.success(), "{arch} eval: {}", text(&out.stderr));
+        let log = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        if arch == "soft" {
+            assert!(log.contains("\"aux_loss\""), "the penalty is logged");
+        }
+        if arch == "cross-stitch" {
+            assert!(log.contains("task_relation.omega") && run.join("task_relation.svg").is_file());
+        }
+        if arch == "hard" {
+            assert!(log.contains("uw.log_var"), "uncertainty weighting's variances are logged");
+        }
+    }
+    // compare across architectures: hard-sharing EW is the baseline; MGDA skips soft sharing.
+    let mut args = vec![
+        "compare",
+        "--methods",
+        "ew,mgda",
+        "--archs",
+        "soft,cross-stitch",
+        "--out",
+        "cmp",
+        "--quiet",
+    ];
+    args.extend_from_slice(TINY);
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "compare: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("skipping mgda on soft: soft sharing shares no parameter"), "{stdout}");
+    for row in ["hard-ew", "hard-mgda", "soft-ew", "cross-stitch-ew", "cross-stitch-mgda"] {
+        assert!(stdout.lines().any(|l| l.starts_with(row)), "no row {row}: {stdout}");
+    }
+    let first = stdout.lines().find(|l| l.starts_with("hard-ew")).unwrap();
+    assert!(first.contains("+0.00"), "{first}");
 }
 
 #[test]

@@ -151,18 +151,17 @@ impl TrainStep {
         let shared = model.shared_params();
         let needs = weighting.needs();
         let name = weighting.name();
-        if (needs.shared_gradients || needs.layer_gradient_norms || options.diagnostics)
-            && shared.is_empty()
-        {
-            let why =
-                if options.diagnostics && !needs.shared_gradients && !needs.layer_gradient_norms {
-                    "gradient diagnostics need".to_string()
-                } else {
-                    format!("method `{name}` needs")
-                };
-            return Err(MtlError::Config(format!(
-                "{why} per-task gradients on shared parameters, and this model shares none (choose a method that weighs losses, such as ew or uw, or turn the cosines off)"
-            )));
+        if shared.is_empty() {
+            if needs.shared_gradients || needs.layer_gradient_norms {
+                return Err(MtlError::Config(format!(
+                    "method `{name}` needs per-task gradients on shared parameters, and this model shares none (choose a method that weighs losses, such as ew or uw)"
+                )));
+            }
+            if options.diagnostics {
+                return Err(MtlError::Config(
+                    "gradient diagnostics need per-task gradients on shared parameters, and this model shares none (turn them off)".into(),
+                ));
+            }
         }
         if needs.representation_gradients && !model.shares_representation() {
             return Err(MtlError::Config(format!(

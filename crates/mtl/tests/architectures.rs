@@ -33,7 +33,7 @@ fn soft_sharing_penalty_equals_the_pairwise_sum_and_its_gradient_checks() {
         let tape = Tape::new();
         let vars: Vec<Var<'_>> = thetas.iter().map(|t| tape.leaf(t.clone())).collect();
         let lambda = 0.3;
-        let through_mean = soft_sharing_penalty(&[vars.clone()], lambda).unwrap();
+        let through_mean = soft_sharing_penalty(std::slice::from_ref(&vars), lambda).unwrap();
         // λ Σ_{i≠j} ‖θ_i − θ_j‖², directly over ordered pairs.
         let mut direct = 0.0f64;
         for i in 0..tasks {

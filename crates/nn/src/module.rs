@@ -157,6 +157,21 @@ pub trait Module: fmt::Debug + Send + Sync {
     }
 }
 
+/// A boxed module is a module (so layers chosen at run time fit wherever a module goes).
+impl Module for Box<dyn Module> {
+    fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> Var<'t> {
+        self.as_ref().forward(x, ctx)
+    }
+
+    fn params(&self) -> Vec<ParamId> {
+        self.as_ref().params()
+    }
+
+    fn buffers(&self) -> Vec<BufferId> {
+        self.as_ref().buffers()
+    }
+}
+
 /// `(name, id)` of every parameter of `module`, names as registered in `params`.
 ///
 /// # Panics

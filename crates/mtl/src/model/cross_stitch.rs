@@ -27,10 +27,13 @@ pub struct CrossStitch {
     input_shape: Option<Vec<usize>>,
 }
 
+/// A task as the builder holds it: its spec, its tower's stages, its head.
+type StitchedTask = (TaskSpec, Vec<Box<dyn Module>>, Box<dyn Module>);
+
 /// Builds a [`CrossStitch`] model; see [`CrossStitch::builder`].
 #[derive(Debug, Default)]
 pub struct CrossStitchBuilder {
-    tasks: Vec<(TaskSpec, Vec<Box<dyn Module>>, Box<dyn Module>)>,
+    tasks: Vec<StitchedTask>,
     after: Option<Vec<usize>>,
     input_shape: Option<Vec<usize>>,
     diagonal: Option<f32>,

@@ -138,6 +138,41 @@ pub trait MultiTaskModel: std::fmt::Debug {
     }
 }
 
+/// A boxed model is a model (so architectures chosen at run time can be wrapped).
+impl MultiTaskModel for Box<dyn MultiTaskModel> {
+    fn tasks(&self) -> &[TaskSpec] {
+        self.as_ref().tasks()
+    }
+
+    fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> ModelOutput<'t> {
+        self.as_ref().forward(x, ctx)
+    }
+
+    fn shared_params(&self) -> Vec<ParamId> {
+        self.as_ref().shared_params()
+    }
+
+    fn shares_representation(&self) -> bool {
+        self.as_ref().shares_representation()
+    }
+
+    fn input_shape(&self) -> Option<&[usize]> {
+        self.as_ref().input_shape()
+    }
+
+    fn default_gradnorm_param(&self, params: &Params) -> Option<ParamId> {
+        self.as_ref().default_gradnorm_param(params)
+    }
+
+    fn after_step(&self, params: &Params, step: u64) {
+        self.as_ref().after_step(params, step)
+    }
+
+    fn diagnostics(&self) -> Vec<(String, Vec<f64>)> {
+        self.as_ref().diagnostics()
+    }
+}
+
 /// Checks that the parameters `listed` by a module are exactly those of `params` named under
 /// `prefix`: the one source of a model's parameter sets, checked against the store.
 ///

@@ -31,11 +31,14 @@ pub struct SoftSharing {
     input_shape: Option<Vec<usize>>,
 }
 
+/// A task as the builder holds it: its spec, its tower, its head.
+type TowerTask = (TaskSpec, Box<dyn Module>, Box<dyn Module>);
+
 /// Builds a [`SoftSharing`] model; see [`SoftSharing::builder`].
 #[derive(Debug)]
 pub struct SoftSharingBuilder {
     lambda: f32,
-    tasks: Vec<(TaskSpec, Box<dyn Module>, Box<dyn Module>)>,
+    tasks: Vec<TowerTask>,
     layers: Option<Vec<String>>,
     input_shape: Option<Vec<usize>>,
 }

@@ -253,7 +253,7 @@ impl MultiTaskModel for Regularized {
         self.inner.after_step(params, step);
         for term in &self.terms {
             if let Regularizer::TaskRelation { every, eps, .. } = term.regularizer {
-                if (step + 1) % every == 0 {
+                if (step + 1).is_multiple_of(every) {
                     let rows: Vec<f32> = term
                         .group
                         .iter()
