@@ -32,6 +32,10 @@ pub mod toy;
 pub mod trainer;
 pub mod weighting;
 
+/// The guide, `docs/mtl.md`; its Rust examples run as doctests.
+#[doc = include_str!("../../../docs/mtl.md")]
+pub mod guide {}
+
 pub use error::MtlError;
 pub use model::{CrossStitch, HardSharing, ModelOutput, MultiTaskModel, Regularized, SoftSharing};
 pub use step::{GradientStats, StepOptions, StepReport, TrainStep};

@@ -365,10 +365,40 @@ impl Params {
         &mut self.buffers
     }
 
-    /// Places every parameter on `tape` as a leaf (gradients are computed for it). The result
-    /// borrows only the tape, so the store stays free for the optimizer step.
+    /// Places every parameter on `tape` as a leaf (gradients are computed for it). The leaves
+    /// share storage with the store: while the tape lives, an optimizer step copies every
+    /// parameter it updates instead of writing in place. [`Params::on_tape`] ends the tape
+    /// first by construction.
     pub fn bind<'t>(&self, tape: &'t Tape) -> Bound<'t> {
         Bound::new(self.values.iter().map(|v| tape.leaf(v.clone())).collect())
+    }
+
+    /// Runs one step's recorded work: `f` gets a fresh tape, the parameters bound to it as
+    /// leaves, and the buffers (for BatchNorm's running statistics). The tape is dropped before
+    /// this returns, and `R` cannot hold a value of it, so the optimizer step that follows
+    /// updates the parameters in place: the fast path is the only path.
+    ///
+    /// ```
+    /// use tapestry_autodiff::Tensor;
+    /// use tapestry_nn::optim::{Optimizer, Sgd};
+    /// use tapestry_nn::Params;
+    ///
+    /// let mut params = Params::new();
+    /// let w = params.add("w", Tensor::from(vec![1.0, -2.0])).unwrap();
+    /// let grads = params.on_tape(|tape, bound, _buffers| {
+    ///     let loss = (bound.var(w) * bound.var(w)).sum_all();
+    ///     bound.grads(&tape.backward(loss))
+    /// });
+    /// Sgd::new(0.25).step(&mut params, &grads);
+    /// assert_eq!(params.get(w).to_vec(), vec![0.5, -1.0]);
+    /// ```
+    pub fn on_tape<R>(
+        &mut self,
+        f: impl for<'t> FnOnce(&'t Tape, &Bound<'t>, &mut Buffers) -> R,
+    ) -> R {
+        let tape = Tape::new();
+        let bound = self.bind(&tape);
+        f(&tape, &bound, &mut self.buffers)
     }
 
     /// Places every parameter on `tape` as a constant (no gradients): for evaluation.
