@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde_json::json;
 
+use tapestry_mtl::weighting::{self, MethodOptions};
+
 use crate::config::{method_names, RunConfig, ARCHS};
 use crate::error::Result;
 use crate::invalid;
@@ -88,13 +90,17 @@ pub fn parse_archs(list: &str) -> Result<Vec<String>> {
     Ok(archs)
 }
 
-/// Why `method` cannot run on `arch`, if it cannot: the gradient methods need shared
-/// parameters (soft sharing has none), MGDA-UB a representation every task shares.
+/// Why `method` cannot run on `arch`, if it cannot, from what the method needs: the gradient
+/// methods need shared parameters (soft sharing has none), the representation methods one
+/// representation every task shares (hard sharing only).
 fn unsupported(method: &str, arch: &str) -> Option<&'static str> {
-    match (method, arch) {
-        ("mgda" | "gradnorm", "soft") => Some("soft sharing shares no parameter"),
-        ("mgda-ub", "soft" | "cross-stitch") => Some("the towers give one representation per task"),
-        _ => None,
+    let needs = weighting::by_name(method, &MethodOptions::default())?.needs();
+    if (needs.shared_gradients || needs.layer_gradient_norms) && arch == "soft" {
+        Some("soft sharing shares no parameter")
+    } else if needs.representation_gradients && arch != "hard" {
+        Some("the towers give one representation per task")
+    } else {
+        None
     }
 }
 

@@ -290,6 +290,7 @@ impl TrainStep {
         let answer = weighting.weights(&StepInput {
             step: counters.step,
             epoch: counters.epoch,
+            seed: counters.seed,
             losses: &values,
             shared: shared_grads.as_ref(),
             representation: representation.as_ref(),

@@ -202,6 +202,7 @@ fn the_gradnorm_weighting_keeps_adams_state_between_steps() {
         let input = StepInput {
             step,
             epoch: 0,
+            seed: 0,
             losses: &losses,
             shared: None,
             representation: None,

@@ -151,6 +151,7 @@ fn mgda_direction_is_a_descent_direction_for_every_task() {
         let input = StepInput {
             step: 0,
             epoch: 0,
+            seed: 0,
             losses: &losses,
             shared: Some(&g),
             representation: None,
@@ -183,6 +184,7 @@ fn mgda_normalizations_and_mgda_ub() {
     let input = StepInput {
         step: 0,
         epoch: 0,
+        seed: 0,
         losses: &losses,
         shared: Some(&g),
         representation: Some(&r),
@@ -220,6 +222,7 @@ fn missing_inputs_and_bad_losses_are_errors() {
     let input = StepInput {
         step: 0,
         epoch: 0,
+        seed: 0,
         losses: &losses,
         shared: None,
         representation: None,
@@ -247,6 +250,7 @@ fn gradnorm_weights_sum_to_t_and_favour_the_slow_task() {
         let input = StepInput {
             step,
             epoch: 0,
+            seed: 0,
             losses: &losses,
             shared: None,
             representation: None,

@@ -119,6 +119,7 @@ fn mgda_direction_descends_for_every_task_on_a_real_step() {
             .weights(&StepInput {
                 step: 0,
                 epoch: 0,
+                seed: 0,
                 losses: &values,
                 shared: Some(&g),
                 representation: None,

@@ -12,9 +12,12 @@
 //! Each method is one file; [`METHODS`] is the registry, one line per method, that the CLI
 //! reads its names from.
 
+mod dwa;
 mod ew;
+mod gls;
 mod gradnorm;
 mod mgda;
+mod rlw;
 mod uw;
 
 use tapestry_autodiff::{Tensor, Var};
@@ -26,9 +29,12 @@ use crate::gradnorm::{GradNormConfig, GradNormError};
 use crate::min_norm::MinNormError;
 use crate::task_grads::TaskGradients;
 
+pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
+pub use gls::GeometricLossStrategy;
 pub use gradnorm::GradNorm;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
+pub use rlw::RandomLossWeighting;
 pub use uw::UncertaintyWeighting;
 
 /// What a weighting needs computed each step, besides the losses (which it always gets).
@@ -58,6 +64,8 @@ pub struct StepInput<'a> {
     pub step: u64,
     /// The epoch, from 0.
     pub epoch: u64,
+    /// The run's seed (methods that draw at random derive their draws from it and the step).
+    pub seed: u64,
     /// The task losses at this step.
     pub losses: &'a [f64],
     /// Per-task gradients on the shared parameters, if needed.
@@ -218,28 +226,16 @@ pub struct Method {
 }
 
 /// Every weighting, one line each.
+#[rustfmt::skip]
 pub const METHODS: &[Method] = &[
     Method { name: "ew", summary: "equal weights", build: |_| Box::new(EqualWeighting) },
-    Method {
-        name: "uw",
-        summary: "uncertainty weighting (learned task variances, in the graph)",
-        build: |_| Box::new(UncertaintyWeighting::default()),
-    },
-    Method {
-        name: "mgda",
-        summary: "min-norm point of the shared-parameter gradients",
-        build: |o| Box::new(Mgda { normalization: o.normalization }),
-    },
-    Method {
-        name: "mgda-ub",
-        summary: "MGDA on the gradients at the representation (upper bound)",
-        build: |o| Box::new(MgdaUb { normalization: o.normalization }),
-    },
-    Method {
-        name: "gradnorm",
-        summary: "weights that balance gradient norms on one shared layer",
-        build: |o| Box::new(GradNorm::with_config(o.gradnorm)),
-    },
+    Method { name: "uw", summary: "uncertainty weighting (learned task variances, in the graph)", build: |_| Box::new(UncertaintyWeighting::default()) },
+    Method { name: "dwa", summary: "dynamic weight average: softmax of the last two epochs' loss ratios (τ = 2)", build: |_| Box::new(DynamicWeightAverage::default()) },
+    Method { name: "rlw", summary: "random loss weighting: a fresh softmax of a normal draw each step", build: |_| Box::new(RandomLossWeighting) },
+    Method { name: "gls", summary: "geometric loss strategy: the geometric mean of the losses", build: |_| Box::new(GeometricLossStrategy) },
+    Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", build: |o| Box::new(Mgda { normalization: o.normalization }) },
+    Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", build: |o| Box::new(MgdaUb { normalization: o.normalization }) },
+    Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", build: |o| Box::new(GradNorm::with_config(o.gradnorm)) },
 ];
 
 /// The registered method called `name` (case-sensitive), built with `options`.
