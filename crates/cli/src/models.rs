@@ -266,6 +266,38 @@ fn head(
     })
 }
 
+/// A copy of the preset's trunk per task (under `towers.<task>.`) with its head.
+struct Towers {
+    per_task: Vec<(Vec<Sequential>, Box<dyn Module>)>,
+    description: String,
+    last_weight: String,
+}
+
+fn towers(
+    what: &str,
+    preset: &str,
+    p: &mut Params,
+    sample: &[usize],
+    tasks: &[TaskSpec],
+    config: &RunConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Towers> {
+    if tasks.len() < 2 {
+        return Err(invalid!(
+            "--arch {what} the towers of several tasks, but the data set has one task"
+        ));
+    }
+    let mut out =
+        Towers { per_task: Vec::new(), description: String::new(), last_weight: String::new() };
+    for task in tasks {
+        let t = trunk(preset, &format!("towers.{}", task.name), p, sample, config, rng)?;
+        let h = head(preset, p, task, t.rep, rng)?;
+        out.per_task.push((t.stages, h));
+        (out.description, out.last_weight) = (t.description, t.last_weight);
+    }
+    Ok(out)
+}
+
 /// Stages joined into one sequence.
 fn joined(stages: Vec<Sequential>) -> Sequential {
     stages.into_iter().fold(Sequential::new(), |s, stage| s.push(stage))
@@ -302,52 +334,35 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
             (Box::new(model), t.description, "weight".into())
         }
         "soft" => {
-            if tasks.len() < 2 {
-                return Err(invalid!("--arch soft couples the towers of several tasks, but the data set has one task"));
-            }
+            let towers = towers("soft couples", &preset, p, sample, tasks, config, &mut rng)?;
             let mut b = SoftSharing::builder(config.soft_lambda as f32);
             let layers: Vec<&str> = config.soft_layers.iter().map(String::as_str).collect();
             if !layers.is_empty() {
                 b = b.coupled_layers(&layers);
             }
-            let mut description = String::new();
-            let mut last = String::new();
-            for task in tasks {
-                let t =
-                    trunk(&preset, &format!("towers.{}", task.name), p, sample, config, &mut rng)?;
-                let h = head(&preset, p, task, t.rep, &mut rng)?;
-                b = b.task(task.clone(), joined(t.stages), h);
-                (description, last) = (t.description, t.last_weight);
+            for (task, (stages, h)) in tasks.iter().zip(towers.per_task) {
+                b = b.task(task.clone(), joined(stages), h);
             }
             let model = b.input_shape(sample).build(p)?;
             let description = format!(
-                "soft sharing (λ = {}): a tower per task, {description}",
-                config.soft_lambda
+                "soft sharing (λ = {}): a tower per task, {}",
+                config.soft_lambda, towers.description
             );
-            (Box::new(model), description, last)
+            (Box::new(model), description, towers.last_weight)
         }
         "cross-stitch" => {
-            if tasks.len() < 2 {
-                return Err(invalid!("--arch cross-stitch mixes the towers of several tasks, but the data set has one task"));
-            }
+            let towers = towers("cross-stitch mixes", &preset, p, sample, tasks, config, &mut rng)?;
             let mut b = CrossStitch::builder();
-            let mut description = String::new();
-            let mut last = String::new();
-            for task in tasks {
-                let t =
-                    trunk(&preset, &format!("towers.{}", task.name), p, sample, config, &mut rng)?;
-                let h = head(&preset, p, task, t.rep, &mut rng)?;
-                let stages: Vec<Box<dyn Module>> =
-                    t.stages.into_iter().map(|s| Box::new(s) as Box<dyn Module>).collect();
+            for (task, (stages, h)) in tasks.iter().zip(towers.per_task) {
+                let stages = stages.into_iter().map(|s| Box::new(s) as Box<dyn Module>).collect();
                 b = b.task(task.clone(), stages, h);
-                (description, last) = (t.description, t.last_weight);
             }
             let model = b.input_shape(sample).build(p)?;
-            (
-                Box::new(model),
-                format!("cross-stitch: a tower per task, units between stages, {description}"),
-                last,
-            )
+            let description = format!(
+                "cross-stitch: a tower per task, units between stages, {}",
+                towers.description
+            );
+            (Box::new(model), description, towers.last_weight)
         }
         other => return Err(invalid!("unknown architecture `{other}`")),
     };

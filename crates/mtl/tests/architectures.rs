@@ -239,6 +239,32 @@ fn tnrdmtl_data(rng: &mut ChaCha8Rng) -> MultiTaskDataset {
     MultiTaskDataset::new("tnrdmtl", x.into_dyn(), specs, targets).unwrap()
 }
 
+/// The demo's model: a tower of 10 sigmoid units per task under `towers.<task>.0`, and a linear
+/// head per task, coupled by soft sharing's `lambda` over `layers` (every layer if empty).
+fn demo_towers(
+    data: &MultiTaskDataset,
+    params: &mut Params,
+    lambda: f32,
+    layers: &[&str],
+    rng: &mut ChaCha8Rng,
+) -> SoftSharing {
+    let mut builder = SoftSharing::builder(lambda);
+    if !layers.is_empty() {
+        builder = builder.coupled_layers(layers);
+    }
+    for spec in &data.tasks {
+        let out = match spec.kind {
+            tapestry_data::TaskKind::Regression { dim } => dim,
+            _ => unreachable!("the demo's tasks are regressions"),
+        };
+        let name = &spec.name;
+        let layer = Linear::new(params, &format!("towers.{name}.0"), 20, 10, rng).unwrap();
+        let head = Linear::new(params, &format!("heads.{name}"), 10, out, rng).unwrap();
+        builder = builder.task(spec.clone(), Sequential::new().push(layer).push(Sigmoid), head);
+    }
+    builder.build(params).unwrap()
+}
+
 #[derive(Default)]
 struct Trace {
     aux: Vec<f64>,
@@ -258,19 +284,7 @@ fn tnrdmtl_run(lambda: f32) -> (Trace, f64) {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let data = tnrdmtl_data(&mut rng);
     let mut params = Params::new();
-    let mut builder = SoftSharing::builder(0.0);
-    for (spec, o) in data.tasks.iter().zip([3, 2, 5]) {
-        let tower = Sequential::new()
-            .push(
-                Linear::new(&mut params, &format!("towers.{}.0", spec.name), 20, 10, &mut rng)
-                    .unwrap(),
-            )
-            .push(Sigmoid);
-        let head =
-            Linear::new(&mut params, &format!("heads.{}", spec.name), 10, o, &mut rng).unwrap();
-        builder = builder.task(spec.clone(), tower, head);
-    }
-    let towers = builder.build(&params).unwrap();
+    let towers = demo_towers(&data, &mut params, 0.0, &[], &mut rng);
     // The towers start from N(0, 1) weights: three unrelated full-rank layers.
     let ids: Vec<_> = data
         .tasks
@@ -321,25 +335,10 @@ fn the_task_covariance_is_learned_and_reported() {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
     let data = tnrdmtl_data(&mut rng);
     let mut params = Params::new();
-    let mut builder = SoftSharing::builder(0.0);
-    for spec in &data.tasks {
-        let tower = Sequential::new()
-            .push(
-                Linear::new(&mut params, &format!("towers.{}.0", spec.name), 20, 10, &mut rng)
-                    .unwrap(),
-            )
-            .push(Sigmoid);
-        let TaskSpec { name, .. } = spec;
-        let dim = match spec.kind {
-            tapestry_data::TaskKind::Regression { dim } => dim,
-            _ => unreachable!(),
-        };
-        let head = Linear::new(&mut params, &format!("heads.{name}"), 10, dim, &mut rng).unwrap();
-        builder = builder.task(spec.clone(), tower, head);
-    }
+    let towers = demo_towers(&data, &mut params, 0.0, &[], &mut rng);
     let relation =
         Regularizer::TaskRelation { lambda: 1e-2, layer: "0.weight".into(), every: 5, eps: 1e-6 };
-    let model = Regularized::new(builder.build(&params).unwrap(), &params, vec![relation]).unwrap();
+    let model = Regularized::new(towers, &params, vec![relation]).unwrap();
     assert_eq!(model.omega().unwrap()[0], 1.0 / 3.0, "Ω starts at I/T");
     let config = TrainerConfig { epochs: 20, batch_size: 50, ..TrainerConfig::default() };
     let mut trainer = Trainer::new(config, Adam::new(0.01), EqualWeighting);
@@ -478,19 +477,7 @@ fn soft_sharing_trains_and_its_penalty_pulls_the_towers_together() {
     let spread = |lambda: f32| {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let mut params = Params::new();
-        let mut builder = SoftSharing::builder(lambda).coupled_layers(&["0.weight"]);
-        for (spec, o) in data.tasks.iter().zip([3, 2, 5]) {
-            let tower = Sequential::new()
-                .push(
-                    Linear::new(&mut params, &format!("towers.{}.0", spec.name), 20, 10, &mut rng)
-                        .unwrap(),
-                )
-                .push(Sigmoid);
-            let head =
-                Linear::new(&mut params, &format!("heads.{}", spec.name), 10, o, &mut rng).unwrap();
-            builder = builder.task(spec.clone(), tower, head);
-        }
-        let model = builder.build(&params).unwrap();
+        let model = demo_towers(&data, &mut params, lambda, &["0.weight"], &mut rng);
         let config = TrainerConfig { epochs: 100, batch_size: 100, ..TrainerConfig::default() };
         let mut trainer = Trainer::new(config, Sgd::new(0.1), EqualWeighting);
         trainer.fit(&model, &mut params, &data, None, &mut NoObserver).unwrap();

@@ -18,8 +18,9 @@ impl RandomLossWeighting {
     /// The weights of step `step` of a run seeded with `seed`: the softmax of T standard normal
     /// draws from a generator seeded by both.
     pub fn draw(seed: u64, step: u64, tasks: usize) -> Vec<f64> {
-        let mut rng =
-            ChaCha8Rng::seed_from_u64(seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0052_4C57);
+        let mut rng = ChaCha8Rng::seed_from_u64(
+            seed ^ step.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x0052_4C57,
+        );
         let z: Vec<f64> = (0..tasks).map(|_| StandardNormal.sample(&mut rng)).collect();
         let top = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
         let e: Vec<f64> = z.iter().map(|v| (v - top).exp()).collect();
