@@ -269,10 +269,13 @@ fn third_order_on_smooth_ops() {
     let mut r = rng(19);
     let x = uniform(&mut r, &[2, 3], -1.0, 1.0);
     let w = uniform(&mut r, &[3, 3], -1.0, 1.0);
+    let away = away_from_zero(&mut r, &[2, 3], 0.2, 1.0);
     let opts = GradcheckOptions::default();
     let one = std::slice::from_ref(&x);
     let cases: Vec<(&str, InputFn, Vec<Tensor>)> = vec![
         ("tanh", boxed(|_, v| v[0].tanh()), one.to_vec()),
+        // relu's recorded rule is an op of its own (relu_grad); its rule runs at third order.
+        ("relu", boxed(|_, v| v[0].relu() * v[0] * v[0]), vec![away]),
         ("exp", boxed(|_, v| (v[0] * 0.5).exp()), one.to_vec()),
         ("softmax", boxed(|_, v| v[0].softmax(1) * v[0]), one.to_vec()),
         ("matmul chain", boxed(|_, v| v[0].matmul(v[1]).tanh().matmul(v[1])), vec![x.clone(), w]),

@@ -10,6 +10,7 @@
 //! | gelu_tanh | ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³) | g·(½(1 + tanh u) + ½x(1 − tanh²u)·u′) |
 //! | softplus | ln(1 + e^(βx))/β, or x where βx > threshold | g·σ(βx), or g where βx > threshold |
 //! | normal_cdf | Φ(x) = ½ erfc(−x/√2) | g·φ(x) |
+//! | relu_grad | relu's recorded rule, g·𝟙(y > 0) for relu's output y | u·𝟙(y > 0) |
 //!
 //! Stable forms: σ(x) is computed as e^x/(1 + e^x) for x < 0, so e⁻ˣ never overflows;
 //! ln(1 + eᶻ) as max(z, 0) + ln(1 + e^(−|z|)). `erf` is evaluated in f64 (see [`erf`]).
@@ -38,8 +39,18 @@ pub(crate) enum ActivationOp {
     Tanh(NodeId),
     Gelu(NodeId),
     GeluTanh(NodeId),
-    Softplus { x: NodeId, beta: f32, threshold: f32 },
+    Softplus {
+        x: NodeId,
+        beta: f32,
+        threshold: f32,
+    },
     NormalCdf(NodeId),
+    /// relu's recorded rule: `g·[y > 0]`, with `y` the relu's output (not an input: the mask is a
+    /// constant of the graph, so no cotangent flows to it).
+    ReluGrad {
+        g: NodeId,
+        y: NodeId,
+    },
 }
 
 use ActivationOp as A;
@@ -228,6 +239,7 @@ impl Family for ActivationOp {
             A::GeluTanh(..) => "gelu_tanh",
             A::Softplus { .. } => "softplus",
             A::NormalCdf(..) => "normal_cdf",
+            A::ReluGrad { .. } => "relu_grad",
         }
     }
 
@@ -235,6 +247,7 @@ impl Family for ActivationOp {
         match *self {
             A::Relu(x) | A::LeakyRelu(x, _) | A::Sigmoid(x) | A::Tanh(x) => f(x),
             A::Gelu(x) | A::GeluTanh(x) | A::Softplus { x, .. } | A::NormalCdf(x) => f(x),
+            A::ReluGrad { g, .. } => f(g),
         }
     }
 
@@ -272,6 +285,11 @@ impl Family for ActivationOp {
                 let local = ctx.value(x).map(|x| normal_pdf(x as f64) as f32);
                 ctx.acc(x, || gz(local))
             }
+            // Linear in g with the same mask: the cotangent u gives u·[y > 0].
+            A::ReluGrad { g: gv, y } => {
+                let vy = ctx.value(y);
+                ctx.acc(gv, || map_tasks(g, vy, ew::relu_backward))
+            }
         }
     }
 
@@ -283,10 +301,8 @@ impl Family for ActivationOp {
             ctx.constant(ctx.var(x).value().map(f))
         };
         match *self {
-            A::Relu(x) => {
-                let mask = constant(ctx, x, &|x| f32::from(u8::from(x > 0.0)));
-                ctx.acc(x, || g * mask)
-            }
+            // One fused op, g·[y > 0] on the kernels, instead of a mask tensor and a product.
+            A::Relu(x) => ctx.acc(x, || g.relu_grad(out)),
             A::LeakyRelu(x, s) => {
                 let slope = constant(ctx, x, &|x| if x > 0.0 { 1.0 } else { s });
                 ctx.acc(x, || g * slope)
@@ -319,7 +335,20 @@ impl Family for ActivationOp {
                 let vx = ctx.var(x);
                 ctx.acc(x, || g * normal_pdf_var(vx))
             }
+            A::ReluGrad { g: gv, y } => {
+                let vy = ctx.var(y);
+                ctx.acc(gv, || g.relu_grad(vy))
+            }
         }
+    }
+}
+
+impl<'t> Var<'t> {
+    /// `self·[y > 0]`: relu's rule for the cotangent `self` of a relu whose output is `y`,
+    /// recorded (its own rule is the same mask).
+    fn relu_grad(self, y: Var<'t>) -> Var<'t> {
+        let value = self.tape.with_values(self.id, y.id, |g, y| map_tasks(g, y, ew::relu_backward));
+        self.record(value, Op::Activation(A::ReluGrad { g: self.id, y: y.id }))
     }
 }
 

@@ -461,7 +461,8 @@ impl Family for ConvOp {
                 ctx.acc(x, || g.conv2d_input_grad(vw, geom));
                 ctx.acc(w, || vx.conv2d_weight_grad(g, geom));
                 if let Some(b) = b {
-                    ctx.acc(b, || g.sum(&[0, 2, 3], false));
+                    // Two sums over adjacent axes (on the kernels), not one over [0, 2, 3].
+                    ctx.acc(b, || g.sum(&[2, 3], false).sum(&[0], false));
                 }
             }
             ConvOp::MaxPool2d { x, geom, ref argmax } => {
