@@ -414,3 +414,39 @@ fn hessian_of_a_two_layer_net_is_symmetric_and_matches_hvp() {
         }
     }
 }
+
+#[test]
+fn clamp_passes_no_gradient_at_a_bound_like_pytorch() {
+    // torch 2.15: x = tensor([-1., 0., 1.], requires_grad=True); x.clamp(-1, 1).sum().backward()
+    // gives x.grad = [0., 1., 0.].
+    let tape = Tape::new();
+    let x = tape.leaf(Tensor::from(vec![-1.0, 0.0, 1.0]));
+    let y = x.clamp(-1.0, 1.0).sum_all();
+    assert_eq!(tape.backward(y).wrt(x).to_vec(), vec![0.0, 1.0, 0.0]);
+    assert_eq!(tape.grad_graph(y, &[x])[0].value().to_vec(), vec![0.0, 1.0, 0.0]);
+}
+
+#[test]
+fn a_pass_over_a_recorded_gradient_walks_only_what_leads_to_its_targets() {
+    // The same recorded gradient, with and without a long chain that feeds the root but does not
+    // depend on the target: the second pass runs the same rules either way (a pass that walked
+    // everything below its root would run 2000 more).
+    let rules = |unrelated: usize| {
+        let tape = Tape::new();
+        let x = tape.leaf(Tensor::from(vec![0.3, -0.2, 0.5]));
+        let w = tape.leaf(Tensor::from_vec(&[3, 3], vec![0.1; 9]).unwrap());
+        let y = x.reshape(&[1, 3]).matmul(w).tanh().sum_all();
+        let g = tape.grad_graph(y, &[w])[0];
+        let other = tape.leaf(Tensor::from(vec![1.0]));
+        let mut z = other;
+        for _ in 0..unrelated {
+            z = (z * 1.0001).tanh();
+        }
+        let second = tape.grad((g * g).sum_all() + z.sum_all(), &[x]);
+        (second.rules_run(), second.wrt(x).to_vec())
+    };
+    let (short, a) = rules(0);
+    let (long, b) = rules(2000);
+    assert_eq!(short, long);
+    assert_eq!(a, b);
+}
