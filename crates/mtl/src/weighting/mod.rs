@@ -17,6 +17,7 @@ mod ew;
 mod gls;
 mod gradnorm;
 mod mgda;
+mod pcgrad;
 mod rlw;
 mod uw;
 
@@ -34,6 +35,7 @@ pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
 pub use gradnorm::GradNorm;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
+pub use pcgrad::PcGrad;
 pub use rlw::RandomLossWeighting;
 pub use uw::UncertaintyWeighting;
 
@@ -235,6 +237,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "gls", summary: "geometric loss strategy: the geometric mean of the losses", build: |_| Box::new(GeometricLossStrategy) },
     Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", build: |o| Box::new(Mgda { normalization: o.normalization }) },
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", build: |o| Box::new(MgdaUb { normalization: o.normalization }) },
+    Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", build: |_| Box::new(PcGrad) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", build: |o| Box::new(GradNorm::with_config(o.gradnorm)) },
 ];
 
