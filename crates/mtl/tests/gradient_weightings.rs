@@ -14,9 +14,19 @@
 //!         if gij < 0: pc[i] -= gij * g[j] / (g[j] @ g[j])
 //! print(pc.sum(0))        # [1.33543417 0.07282913 1.79201681]
 //! ```
+//!
+//! IMTL-G's weights from numpy (the paper's closed form, as LibMTL writes it):
+//!
+//! ```text
+//! g = np.array([[1.0, 2.0, -1.0, 0.5], [-1.0, 0.5, 2.0, 1.0], [0.5, -2.0, 0.0, 1.5]])
+//! u = g / np.linalg.norm(g, axis=1, keepdims=True)
+//! D = g[0:1] - g[1:]; U = u[0:1] - u[1:]
+//! a = g[0] @ U.T @ np.linalg.inv(D @ U.T)
+//! print(np.concatenate([[1 - a.sum()], a]))   # [0.39074924 0.2705734  0.33867736]
+//! ```
 
 use tapestry_mtl::task_grads::TaskGradients;
-use tapestry_mtl::weighting::{Direction, PcGrad, StepInput, Weighting};
+use tapestry_mtl::weighting::{Direction, ImtlG, PcGrad, StepInput, Weighting};
 
 fn close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len());
@@ -116,4 +126,49 @@ fn a_pcgrad_step_updates_the_trunk_along_its_direction() {
     let (want, _) = PcGrad::direction(&rows, &PcGrad::orders(5, 2, g.tasks()));
     assert_eq!(grads.flatten(&shared), want);
     assert!(report.diagnostic("pcgrad.projections").is_some());
+}
+
+#[test]
+fn imtl_g_weights_make_the_projections_equal() {
+    let g = TaskGradients::from_matrix(
+        3,
+        4,
+        vec![1.0, 2.0, -1.0, 0.5, -1.0, 0.5, 2.0, 1.0, 0.5, -2.0, 0.0, 1.5],
+    );
+    let alpha = ImtlG::weights_from_gram(g.gram(), 3).unwrap();
+    for (a, w) in alpha.iter().zip([0.39074924, 0.2705734, 0.33867736]) {
+        assert!((a - w).abs() < 1e-7, "{alpha:?}");
+    }
+    // ⟨d, u_t⟩ is the same for every task.
+    let d: Vec<f64> = (0..4).map(|j| (0..3).map(|t| alpha[t] * g.row(t)[j] as f64).sum()).collect();
+    let proj: Vec<f64> = (0..3)
+        .map(|t| {
+            let r = g.row(t);
+            let n = r.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            r.iter().zip(&d).map(|(&a, b)| a as f64 * b).sum::<f64>() / n
+        })
+        .collect();
+    assert!((proj[0] - proj[1]).abs() < 1e-6 && (proj[0] - proj[2]).abs() < 1e-6, "{proj:?}");
+    // Degenerate: parallel or zero gradients have no unique answer: equal weights, flagged.
+    for rows in [vec![1.0, 2.0, 2.0, 4.0], vec![0.0, 0.0, 1.0, 1.0]] {
+        let g = TaskGradients::from_matrix(2, 2, rows);
+        let losses = [1e6, 1.0];
+        let input = StepInput {
+            step: 0,
+            epoch: 0,
+            seed: 0,
+            losses: &losses,
+            shared: Some(&g),
+            representation: None,
+            layer_grad_norms: None,
+        };
+        let out = ImtlG.weights(&input).unwrap();
+        assert_eq!(out.weights, vec![0.5, 0.5]);
+        assert_eq!(out.diagnostic("imtl.singular"), Some(&[1.0][..]));
+    }
+    // Two orthogonal tasks of norms 3 and 1: equal projections means d = (1, 1)·c.
+    let g = TaskGradients::from_matrix(2, 2, vec![3.0, 0.0, 0.0, 1.0]);
+    let a = ImtlG::weights_from_gram(g.gram(), 2).unwrap();
+    let d = [a[0] * 3.0, a[1]];
+    assert!((d[0] - d[1]).abs() < 1e-12 && (a[0] + a[1] - 1.0).abs() < 1e-12, "{a:?}");
 }

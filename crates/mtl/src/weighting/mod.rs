@@ -16,6 +16,7 @@ mod dwa;
 mod ew;
 mod gls;
 mod gradnorm;
+mod imtl;
 mod mgda;
 mod pcgrad;
 mod rlw;
@@ -34,6 +35,7 @@ pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
 pub use gradnorm::GradNorm;
+pub use imtl::ImtlG;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
 pub use pcgrad::PcGrad;
 pub use rlw::RandomLossWeighting;
@@ -238,6 +240,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", build: |o| Box::new(Mgda { normalization: o.normalization }) },
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", build: |o| Box::new(MgdaUb { normalization: o.normalization }) },
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", build: |_| Box::new(PcGrad) },
+    Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", build: |_| Box::new(ImtlG) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", build: |o| Box::new(GradNorm::with_config(o.gradnorm)) },
 ];
 
