@@ -1,7 +1,7 @@
-//! IMTL-G (Liu et al., 2021, "Towards Impartial Multi-task Learning"): the weights α (summing to
-//! 1) whose combined gradient `d = Σ_t α_t g_t` has the same projection on every task's unit
-//! gradient `u_t = g_t/‖g_t‖`: `⟨d, u_1⟩ = ⟨d, u_t⟩` for all t. With `D` the rows `g_1 − g_t` and
-//! `U` the rows `u_1 − u_t` (t = 2..T),
+//! IMTL-G (Liu et al., 2021, "Towards Impartial Multi-task Learning"): the weights α, summing
+//! to one, whose combined gradient `d = Σ_t α_t g_t` has the same projection on every task's
+//! unit gradient `u_t = g_t/‖g_t‖`, that is `⟨d, u_1⟩ = ⟨d, u_t⟩` for all t. With `D` the rows
+//! `g_1 − g_t` and `U` the rows `u_1 − u_t` (t = 2..T),
 //!
 //! ```text
 //! α_{2..T} = g_1 Uᵀ (D Uᵀ)⁻¹,     α_1 = 1 − Σ_{t≥2} α_t
