@@ -31,8 +31,8 @@
 //!     HVP_COMPARE=/tmp/hvp python3 benches/hvp_torch.py
 //! ```
 //!
-//! `REPORT_CLOCK=cpu` (Linux) times by the CPU time of the process (all threads, from
-//! `/proc/self/task/*/schedstat`), which leaves out the time other processes ran on a shared
+//! `REPORT_CLOCK=cpu` (Linux) times by the CPU time of the process (all threads,
+//! `tapestry_kernels::clock`), which leaves out the time other processes ran on a shared
 //! machine; it is meaningful at one thread only (at two it sums both threads, spinning
 //! included), so compare wall times there. The thread count is rayon's: `RAYON_NUM_THREADS`.
 //! Run one model per process (`HVP_MODEL`) for figures that do not depend on what ran before
@@ -191,15 +191,9 @@ enum Clock {
     Cpu,
 }
 
-/// The process's CPU time in seconds, all threads, in nanosecond resolution: the sum over
-/// `/proc/self/task/*/schedstat` of each thread's time on a CPU (Linux only).
+/// The process's CPU time in seconds, all threads.
 fn process_cpu_seconds() -> f64 {
-    let tasks = std::fs::read_dir("/proc/self/task").expect("REPORT_CLOCK=cpu needs Linux's /proc");
-    let nanos: u64 = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    nanos as f64 * 1e-9
+    tapestry::kernels::clock::process_cpu_seconds().expect("REPORT_CLOCK=cpu needs Linux")
 }
 
 impl Clock {

@@ -8,38 +8,9 @@
 
 use std::time::Instant;
 
-#[cfg(target_os = "linux")]
-mod cpu_time {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-
-    /// Seconds of CPU time used by the calling thread (0 if unavailable).
-    pub fn thread_cpu_seconds() -> f64 {
-        let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-        // `clock_gettime` (64-bit Linux ABI) writes nothing else.
-        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        if rc == 0 {
-            ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-        } else {
-            0.0
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod cpu_time {
-    /// Not available off Linux.
-    pub fn thread_cpu_seconds() -> f64 {
-        0.0
-    }
+/// Seconds of CPU time used by the calling thread (0 if unavailable).
+fn thread_cpu_seconds() -> f64 {
+    tapestry_kernels::clock::thread_cpu_seconds().unwrap_or(0.0)
 }
 
 const ITERS: u64 = 50_000_000;
@@ -98,9 +69,9 @@ fn measure(name: &str, lanes: u64, threads: usize, f: fn(u64) -> f32) {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     s.spawn(move || {
-                        let t0 = cpu_time::thread_cpu_seconds();
+                        let t0 = thread_cpu_seconds();
                         let v = f(ITERS);
-                        (v, cpu_time::thread_cpu_seconds() - t0)
+                        (v, thread_cpu_seconds() - t0)
                     })
                 })
                 .collect();

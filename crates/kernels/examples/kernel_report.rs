@@ -29,37 +29,7 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-#[cfg(target_os = "linux")]
-mod cpu_time {
-    #[repr(C)]
-    struct Timespec {
-        tv_sec: i64,
-        tv_nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-
-    /// Seconds of CPU time used by the calling thread.
-    pub fn thread_cpu_seconds() -> Option<f64> {
-        let mut ts = Timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec for the duration of the call, and
-        // `clock_gettime` (64-bit Linux ABI) writes nothing else.
-        let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        (rc == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod cpu_time {
-    /// Not available off Linux.
-    pub fn thread_cpu_seconds() -> Option<f64> {
-        None
-    }
-}
-
-use cpu_time::thread_cpu_seconds;
+use tapestry_kernels::clock::thread_cpu_seconds;
 
 /// True when `REPORT_CLOCK=cpu`: time by this thread's CPU time instead of the wall clock, so
 /// that single-threaded figures on a shared machine leave out the time other processes ran.

@@ -23,6 +23,7 @@
 //! `// SAFETY:` comment.
 
 pub mod buffer;
+pub mod clock;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
