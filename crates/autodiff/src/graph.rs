@@ -173,7 +173,7 @@ impl Tape {
 
     /// The Hessian-vector product `H·v` of the scalar `root` with respect to `wrt`, by reverse
     /// over reverse: a recorded gradient `g`, the scalar `Σ ⟨gᵢ, vᵢ⟩` on the tape, then one
-    /// ordinary backward pass of it. Costs about two to three gradients.
+    /// ordinary backward pass of it. Costs about three gradients (`docs/benchmarks.md`).
     ///
     /// ```
     /// use tapestry_autodiff::{Tape, Tensor};
