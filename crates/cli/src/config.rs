@@ -316,8 +316,8 @@ mod tests {
     #[test]
     fn validation_rejects_bad_values() {
         let bad = |c: RunConfig| c.validate().unwrap_err().to_string();
-        assert!(bad(RunConfig { method: "pcgrad".into(), ..Default::default() })
-            .contains("unknown weighting method `pcgrad`"));
+        assert!(bad(RunConfig { method: "no-such-method".into(), ..Default::default() })
+            .contains("unknown weighting method `no-such-method`"));
         assert!(bad(RunConfig { epochs: 0, ..Default::default() }).contains("epochs"));
         assert!(bad(RunConfig { batch_size: 0, ..Default::default() }).contains("batch size"));
         assert!(bad(RunConfig { lr: -1.0, ..Default::default() }).contains("learning rate"));

@@ -197,7 +197,7 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
     fs::create_dir(d.join("noconfig")).unwrap();
     fs::write(d.join("noconfig/checkpoint.safetensors"), b"x").unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["train", "--method", "pcgrad"], "unknown weighting method"),
+        (&["train", "--method", "no-such-method"], "unknown weighting method"),
         (&["train", "--optimizer", "lbfgs"], "unknown optimizer"),
         (&["train", "--gradnorm-optimizer", "rmsprop"], "unknown GradNorm optimizer"),
         (&["train", "--dataset", "imagenet"], "unknown data set"),
