@@ -511,3 +511,57 @@ fn evaluation_is_in_eval_mode_and_matches_the_metric_functions() {
     .unwrap();
     assert_eq!(acc(&a), want);
 }
+
+/// A weighting that weighs every loss by 1 but returns, as a direction at the representation,
+/// twice the sum of the tasks' gradients there: pushed back through the trunk it must give twice
+/// equal weighting's trunk gradient, and the heads keep equal weighting's.
+struct SumAtRepresentation;
+
+impl Weighting for SumAtRepresentation {
+    fn name(&self) -> &'static str {
+        "sum-at-z"
+    }
+    fn needs(&self) -> tapestry_mtl::weighting::Needs {
+        tapestry_mtl::weighting::Needs { representation_gradients: true, ..Default::default() }
+    }
+    fn weights(
+        &mut self,
+        input: &StepInput<'_>,
+    ) -> Result<tapestry_mtl::weighting::StepWeights, tapestry_mtl::weighting::WeightingError> {
+        let r = input.representation.expect("asked for");
+        let (_, stacked) = r.block(0);
+        let n = stacked.len() / r.tasks();
+        let mut sum = vec![0.0f32; n];
+        for row in stacked.as_slice().chunks(n) {
+            sum.iter_mut().zip(row).for_each(|(s, v)| *s += 2.0 * v);
+        }
+        let d = Tensor::from_vec(&stacked.shape()[1..], sum).unwrap();
+        Ok(tapestry_mtl::weighting::StepWeights {
+            weights: vec![1.0; r.tasks()],
+            direction: Some(tapestry_mtl::weighting::Direction::Representation(d)),
+            ..Default::default()
+        })
+    }
+}
+
+#[test]
+fn a_direction_at_the_representation_is_pushed_back_through_the_trunk() {
+    let batch = first_batch(&dataset(32, 30), 32);
+    let mut params = Params::new();
+    let model = conv_model(&mut params, 31, 0.0);
+    let c = StepCounters::default();
+    let ew = TrainStep::new(&model, &params, &EqualWeighting, StepOptions::default()).unwrap();
+    let (want, _) = ew.gradients(&model, &mut params, &mut EqualWeighting, &batch, c).unwrap();
+    let mut z = SumAtRepresentation;
+    let step = TrainStep::new(&model, &params, &z, StepOptions::default()).unwrap();
+    let (got, _) = step.gradients(&model, &mut params, &mut z, &batch, c).unwrap();
+    let trunk = model.shared_params();
+    for (id, g) in got.iter() {
+        let factor = if trunk.contains(&id) { 2.0 } else { 1.0 };
+        let w = want.get(id).map(|v| v * factor);
+        let scale = w.as_slice().iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        for (a, b) in g.as_slice().iter().zip(w.as_slice()) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{}: {a} vs {b}", params.name(id));
+        }
+    }
+}
