@@ -69,15 +69,7 @@ fn pcgrad_orders_come_from_the_seed_and_the_step() {
 fn pcgrad_through_the_interface_returns_a_shared_direction() {
     let g = TaskGradients::from_matrix(2, 3, vec![1.0, 2.0, -1.0, -1.0, 0.5, 2.0]);
     let losses = [1e6, 2.0];
-    let input = StepInput {
-        step: 4,
-        epoch: 0,
-        seed: 1,
-        losses: &losses,
-        shared: Some(&g),
-        representation: None,
-        layer_grad_norms: None,
-    };
+    let input = StepInput { step: 4, seed: 1, shared: Some(&g), ..StepInput::with_losses(&losses) };
     let out = PcGrad.weights(&input).unwrap();
     assert_eq!(out.weights, vec![1.0, 1.0]);
     let Some(Direction::Shared(d)) = &out.direction else { panic!("a shared direction") };
@@ -153,15 +145,7 @@ fn imtl_g_weights_make_the_projections_equal() {
     for rows in [vec![1.0, 2.0, 2.0, 4.0], vec![0.0, 0.0, 1.0, 1.0]] {
         let g = TaskGradients::from_matrix(2, 2, rows);
         let losses = [1e6, 1.0];
-        let input = StepInput {
-            step: 0,
-            epoch: 0,
-            seed: 0,
-            losses: &losses,
-            shared: Some(&g),
-            representation: None,
-            layer_grad_norms: None,
-        };
+        let input = StepInput { shared: Some(&g), ..StepInput::with_losses(&losses) };
         let out = ImtlG.weights(&input).unwrap();
         assert_eq!(out.weights, vec![0.5, 0.5]);
         assert_eq!(out.diagnostic("imtl.singular"), Some(&[1.0][..]));

@@ -20,15 +20,7 @@ use tapestry_mtl::weighting::{
 };
 
 fn input(step: u64, epoch: u64, losses: &[f64]) -> StepInput<'_> {
-    StepInput {
-        step,
-        epoch,
-        seed: 7,
-        losses,
-        shared: None,
-        representation: None,
-        layer_grad_norms: None,
-    }
+    StepInput { step, epoch, seed: 7, ..StepInput::with_losses(losses) }
 }
 
 fn close(got: &[f64], want: &[f64], rtol: f64) {

@@ -80,6 +80,22 @@ pub struct StepInput<'a> {
     pub layer_grad_norms: Option<&'a [f64]>,
 }
 
+impl<'a> StepInput<'a> {
+    /// An input holding only `losses`, at step 0 of epoch 0 with seed 0: set the other fields
+    /// with struct update syntax (`StepInput { step: 3, ..StepInput::with_losses(&l) }`).
+    pub fn with_losses(losses: &'a [f64]) -> Self {
+        StepInput {
+            step: 0,
+            epoch: 0,
+            seed: 0,
+            losses,
+            shared: None,
+            representation: None,
+            layer_grad_norms: None,
+        }
+    }
+}
+
 /// A replacement for the weighted gradient, for methods that alter gradients.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Direction {
