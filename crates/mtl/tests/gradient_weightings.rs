@@ -24,9 +24,23 @@
 //! a = g[0] @ U.T @ np.linalg.inv(D @ U.T)
 //! print(np.concatenate([[1 - a.sum()], a]))   # [0.39074924 0.2705734  0.33867736]
 //! ```
+//!
+//! Aligned-MTL's weights from numpy (LibMTL's form, with `numpy.linalg.eigh` for `symeig`):
+//!
+//! ```text
+//! def aligned(g):
+//!     M = g @ g.T; lmbda, V = np.linalg.eigh(M)
+//!     tol = lmbda.max() * max(M.shape) * np.finfo(np.float32).eps
+//!     rank = (lmbda > tol).sum(); order = np.argsort(-lmbda)
+//!     lmbda, V = lmbda[order][:rank], V[:, order][:, :rank]
+//!     B = np.sqrt(lmbda[-1]) * (V @ np.diag(1 / np.sqrt(lmbda)) @ V.T)
+//!     return B.sum(0)
+//! print(aligned(g))                                    # [1.0816933  0.87163714 0.97805922]
+//! print(aligned(np.array([[1., 2.], [2., 4.], [.5, 1.]])))   # [0.66666667 1.33333333 0.33333333]
+//! ```
 
 use tapestry_mtl::task_grads::TaskGradients;
-use tapestry_mtl::weighting::{Direction, ImtlG, PcGrad, StepInput, Weighting};
+use tapestry_mtl::weighting::{AlignedMtl, Direction, ImtlG, PcGrad, StepInput, Weighting};
 
 fn close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len());
@@ -155,4 +169,33 @@ fn imtl_g_weights_make_the_projections_equal() {
     let a = ImtlG::weights_from_gram(g.gram(), 2).unwrap();
     let d = [a[0] * 3.0, a[1]];
     assert!((d[0] - d[1]).abs() < 1e-12 && (a[0] + a[1] - 1.0).abs() < 1e-12, "{a:?}");
+}
+
+#[test]
+fn aligned_mtl_weights_match_the_published_form() {
+    let g = TaskGradients::from_matrix(
+        3,
+        4,
+        vec![1.0, 2.0, -1.0, 0.5, -1.0, 0.5, 2.0, 1.0, 0.5, -2.0, 0.0, 1.5],
+    );
+    let (w, rank) = AlignedMtl::weights_from_gram(g.gram(), 3);
+    assert_eq!(rank, 3);
+    for (a, b) in w.iter().zip([1.0816933, 0.87163714, 0.97805922]) {
+        assert!((a - b).abs() < 1e-7, "{w:?}");
+    }
+    // Rank-deficient (parallel gradients): only the non-zero eigenvalue counts.
+    let g = TaskGradients::from_matrix(3, 2, vec![1.0, 2.0, 2.0, 4.0, 0.5, 1.0]);
+    let (w, rank) = AlignedMtl::weights_from_gram(g.gram(), 3);
+    assert_eq!(rank, 1);
+    for (a, b) in w.iter().zip([2.0 / 3.0, 4.0 / 3.0, 1.0 / 3.0]) {
+        assert!((a - b).abs() < 1e-6, "{w:?}");
+    }
+    // All-zero gradients: weights of 1, rank 0; huge losses change nothing (it reads gradients).
+    let zero = TaskGradients::from_matrix(2, 3, vec![0.0; 6]);
+    let losses = [1e6, 1e6];
+    let out = AlignedMtl
+        .weights(&StepInput { shared: Some(&zero), ..StepInput::with_losses(&losses) })
+        .unwrap();
+    assert_eq!(out.weights, vec![1.0, 1.0]);
+    assert_eq!(out.diagnostic("aligned.rank"), Some(&[0.0][..]));
 }

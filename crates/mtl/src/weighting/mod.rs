@@ -12,6 +12,7 @@
 //! Each method is one file; [`METHODS`] is the registry, one line per method, that the CLI
 //! reads its names from.
 
+mod aligned;
 mod dwa;
 mod ew;
 mod gls;
@@ -31,6 +32,7 @@ use crate::gradnorm::{GradNormConfig, GradNormError};
 use crate::min_norm::MinNormError;
 use crate::task_grads::TaskGradients;
 
+pub use aligned::AlignedMtl;
 pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
@@ -257,6 +259,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", build: |o| Box::new(MgdaUb { normalization: o.normalization }) },
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", build: |_| Box::new(PcGrad) },
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", build: |_| Box::new(ImtlG) },
+    Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", build: |_| Box::new(AlignedMtl) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", build: |o| Box::new(GradNorm::with_config(o.gradnorm)) },
 ];
 
