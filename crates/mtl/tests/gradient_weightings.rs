@@ -38,9 +38,22 @@
 //! print(aligned(g))                                    # [1.0816933  0.87163714 0.97805922]
 //! print(aligned(np.array([[1., 2.], [2., 4.], [.5, 1.]])))   # [0.66666667 1.33333333 0.33333333]
 //! ```
+//!
+//! GradDrop's direction from numpy (LibMTL's form) for fixed draws:
+//!
+//! ```text
+//! r = np.array([[0.5, -1.0, 0.2, 0.0], [-0.25, -0.5, 0.6, 1.0]])
+//! u = np.array([0.3, 0.9, 0.1, 0.5], dtype=np.float32)
+//! P = 0.5 * (1 + r.sum(0) / (np.abs(r).sum(0) + 1e-7))
+//! M = (P > u) * (r > 0) + (P < u) * (r < 0)
+//! print((r * M).sum(0))                   # [ 0.5  -1.5   0.8   1. ]
+//! print((r * (0.2 + 0.8 * M)).sum(0))     # [ 0.45 -1.5   0.8   1.  ]   (leak 0.2)
+//! ```
 
 use tapestry_mtl::task_grads::TaskGradients;
-use tapestry_mtl::weighting::{AlignedMtl, Direction, ImtlG, PcGrad, StepInput, Weighting};
+use tapestry_mtl::weighting::{
+    AlignedMtl, Direction, GradDrop, ImtlG, PcGrad, StepInput, Weighting,
+};
 
 fn close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len());
@@ -198,4 +211,28 @@ fn aligned_mtl_weights_match_the_published_form() {
         .unwrap();
     assert_eq!(out.weights, vec![1.0, 1.0]);
     assert_eq!(out.diagnostic("aligned.rank"), Some(&[0.0][..]));
+}
+
+#[test]
+fn graddrop_keeps_one_sign_per_element_as_published() {
+    let r = [0.5, -1.0, 0.2, 0.0, -0.25, -0.5, 0.6, 1.0];
+    let u = [0.3, 0.9, 0.1, 0.5];
+    close(&GradDrop::direction(&r, 2, &u, 0.0), &[0.5, -1.5, 0.8, 1.0], 1e-6);
+    close(&GradDrop::direction(&r, 2, &u, 0.2), &[0.45, -1.5, 0.8, 1.0], 1e-6);
+    // Identical gradients keep their sign everywhere (P is 0 or 1); a zero gradient stays 0.
+    let same = [1.0, -2.0, 0.0, 1.0, -2.0, 0.0];
+    close(&GradDrop::direction(&same, 2, &[0.5, 0.5, 0.5], 0.0), &[2.0, -4.0, 0.0], 1e-6);
+    // Opposite gradients (P = ½): the draw picks which one survives, never both, never a NaN.
+    assert_eq!(GradDrop::direction(&[1.0, -1.0], 2, &[0.3], 0.0), vec![1.0]);
+    assert_eq!(GradDrop::direction(&[1.0, -1.0], 2, &[0.7], 0.0), vec![-1.0]);
+    // Through the interface: a direction of Z's shape, from the seed and the step.
+    let z = TaskGradients::from_matrix(2, 4, r.to_vec());
+    let losses = [1e6, 1.0];
+    let input =
+        StepInput { seed: 3, step: 8, representation: Some(&z), ..StepInput::with_losses(&losses) };
+    let out = GradDrop::default().weights(&input).unwrap();
+    let Some(Direction::Representation(d)) = &out.direction else { panic!("a direction at Z") };
+    assert_eq!(d.shape(), &[4]);
+    assert_eq!(d.to_vec(), GradDrop::direction(&r, 2, &GradDrop::draws(3, 8, 4), 0.0));
+    assert!(GradDrop { leak: 1.5 }.weights(&input).is_err());
 }

@@ -16,6 +16,7 @@ mod aligned;
 mod dwa;
 mod ew;
 mod gls;
+mod graddrop;
 mod gradnorm;
 mod imtl;
 mod mgda;
@@ -36,6 +37,7 @@ pub use aligned::AlignedMtl;
 pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
+pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
 pub use imtl::ImtlG;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
@@ -260,6 +262,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", build: |_| Box::new(PcGrad) },
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", build: |_| Box::new(ImtlG) },
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", build: |_| Box::new(AlignedMtl) },
+    Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", build: |_| Box::new(GradDrop::default()) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", build: |o| Box::new(GradNorm::with_config(o.gradnorm)) },
 ];
 
