@@ -60,7 +60,7 @@ enum Command {
     /// Train several weighting methods and architectures on the same data and seed and compare
     /// them (Δp over hard-sharing EW).
     Compare {
-        /// Comma-separated methods (ew, uw, dwa, rlw, gls, mgda, mgda-ub, pcgrad, imtl-g, aligned-mtl, graddrop, gradnorm); ew is the
+        /// Comma-separated methods (ew, uw, imtl-l, dwa, rlw, gls, mgda, mgda-ub, pcgrad, imtl-g, aligned-mtl, graddrop, gradnorm); ew is the
         /// baseline, run first.
         #[arg(long, default_value = "ew,mgda,mgda-ub,gradnorm")]
         methods: String,
@@ -129,7 +129,7 @@ struct RunArgs {
     /// The ridge ε of the task covariance's update.
     #[arg(long)]
     task_relation_eps: Option<f64>,
-    /// Weighting method: ew, uw, dwa, rlw, gls, mgda, mgda-ub, pcgrad, imtl-g, aligned-mtl, graddrop, gradnorm.
+    /// Weighting method: ew, uw, imtl-l, dwa, rlw, gls, mgda, mgda-ub, pcgrad, imtl-g, aligned-mtl, graddrop, gradnorm.
     #[arg(long)]
     method: Option<String>,
     /// MGDA / MGDA-UB gradient normalisation: none, l2, loss, loss+.

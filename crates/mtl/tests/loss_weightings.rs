@@ -113,3 +113,34 @@ fn the_registry_builds_the_loss_weightings() {
         assert!(w.needs() == tapestry_mtl::weighting::Needs::LOSSES);
     }
 }
+
+#[test]
+fn imtl_l_drives_every_scaled_loss_to_one() {
+    use tapestry_autodiff::Tape;
+    use tapestry_data::TaskSpec;
+    use tapestry_mtl::weighting::ImtlL;
+    use tapestry_nn::Params;
+    let mut params = Params::new();
+    let mut imtl = ImtlL::default();
+    let tasks = [TaskSpec::regression("a", 1), TaskSpec::regression("b", 1)];
+    imtl.register(&mut params, &tasks).unwrap();
+    let s = params.id("weighting.imtl_l.log_scale").unwrap();
+    params.set(s, tapestry_autodiff::Tensor::from(vec![0.5, -1.0])).unwrap();
+    // ∂L/∂s_t = e^{s_t} L_t − 1 and ∂L/∂L_t = e^{s_t}, from the graph.
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let l = [
+        tape.leaf(tapestry_autodiff::Tensor::scalar(4.0)),
+        tape.leaf(tapestry_autodiff::Tensor::scalar(0.25)),
+    ];
+    let total = imtl.combined_loss(&l, &bound).unwrap();
+    let g = tape.backward(total);
+    let gs = g.wrt(bound.var(s)).to_vec();
+    for (t, (&st, lt)) in [0.5f32, -1.0].iter().zip([4.0f32, 0.25]).enumerate() {
+        assert!((gs[t] - (st.exp() * lt - 1.0)).abs() < 1e-6, "{gs:?}");
+        assert!((g.wrt(l[t]).item() - st.exp()).abs() < 1e-6);
+    }
+    let w = imtl.weights(&input(0, 0, &[4.0, 0.25])).unwrap().weights;
+    close(&w, &[0.5f64.exp(), (-1.0f64).exp()], 1e-6);
+    assert!(ImtlL::default().weights(&input(0, 0, &[1.0])).is_err(), "register() first");
+}

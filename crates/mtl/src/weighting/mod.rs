@@ -19,6 +19,7 @@ mod gls;
 mod graddrop;
 mod gradnorm;
 mod imtl;
+mod imtl_l;
 mod mgda;
 mod pcgrad;
 mod rlw;
@@ -26,7 +27,7 @@ mod uw;
 
 use tapestry_autodiff::{Tensor, Var};
 use tapestry_data::TaskSpec;
-use tapestry_nn::{Bound, Params};
+use tapestry_nn::{Bound, ParamId, Params};
 use thiserror::Error;
 
 use crate::gradnorm::{GradNormConfig, GradNormError};
@@ -40,6 +41,7 @@ pub use gls::GeometricLossStrategy;
 pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
 pub use imtl::ImtlG;
+pub use imtl_l::ImtlL;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
 pub use pcgrad::PcGrad;
 pub use rlw::RandomLossWeighting;
@@ -214,6 +216,31 @@ pub trait Weighting: Send {
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError>;
 }
 
+/// The id of a weighting's per-task parameter `name` (`[T]`, registered with value `initial`
+/// unless the store already holds it, as after loading a checkpoint).
+fn per_task_param(
+    method: &'static str,
+    params: &mut Params,
+    name: &str,
+    initial: f32,
+    tasks: usize,
+) -> Result<ParamId, WeightingError> {
+    let invalid = |message: String| WeightingError::Invalid { method, message };
+    let id = match params.id(name) {
+        Some(id) => id,
+        None => {
+            params.add(name, Tensor::full(&[tasks], initial)).map_err(|e| invalid(e.to_string()))?
+        }
+    };
+    if params.get(id).shape() != [tasks] {
+        return Err(invalid(format!(
+            "{name} has shape {:?}, not [{tasks}]",
+            params.get(id).shape()
+        )));
+    }
+    Ok(id)
+}
+
 fn check_losses(method: &'static str, losses: &[f64]) -> Result<(), WeightingError> {
     match losses.iter().enumerate().find(|(_, l)| !l.is_finite()) {
         Some((task, &value)) => Err(WeightingError::NonFiniteLoss { method, task, value }),
@@ -254,6 +281,7 @@ pub struct Method {
 pub const METHODS: &[Method] = &[
     Method { name: "ew", summary: "equal weights", build: |_| Box::new(EqualWeighting) },
     Method { name: "uw", summary: "uncertainty weighting (learned task variances, in the graph)", build: |_| Box::new(UncertaintyWeighting::default()) },
+    Method { name: "imtl-l", summary: "learned loss scales that drive every scaled loss to 1 (in the graph)", build: |_| Box::new(ImtlL::default()) },
     Method { name: "dwa", summary: "dynamic weight average: softmax of the last two epochs' loss ratios (τ = 2)", build: |_| Box::new(DynamicWeightAverage::default()) },
     Method { name: "rlw", summary: "random loss weighting: a fresh softmax of a normal draw each step", build: |_| Box::new(RandomLossWeighting) },
     Method { name: "gls", summary: "geometric loss strategy: the geometric mean of the losses", build: |_| Box::new(GeometricLossStrategy) },

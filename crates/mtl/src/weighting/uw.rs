@@ -5,11 +5,13 @@
 //! large σ and a small weight `e^{−s_t}/2`; the `log σ` term keeps σ from growing without bound.
 //! Cost: that of equal weighting (one backward pass), plus T parameters.
 
-use tapestry_autodiff::{Tensor, Var};
+use tapestry_autodiff::Var;
 use tapestry_data::TaskSpec;
 use tapestry_nn::{Bound, ParamId, Params};
 
-use super::{check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError};
+use super::{
+    check_losses, per_task_param, Needs, StepInput, StepWeights, Weighting, WeightingError,
+};
 
 /// The name of the learned log-variances in the parameter store (and in checkpoints).
 pub const LOG_VAR_NAME: &str = "weighting.uw.log_var";
@@ -40,21 +42,7 @@ impl Weighting for UncertaintyWeighting {
     }
 
     fn register(&mut self, params: &mut Params, tasks: &[TaskSpec]) -> Result<(), WeightingError> {
-        let id = match params.id(LOG_VAR_NAME) {
-            Some(id) => id,
-            None => params
-                .add(LOG_VAR_NAME, Tensor::full(&[tasks.len()], self.initial))
-                .map_err(|e| WeightingError::Invalid { method: "uw", message: e.to_string() })?,
-        };
-        if params.get(id).shape() != [tasks.len()] {
-            let message = format!(
-                "{LOG_VAR_NAME} has shape {:?}, not [{}]",
-                params.get(id).shape(),
-                tasks.len()
-            );
-            return Err(WeightingError::Invalid { method: "uw", message });
-        }
-        self.log_var = Some(id);
+        self.log_var = Some(per_task_param("uw", params, LOG_VAR_NAME, self.initial, tasks.len())?);
         Ok(())
     }
 
