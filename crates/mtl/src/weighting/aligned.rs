@@ -51,10 +51,7 @@ impl Weighting for AlignedMtl {
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("aligned-mtl", input.losses)?;
-        let grads = input.shared.ok_or(WeightingError::MissingInput {
-            method: "aligned-mtl",
-            what: "shared gradients",
-        })?;
+        let grads = input.shared_gradients("aligned-mtl")?;
         let (weights, rank) = Self::weights_from_gram(grads.gram(), grads.tasks());
         Ok(StepWeights {
             weights,

@@ -76,10 +76,7 @@ impl Weighting for GradDrop {
                 message: format!("the leak must lie in [0, 1], got {}", self.leak),
             });
         }
-        let r = input.representation.ok_or(WeightingError::MissingInput {
-            method: "graddrop",
-            what: "representation gradients",
-        })?;
+        let r = input.representation_gradients("graddrop")?;
         let (_, stacked) = r.block(0);
         let shape = &stacked.shape()[1..];
         let u = Self::draws(input.seed, input.step, shape.iter().product());

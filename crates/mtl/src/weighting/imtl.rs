@@ -62,9 +62,7 @@ impl Weighting for ImtlG {
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("imtl-g", input.losses)?;
-        let grads = input
-            .shared
-            .ok_or(WeightingError::MissingInput { method: "imtl-g", what: "shared gradients" })?;
+        let grads = input.shared_gradients("imtl-g")?;
         let t = grads.tasks();
         let (weights, singular) = match Self::weights_from_gram(grads.gram(), t) {
             Some(alpha) => (alpha, 0.0),

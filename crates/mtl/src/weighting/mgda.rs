@@ -96,9 +96,7 @@ impl Weighting for Mgda {
         Needs { shared_gradients: true, ..Needs::LOSSES }
     }
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
-        let grads = input
-            .shared
-            .ok_or(WeightingError::MissingInput { method: "mgda", what: "shared gradients" })?;
+        let grads = input.shared_gradients("mgda")?;
         min_norm_step("mgda", grads, input.losses, self.normalization)
     }
 }
@@ -119,10 +117,7 @@ impl Weighting for MgdaUb {
         Needs { representation_gradients: true, ..Needs::LOSSES }
     }
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
-        let grads = input.representation.ok_or(WeightingError::MissingInput {
-            method: "mgda-ub",
-            what: "representation gradients",
-        })?;
+        let grads = input.representation_gradients("mgda-ub")?;
         min_norm_step("mgda-ub", grads, input.losses, self.normalization)
     }
 }

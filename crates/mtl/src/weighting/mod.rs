@@ -100,6 +100,31 @@ impl<'a> StepInput<'a> {
             layer_grad_norms: None,
         }
     }
+
+    /// The per-task gradients on the shared parameters, or the error that says `method` needs
+    /// them.
+    ///
+    /// # Errors
+    /// [`WeightingError::MissingInput`] if the step did not compute them.
+    pub fn shared_gradients(
+        &self,
+        method: &'static str,
+    ) -> Result<&'a TaskGradients, WeightingError> {
+        self.shared.ok_or(WeightingError::MissingInput { method, what: "shared gradients" })
+    }
+
+    /// The per-task gradients at the representation, or the error that says `method` needs
+    /// them.
+    ///
+    /// # Errors
+    /// [`WeightingError::MissingInput`] if the step did not compute them.
+    pub fn representation_gradients(
+        &self,
+        method: &'static str,
+    ) -> Result<&'a TaskGradients, WeightingError> {
+        self.representation
+            .ok_or(WeightingError::MissingInput { method, what: "representation gradients" })
+    }
 }
 
 /// A replacement for the weighted gradient, for methods that alter gradients.

@@ -80,9 +80,7 @@ impl Weighting for PcGrad {
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("pcgrad", input.losses)?;
-        let grads = input
-            .shared
-            .ok_or(WeightingError::MissingInput { method: "pcgrad", what: "shared gradients" })?;
+        let grads = input.shared_gradients("pcgrad")?;
         let t = grads.tasks();
         let rows: Vec<Vec<f32>> = (0..t).map(|i| grads.row(i)).collect();
         let (d, projections) = Self::direction(&rows, &Self::orders(input.seed, input.step, t));
