@@ -1,6 +1,7 @@
 //! `tapestry compare`: several weighting methods and architectures on the same data, preset and
 //! seed, with Δp, the mean relative improvement over hard-sharing equal weighting.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::json;
@@ -45,6 +46,8 @@ pub fn delta_p(
 /// baseline of Δp).
 pub fn parse_methods(list: &str) -> Result<Vec<String>> {
     let mut methods: Vec<String> = Vec::new();
+    let all = method_names().join(",");
+    let list = if list.trim().eq_ignore_ascii_case("all") { all.as_str() } else { list };
     for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let m = raw.to_ascii_lowercase();
         if !method_names().contains(&m.as_str()) {
@@ -94,7 +97,7 @@ pub fn parse_archs(list: &str) -> Result<Vec<String>> {
 /// methods need shared parameters (soft sharing has none), the representation methods one
 /// representation every task shares (hard sharing only).
 fn unsupported(method: &str, arch: &str) -> Option<&'static str> {
-    let needs = weighting::by_name(method, &MethodOptions::default())?.needs();
+    let needs = weighting::by_name(method, &MethodOptions::default()).ok()?.needs();
     if (needs.shared_gradients || needs.layer_gradient_norms) && arch == "soft" {
         Some("soft sharing shares no parameter")
     } else if needs.representation_gradients && arch != "hard" {
@@ -102,6 +105,50 @@ fn unsupported(method: &str, arch: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// The hyper-parameters of `params` that `method` declares (a compare's `--param` applies to
+/// every listed method that takes it).
+fn params_of(method: &str, params: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
+    let declared = weighting::method(method).map_or(&[][..], |m| m.hypers);
+    params
+        .iter()
+        .filter(|(k, _)| declared.iter().any(|h| h.name == *k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// Checks, before anything trains, that every hyper-parameter of `params` is taken by at least
+/// one of `methods` and that each method accepts its values.
+pub fn check_params(methods: &[String], params: &BTreeMap<String, f64>) -> Result<()> {
+    for m in methods {
+        let options = MethodOptions { params: params_of(m, params), ..MethodOptions::default() };
+        weighting::by_name(m, &options).map_err(|e| invalid!("{e}"))?;
+    }
+    for name in params.keys() {
+        if !methods.iter().any(|m| params_of(m, params).contains_key(name)) {
+            return Err(invalid!(
+                "hyper-parameter `{name}` is taken by none of the methods compared ({})",
+                methods.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every registered method with its summary and hyper-parameters, as `tapestry methods` prints.
+pub fn methods_table() -> String {
+    let mut out = String::new();
+    for m in weighting::METHODS {
+        out.push_str(&format!("{:<12} {}\n", m.name, m.summary));
+        for h in m.hypers {
+            out.push_str(&format!(
+                "{:<12}   --param {}={} (in {}): {}\n",
+                "", h.name, h.default, h.range, h.about
+            ));
+        }
+    }
+    out
 }
 
 /// Trains each method on each architecture with `base` into `out/<method>` (or
@@ -125,6 +172,7 @@ pub fn compare(
             }
             let config = RunConfig {
                 method: method.clone(),
+                params: params_of(method, &base.params),
                 arch: arch.clone(),
                 cosines: base.cosines && arch != "soft",
                 ..base.clone()

@@ -2,11 +2,12 @@
 //! what it stores as `config.toml` next to the checkpoint so `tapestry eval` can rebuild the
 //! model.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tapestry_data::{Column, CsvTargetKind, CsvTask};
-use tapestry_mtl::gradnorm::GradNormConfig;
+use tapestry_mtl::gradnorm::WeightOptimizer;
 use tapestry_mtl::task_grads::GradMode;
 use tapestry_mtl::weighting::{self, GradNormalization, MethodOptions, Weighting};
 use tapestry_nn::optim::{Adam, AdamW, Optimizer, Sgd};
@@ -72,10 +73,9 @@ pub struct RunConfig {
     pub normalization: String,
     /// How per-task gradients on the shared parameters are computed: `param` or `batched`.
     pub grad_mode: String,
-    /// GradNorm's asymmetry.
-    pub gradnorm_alpha: f64,
-    /// GradNorm's learning rate of the weights.
-    pub gradnorm_lr: f64,
+    /// Hyper-parameters of the method by name (`tau = 2.0`); each method declares its own with
+    /// a default and a range (`tapestry methods` lists them), the rest keep their defaults.
+    pub params: BTreeMap<String, f64>,
     /// How GradNorm's weights follow their gradient (see [`GRADNORM_OPTIMIZERS`]): `adam`, as in
     /// the paper, or `gd` (plain gradient descent).
     pub gradnorm_optimizer: String,
@@ -116,8 +116,7 @@ impl Default for RunConfig {
             method: "gradnorm".into(),
             normalization: "none".into(),
             grad_mode: "batched".into(),
-            gradnorm_alpha: 1.5,
-            gradnorm_lr: 0.025,
+            params: BTreeMap::new(),
             gradnorm_optimizer: "adam".into(),
             cosines: true,
             optimizer: "adam".into(),
@@ -207,18 +206,7 @@ impl RunConfig {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(invalid!("the learning rate must be a positive number, got {}", self.lr));
         }
-        if !(self.gradnorm_alpha.is_finite() && self.gradnorm_alpha >= 0.0) {
-            return Err(invalid!(
-                "GradNorm's alpha must be a number >= 0, got {}",
-                self.gradnorm_alpha
-            ));
-        }
-        if !(self.gradnorm_lr.is_finite() && self.gradnorm_lr >= 0.0) {
-            return Err(invalid!(
-                "GradNorm's learning rate must be a number >= 0, got {}",
-                self.gradnorm_lr
-            ));
-        }
+        self.weighting()?;
         if !self.targets.is_empty() && self.dataset != "csv" {
             return Err(invalid!(
                 "targets only apply to the csv data set, not to `{}`",
@@ -243,14 +231,14 @@ impl RunConfig {
             "loss+" => GradNormalization::LossPlus,
             other => return Err(invalid!("unknown normalization `{other}`")),
         };
-        let (alpha, lr) = (self.gradnorm_alpha, self.gradnorm_lr);
-        let gradnorm = if self.gradnorm_optimizer == "adam" {
-            GradNormConfig::adam(alpha, lr)
+        let gradnorm_optimizer = if self.gradnorm_optimizer == "gd" {
+            WeightOptimizer::GradientDescent
         } else {
-            GradNormConfig::new(alpha, lr)
+            WeightOptimizer::ADAM
         };
-        weighting::by_name(&self.method, &MethodOptions { normalization, gradnorm })
-            .ok_or_else(|| invalid!("unknown weighting method `{}`", self.method))
+        let options =
+            MethodOptions { params: self.params.clone(), normalization, gradnorm_optimizer };
+        weighting::by_name(&self.method, &options).map_err(|e| invalid!("{e}"))
     }
 
     /// The gradient mode.
@@ -271,6 +259,25 @@ impl RunConfig {
             other => return Err(invalid!("unknown optimizer `{other}`")),
         })
     }
+}
+
+/// Parses `NAME=VALUE` hyper-parameter assignments into a map; a name given twice is an error.
+pub fn parse_params(assignments: &[String]) -> Result<BTreeMap<String, f64>> {
+    let mut params = BTreeMap::new();
+    for a in assignments {
+        let Some((name, value)) = a.split_once('=') else {
+            return Err(invalid!("hyper-parameter `{a}` is not NAME=VALUE"));
+        };
+        let name = name.trim().to_ascii_lowercase();
+        let value: f64 = value
+            .trim()
+            .parse()
+            .map_err(|_| invalid!("hyper-parameter `{a}`: `{}` is not a number", value.trim()))?;
+        if params.insert(name.clone(), value).is_some() {
+            return Err(invalid!("hyper-parameter `{name}` is given twice"));
+        }
+    }
+    Ok(params)
 }
 
 /// Parses a CSV task: `COLUMN` or `COLUMN:KIND`, where `COLUMN` is a header name or a 1-based

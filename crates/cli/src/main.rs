@@ -5,6 +5,7 @@
 //! tapestry train --config run.toml     # or every option from a TOML file
 //! tapestry eval --checkpoint runs/train
 //! tapestry compare --methods ew,mgda,mgda-ub,gradnorm
+//! tapestry methods                     # every weighting, with its hyper-parameters
 //! ```
 //!
 //! Every failure prints one sentence on stderr and exits with code 2. `docs/cli.md` describes
@@ -60,8 +61,8 @@ enum Command {
     /// Train several weighting methods and architectures on the same data and seed and compare
     /// them (Δp over hard-sharing EW).
     Compare {
-        /// Comma-separated methods (ew, uw, imtl-l, dwa, rlw, gls, mgda, mgda-ub, pcgrad, imtl-g, aligned-mtl, graddrop, gradnorm); ew is the
-        /// baseline, run first.
+        /// Comma-separated methods (`tapestry methods` lists them; `all` is every one); ew is
+        /// the baseline, run first. A `--param` applies to every listed method that takes it.
         #[arg(long, default_value = "ew,mgda,mgda-ub,gradnorm")]
         methods: String,
         /// Comma-separated architectures (hard, soft, cross-stitch); hard is added as the
@@ -74,6 +75,8 @@ enum Command {
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
     },
+    /// List the weighting methods with their hyper-parameters (defaults and ranges).
+    Methods,
 }
 
 /// The options of a run; each overrides the config file, which overrides the defaults.
@@ -129,7 +132,7 @@ struct RunArgs {
     /// The ridge ε of the task covariance's update.
     #[arg(long)]
     task_relation_eps: Option<f64>,
-    /// Weighting method: ew, uw, imtl-l, dwa, rlw, gls, mgda, mgda-ub, pcgrad, imtl-g, aligned-mtl, graddrop, gradnorm.
+    /// Weighting method (`tapestry methods` lists them).
     #[arg(long)]
     method: Option<String>,
     /// MGDA / MGDA-UB gradient normalisation: none, l2, loss, loss+.
@@ -138,12 +141,10 @@ struct RunArgs {
     /// Per-task gradients on the shared parameters: param (T sweeps) or batched (one sweep).
     #[arg(long)]
     grad_mode: Option<String>,
-    /// GradNorm's asymmetry alpha.
-    #[arg(long)]
-    gradnorm_alpha: Option<f64>,
-    /// GradNorm's learning rate of the task weights.
-    #[arg(long)]
-    gradnorm_lr: Option<f64>,
+    /// A hyper-parameter of the method, NAME=VALUE (repeatable; `tapestry methods` lists each
+    /// method's, with defaults and ranges).
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
     /// How GradNorm's weights follow their gradient: adam (as in the paper) or gd.
     #[arg(long)]
     gradnorm_optimizer: Option<String>,
@@ -174,8 +175,13 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    /// The configuration: defaults, then the config file, then the options.
+    /// The configuration: defaults, then the config file, then the options; checked.
     fn config(&self) -> Result<RunConfig> {
+        self.merged()?.validate()
+    }
+
+    /// The configuration, merged but not yet checked.
+    fn merged(&self) -> Result<RunConfig> {
         let mut c = match &self.config {
             Some(path) => RunConfig::from_toml_file(path)?,
             None => RunConfig::default(),
@@ -183,7 +189,7 @@ impl RunArgs {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
-        set!(dataset, model, hidden, method, normalization, grad_mode, gradnorm_alpha, gradnorm_lr);
+        set!(dataset, model, hidden, method, normalization, grad_mode);
         set!(gradnorm_optimizer, arch, soft_lambda, soft_layers, trace_norm, trace_norm_layer);
         set!(task_relation, task_relation_every, task_relation_layer, task_relation_eps);
         set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
@@ -196,7 +202,8 @@ impl RunArgs {
         if !self.targets.is_empty() {
             c.targets = self.targets.clone();
         }
-        c.validate()
+        c.params.extend(config::parse_params(&self.params)?);
+        Ok(c)
     }
 }
 
@@ -228,13 +235,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compare { methods, archs, run, out } => {
             let methods = compare::parse_methods(&methods)?;
             let archs = compare::parse_archs(&archs)?;
-            let config = run.config()?;
+            // The hyper-parameters go to the methods that take them, not to the base run's.
+            let mut config = run.merged()?;
+            let params = std::mem::take(&mut config.params);
+            compare::check_params(&methods, &params)?;
+            let mut config = config.validate()?;
+            config.params = params;
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
             let table = compare::compare(&config, &methods, &archs, &out, run.quiet)?;
             println!("{table}");
             println!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
         }
+        Command::Methods => print!("{}", compare::methods_table()),
     }
     Ok(())
 }

@@ -317,6 +317,13 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
             "has one task",
         ),
         (&["compare", "--archs", "hard,tree"], "unknown architecture `tree`"),
+        (&["train", "--method", "dwa", "--param", "tau=-1", "--out", "never"], "tau must lie in"),
+        (&["train", "--method", "dwa", "--param", "c=0.5", "--out", "never"], "takes tau"),
+        (&["train", "--method", "ew", "--param", "tau", "--out", "never"], "NAME=VALUE"),
+        (&["train", "--method", "dwa", "--param", "tau=x", "--out", "never"], "not a number"),
+        (&["train", "--param", "alpha=1", "--param", "alpha=2", "--out", "never"], "twice"),
+        (&["compare", "--methods", "ew,mgda", "--param", "tau=1", "--out", "never"], "none of"),
+        (&["compare", "--methods", "dwa", "--param", "tau=0", "--out", "never"], "tau must lie"),
     ];
     for (args, needle) in cases {
         let out = tapestry(args, d);

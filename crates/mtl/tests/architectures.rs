@@ -497,12 +497,3 @@ fn soft_sharing_trains_and_its_penalty_pulls_the_towers_together() {
         "the coupling should pull the towers together: {free} vs {coupled}"
     );
 }
-
-/// Not a test of a formula, a guard: every registered method builds and says its own name.
-#[test]
-fn every_registered_method_builds_under_its_name() {
-    for m in tapestry_mtl::weighting::METHODS {
-        let w: Box<dyn Weighting> = (m.build)(&Default::default());
-        assert_eq!(w.name(), m.name);
-    }
-}

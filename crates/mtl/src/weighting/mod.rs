@@ -18,6 +18,7 @@ mod ew;
 mod gls;
 mod graddrop;
 mod gradnorm;
+mod hyper;
 mod imtl;
 mod imtl_l;
 mod mgda;
@@ -25,12 +26,14 @@ mod pcgrad;
 mod rlw;
 mod uw;
 
+use std::collections::BTreeMap;
+
 use tapestry_autodiff::{Tensor, Var};
 use tapestry_data::TaskSpec;
 use tapestry_nn::{Bound, ParamId, Params};
 use thiserror::Error;
 
-use crate::gradnorm::{GradNormConfig, GradNormError};
+use crate::gradnorm::{GradNormConfig, GradNormError, WeightOptimizer};
 use crate::min_norm::MinNormError;
 use crate::task_grads::TaskGradients;
 
@@ -40,6 +43,7 @@ pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
 pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
+pub use hyper::{Hyper, HyperValues, Interval};
 pub use imtl::ImtlG;
 pub use imtl_l::ImtlL;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
@@ -168,9 +172,17 @@ pub fn find_diagnostic<'a>(diagnostics: &'a Diagnostics, name: &str) -> Option<&
     diagnostics.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice())
 }
 
-/// Why a weighting could not produce weights.
+/// Why a weighting could not be built or could not produce weights.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum WeightingError {
+    /// No method of that name is registered.
+    #[error("unknown weighting method `{name}`; expected one of {known}")]
+    UnknownMethod {
+        /// The name asked for.
+        name: String,
+        /// The registered names, comma-separated.
+        known: String,
+    },
     /// The step did not provide what the weighting needs.
     #[error("{method}: missing input {what}")]
     MissingInput {
@@ -273,55 +285,101 @@ fn check_losses(method: &'static str, losses: &[f64]) -> Result<(), WeightingErr
     }
 }
 
-/// The hyper-parameters a method may take, with their defaults.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The options a method is built with: the numeric hyper-parameters by name (each method
+/// declares its own, with defaults and ranges, in [`METHODS`]) and the two choices that are not
+/// numbers.
+#[derive(Debug, Clone, PartialEq)]
 pub struct MethodOptions {
+    /// Values of declared hyper-parameters (`"tau" → 2.0`); the rest keep their defaults.
+    pub params: BTreeMap<String, f64>,
     /// MGDA's and MGDA-UB's gradient normalisation.
     pub normalization: GradNormalization,
-    /// GradNorm's configuration.
-    pub gradnorm: GradNormConfig,
+    /// How GradNorm's weights follow their gradient.
+    pub gradnorm_optimizer: WeightOptimizer,
 }
 
 impl Default for MethodOptions {
     fn default() -> Self {
         MethodOptions {
+            params: BTreeMap::new(),
             normalization: GradNormalization::None,
-            gradnorm: GradNormConfig::adam(1.5, 0.025),
+            gradnorm_optimizer: WeightOptimizer::ADAM,
         }
     }
 }
 
-/// One registered method: its name, one line about it, and how to build it.
+/// One registered method: its name, one line about it, its hyper-parameters and how to build
+/// it.
 pub struct Method {
     /// The name the CLI takes (`--method NAME`).
     pub name: &'static str,
     /// What it does, in one line.
     pub summary: &'static str,
-    /// Builds it from the options.
-    pub build: fn(&MethodOptions) -> Box<dyn Weighting>,
+    /// Its numeric hyper-parameters, with defaults and ranges.
+    pub hypers: &'static [Hyper],
+    /// Builds it from checked hyper-parameter values and the options.
+    pub build: fn(&HyperValues, &MethodOptions) -> Box<dyn Weighting>,
 }
+
+const TAU: Hyper =
+    Hyper { name: "tau", default: 2.0, range: Interval::POSITIVE, about: "DWA's temperature" };
+const GRADNORM_ALPHA: Hyper = Hyper {
+    name: "alpha",
+    default: 1.5,
+    range: Interval::NON_NEGATIVE,
+    about: "GradNorm's asymmetry: how strongly slow tasks are pulled up",
+};
+const GRADNORM_LR: Hyper = Hyper {
+    name: "lr",
+    default: 0.025,
+    range: Interval::NON_NEGATIVE,
+    about: "GradNorm's learning rate of the weights",
+};
+const GRADDROP_LEAK: Hyper = Hyper {
+    name: "leak",
+    default: 0.0,
+    range: Interval::UNIT,
+    about: "GradDrop's share of every gradient kept whatever the draw",
+};
 
 /// Every weighting, one line each.
 #[rustfmt::skip]
 pub const METHODS: &[Method] = &[
-    Method { name: "ew", summary: "equal weights", build: |_| Box::new(EqualWeighting) },
-    Method { name: "uw", summary: "uncertainty weighting (learned task variances, in the graph)", build: |_| Box::new(UncertaintyWeighting::default()) },
-    Method { name: "imtl-l", summary: "learned loss scales that drive every scaled loss to 1 (in the graph)", build: |_| Box::new(ImtlL::default()) },
-    Method { name: "dwa", summary: "dynamic weight average: softmax of the last two epochs' loss ratios (τ = 2)", build: |_| Box::new(DynamicWeightAverage::default()) },
-    Method { name: "rlw", summary: "random loss weighting: a fresh softmax of a normal draw each step", build: |_| Box::new(RandomLossWeighting) },
-    Method { name: "gls", summary: "geometric loss strategy: the geometric mean of the losses", build: |_| Box::new(GeometricLossStrategy) },
-    Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", build: |o| Box::new(Mgda { normalization: o.normalization }) },
-    Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", build: |o| Box::new(MgdaUb { normalization: o.normalization }) },
-    Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", build: |_| Box::new(PcGrad) },
-    Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", build: |_| Box::new(ImtlG) },
-    Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", build: |_| Box::new(AlignedMtl) },
-    Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", build: |_| Box::new(GradDrop::default()) },
-    Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", build: |o| Box::new(GradNorm::with_config(o.gradnorm)) },
+    Method { name: "ew", summary: "equal weights", hypers: &[], build: |_, _| Box::new(EqualWeighting) },
+    Method { name: "uw", summary: "uncertainty weighting (learned task variances, in the graph)", hypers: &[], build: |_, _| Box::new(UncertaintyWeighting::default()) },
+    Method { name: "imtl-l", summary: "learned loss scales that drive every scaled loss to 1 (in the graph)", hypers: &[], build: |_, _| Box::new(ImtlL::default()) },
+    Method { name: "dwa", summary: "dynamic weight average: softmax of the last two epochs' loss ratios", hypers: &[TAU], build: |h, _| Box::new(DynamicWeightAverage::new(h.get("tau"))) },
+    Method { name: "rlw", summary: "random loss weighting: a fresh softmax of a normal draw each step", hypers: &[], build: |_, _| Box::new(RandomLossWeighting) },
+    Method { name: "gls", summary: "geometric loss strategy: the geometric mean of the losses", hypers: &[], build: |_, _| Box::new(GeometricLossStrategy) },
+    Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", hypers: &[], build: |_, o| Box::new(Mgda { normalization: o.normalization }) },
+    Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", hypers: &[], build: |_, o| Box::new(MgdaUb { normalization: o.normalization }) },
+    Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", hypers: &[], build: |_, _| Box::new(PcGrad) },
+    Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", hypers: &[], build: |_, _| Box::new(ImtlG) },
+    Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
+    Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", hypers: &[GRADDROP_LEAK], build: |h, _| Box::new(GradDrop { leak: h.get("leak") as f32 }) },
+    Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", hypers: &[GRADNORM_ALPHA, GRADNORM_LR], build: |h, o| Box::new(GradNorm::with_config(GradNormConfig { optimizer: o.gradnorm_optimizer, ..GradNormConfig::new(h.get("alpha"), h.get("lr")) })) },
 ];
 
-/// The registered method called `name` (case-sensitive), built with `options`.
-pub fn by_name(name: &str, options: &MethodOptions) -> Option<Box<dyn Weighting>> {
-    METHODS.iter().find(|m| m.name == name).map(|m| (m.build)(options))
+/// The registered method called `name` (case-sensitive).
+pub fn method(name: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.name == name)
+}
+
+/// The registered method called `name`, built with `options` after checking its
+/// hyper-parameters.
+///
+/// # Errors
+/// [`WeightingError::Invalid`] for an unknown method, a hyper-parameter the method does not
+/// take, or a value out of its range.
+pub fn by_name(name: &str, options: &MethodOptions) -> Result<Box<dyn Weighting>, WeightingError> {
+    let Some(m) = method(name) else {
+        return Err(WeightingError::UnknownMethod {
+            name: name.to_string(),
+            known: method_names().join(", "),
+        });
+    };
+    let values = HyperValues::resolve(m.name, m.hypers, &options.params)?;
+    Ok((m.build)(&values, options))
 }
 
 /// The names of every registered method, in registry order.
