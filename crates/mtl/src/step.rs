@@ -205,8 +205,12 @@ impl TrainStep {
     /// Runs one step on `batch` and updates `params` with `optimizer`: [`TrainStep::gradients`],
     /// then the optimizer, then the model's [`MultiTaskModel::after_step`].
     ///
+    /// A weighting that needs the losses after the update ([`Needs::losses_after_update`](crate::weighting::Needs::losses_after_update))
+    /// gets them from one more forward pass on `batch` ([`losses_at`]).
+    ///
     /// # Errors
-    /// As [`TrainStep::gradients`]; `params` is unchanged on error.
+    /// As [`TrainStep::gradients`], and then `params` is unchanged; an error of the forward pass
+    /// after the update comes once `params` holds the update.
     pub fn run(
         &self,
         model: &(impl MultiTaskModel + ?Sized),
@@ -219,6 +223,10 @@ impl TrainStep {
         let (grads, report) = self.gradients(model, params, weighting, batch, counters)?;
         optimizer.step(params, &grads);
         model.after_step(params, counters.step);
+        if weighting.needs().losses_after_update {
+            let after = losses_at(model, params, batch, counters)?;
+            weighting.after_update(&after)?;
+        }
         Ok(report)
     }
 
@@ -401,6 +409,45 @@ impl TrainStep {
         }
         grads
     }
+}
+
+/// The task losses of `batch` at the current parameters, from a forward pass alone: in training
+/// mode with the step's dropout masks (`counters`), on a copy of the buffers so that BatchNorm's
+/// running statistics move only once per step.
+///
+/// # Errors
+/// [`MtlError::NonFiniteLoss`] if a loss is NaN or infinite, and the model's and targets' errors.
+pub fn losses_at(
+    model: &(impl MultiTaskModel + ?Sized),
+    params: &Params,
+    batch: &Batch,
+    counters: StepCounters,
+) -> Result<Vec<f64>, MtlError> {
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let mut buffers = params.buffers().clone();
+    let values = tape.no_grad(|| {
+        let x = tape.constant(input_tensor(&batch.inputs));
+        let out = {
+            let mut ctx =
+                Ctx::train(&bound).with_buffers(&mut buffers).with_seed(counters.dropout_seed());
+            model.forward(x, &mut ctx)
+        };
+        (model.tasks().iter().zip(&out.outputs).zip(&batch.targets))
+            .map(|((spec, &o), targets)| {
+                task_loss(spec, o, targets).map(|l| l.value().item() as f64)
+            })
+            .collect::<Result<Vec<f64>, _>>()
+    })?;
+    if let Some((t, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(MtlError::NonFiniteLoss {
+            task: model.tasks()[t].name.clone(),
+            step: counters.step,
+            epoch: counters.epoch,
+            value,
+        });
+    }
+    Ok(values)
 }
 
 /// The shared parameters' gradient for a cotangent `d` at the shared representation: the

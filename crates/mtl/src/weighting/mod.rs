@@ -60,6 +60,9 @@ pub struct Needs {
     pub representation_gradients: bool,
     /// Per-task gradient norms on one shared layer (GradNorm's `‖∇_W L_t‖`).
     pub layer_gradient_norms: bool,
+    /// The task losses on the same batch after the optimizer's update (one extra forward pass,
+    /// handed to [`Weighting::after_update`]; FAMO's).
+    pub losses_after_update: bool,
 }
 
 impl Needs {
@@ -68,6 +71,7 @@ impl Needs {
         shared_gradients: false,
         representation_gradients: false,
         layer_gradient_norms: false,
+        losses_after_update: false,
     };
 }
 
@@ -251,6 +255,16 @@ pub trait Weighting: Send {
     /// # Errors
     /// [`WeightingError`] if an input is missing or not finite, or a solve fails.
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError>;
+
+    /// Sees the task losses of the step's batch after the optimizer's update, when
+    /// [`Needs::losses_after_update`] asks for them (FAMO learns its weights from how much each
+    /// loss fell). The default does nothing.
+    ///
+    /// # Errors
+    /// [`WeightingError`] if a loss is not finite or the update fails.
+    fn after_update(&mut self, _losses_after: &[f64]) -> Result<(), WeightingError> {
+        Ok(())
+    }
 }
 
 /// The id of a weighting's per-task parameter `name` (`[T]`, registered with value `initial`
