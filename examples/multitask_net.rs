@@ -23,7 +23,6 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tapestry::autodiff::Var;
 use tapestry::data::{scenes, MetricKind, ScenesConfig, TaskKind};
 use tapestry::mtl::metrics::evaluate;
 use tapestry::mtl::trainer::{EpochReport, Observer};
@@ -31,18 +30,8 @@ use tapestry::mtl::weighting::EqualWeighting;
 use tapestry::mtl::{HardSharing, Trainer, TrainerConfig};
 use tapestry::nn::optim::Adam;
 use tapestry::nn::{
-    Conv2d, Ctx, Linear, MaxPool2d, Module, NnError, Params, Relu, Sequential, Upsample2,
+    Conv2d, GlobalAvgPool, Linear, MaxPool2d, NnError, Params, Relu, Sequential, Upsample2,
 };
-
-/// `[B, C, H, W]` to `[B, C]`: the mean of each feature map.
-#[derive(Debug)]
-struct GlobalAvgPool;
-
-impl Module for GlobalAvgPool {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        x.mean(&[2, 3], false)
-    }
-}
 
 fn conv(
     params: &mut Params,

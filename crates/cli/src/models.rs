@@ -10,12 +10,13 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tapestry_autodiff::Var;
 use tapestry_data::{TaskKind, TaskSpec};
 use tapestry_mtl::model::{
     CrossStitch, HardSharing, MultiTaskModel, Regularized, Regularizer, SoftSharing,
 };
-use tapestry_nn::{Conv2d, Ctx, Linear, MaxPool2d, Module, Params, Relu, Sequential, Upsample2};
+use tapestry_nn::{
+    Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Module, Params, Relu, Sequential, Upsample2,
+};
 
 use crate::config::RunConfig;
 use crate::error::Result;
@@ -35,27 +36,6 @@ fn conv(
 /// 2 × 2 max pooling with stride 2.
 fn pool2() -> MaxPool2d {
     MaxPool2d::new((2, 2))
-}
-
-/// `[B, ...]` to `[B, F]`.
-#[derive(Debug)]
-pub struct Flatten;
-
-impl Module for Flatten {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        let shape = x.shape();
-        x.reshape(&[shape[0], shape[1..].iter().product()])
-    }
-}
-
-/// `[B, C, H, W]` to `[B, C]`, the mean over each feature map.
-#[derive(Debug)]
-pub struct GlobalAvgPool;
-
-impl Module for GlobalAvgPool {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        x.mean(&[2, 3], false)
-    }
 }
 
 /// A model, its parameters and a one-line description.

@@ -57,8 +57,8 @@ pub use bind::Bound;
 pub use error::{MismatchReport, NnError};
 pub use grads::ParamGrads;
 pub use layers::{
-    AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Gelu, Identity, LayerNorm, LeakyRelu, Linear,
-    MaxPool2d, Relu, Sequential, Sigmoid, Softplus, Tanh, Upsample2,
+    AvgPool2d, BatchNorm2d, Conv2d, Dropout, Flatten, Gelu, GlobalAvgPool, Identity, LayerNorm,
+    LeakyRelu, Linear, MaxPool2d, Relu, Sequential, Sigmoid, Softplus, Tanh, Upsample2,
 };
 pub use module::{named_params, Ctx, Mode, Module};
 pub use params::{join_name, BufferDtype, BufferId, Buffers, ParamId, Params, OPTIMIZER_PREFIX};

@@ -20,6 +20,6 @@ pub use dropout::Dropout;
 pub use flatten::Flatten;
 pub use linear::Linear;
 pub use norm::{BatchNorm2d, LayerNorm};
-pub use pool::{AvgPool2d, MaxPool2d};
+pub use pool::{AvgPool2d, GlobalAvgPool, MaxPool2d};
 pub use sequential::Sequential;
 pub use upsample::Upsample2;

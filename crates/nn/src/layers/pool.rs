@@ -1,4 +1,5 @@
-//! Pooling layers, as `torch.nn.MaxPool2d` and `torch.nn.AvgPool2d` (floor mode).
+//! Pooling layers, as `torch.nn.MaxPool2d` and `torch.nn.AvgPool2d` (floor mode), and global
+//! average pooling (`torch.nn.AdaptiveAvgPool2d(1)` followed by a flatten).
 
 use tapestry_autodiff::Var;
 
@@ -79,5 +80,23 @@ impl Module for AvgPool2d {
     /// If `x` is not 4-D or the window does not fit the padded input.
     fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
         x.avg_pool2d(self.kernel, self.stride, self.padding)
+    }
+}
+
+/// The mean of each feature map: `[N, C, H, W]` to `[N, C]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalAvgPool;
+
+impl Module for GlobalAvgPool {
+    /// # Panics
+    /// If `x` is not 4-D.
+    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
+        assert_eq!(
+            x.shape().len(),
+            4,
+            "invalid argument to GlobalAvgPool: input {:?} is not [N, C, H, W]",
+            x.shape()
+        );
+        x.mean(&[2, 3], false)
     }
 }
