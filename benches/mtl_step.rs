@@ -1,9 +1,8 @@
 //! One full multi-task training step (forward, per-task work, weighting, Adam) on the reference
 //! model of the MTL issue, for each weighting method.
 //!
-//! Model: conv 3→32 (k3 p1) → ReLU → max-pool 2 → conv 32→64 (k3 p1) → ReLU → max-pool 2 →
-//! flatten → linear 3136→256 → ReLU (the shared trunk, `Z` is `[128, 256]`) → 3 heads linear
-//! 256→10 with cross-entropy; batch 128 of 3x28x28 random inputs (seeded), Adam.
+//! Model: the reference model of `benches/reference/mod.rs` (two 3x3 convolutions with pooling
+//! and a 3136→256 linear layer shared, three linear heads, batch 128 of 3x28x28), Adam.
 //!
 //! ```text
 //! RAYON_NUM_THREADS=1 cargo bench --bench mtl_step -- --warm-up-time 2 --measurement-time 10
@@ -17,106 +16,12 @@
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkGroup, Criterion, Throughput};
-use ndarray::ArrayD;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use tapestry::autodiff::Var;
-use tapestry::data::{Batch, TaskSpec, TaskTargets};
 use tapestry::mtl::step::{StepCounters, StepOptions, TrainStep};
 use tapestry::mtl::task_grads::GradMode;
 use tapestry::mtl::weighting::{EqualWeighting, GradNorm, Mgda, MgdaUb, Weighting};
-use tapestry::mtl::HardSharing;
 use tapestry::nn::optim::Adam;
-use tapestry::nn::{init, Ctx, Linear, Module, ParamId, Params, Relu, Sequential};
 
-const BATCH: usize = 128;
-const TASKS: usize = 3;
-
-/// A 3x3 convolution with padding 1 and bias.
-#[derive(Debug)]
-struct Conv3x3 {
-    weight: ParamId,
-    bias: ParamId,
-}
-
-impl Conv3x3 {
-    fn new(
-        params: &mut Params,
-        name: &str,
-        c_in: usize,
-        c_out: usize,
-        rng: &mut ChaCha8Rng,
-    ) -> Self {
-        let w = init::pytorch_default(&[c_out, c_in, 3, 3], rng);
-        let b = init::pytorch_default_bias(c_out, c_in * 9, rng);
-        let weight = params.add(format!("{name}.weight"), w).unwrap();
-        let bias = params.add(format!("{name}.bias"), b).unwrap();
-        Conv3x3 { weight, bias }
-    }
-}
-
-impl Module for Conv3x3 {
-    fn forward<'t>(&self, x: Var<'t>, ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        x.conv2d(ctx.var(self.weight), Some(ctx.var(self.bias)), (1, 1), (1, 1), (1, 1))
-    }
-    fn params(&self) -> Vec<ParamId> {
-        vec![self.weight, self.bias]
-    }
-}
-
-/// 2x2 max pooling, stride 2.
-#[derive(Debug)]
-struct MaxPool2;
-
-impl Module for MaxPool2 {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        x.max_pool2d((2, 2), (2, 2), (0, 0))
-    }
-}
-
-/// `[N, ...]` to `[N, rest]`.
-#[derive(Debug)]
-struct Flatten;
-
-impl Module for Flatten {
-    fn forward<'t>(&self, x: Var<'t>, _ctx: &mut Ctx<'_, 't>) -> Var<'t> {
-        let shape = x.shape();
-        x.reshape(&[shape[0], shape[1..].iter().product()])
-    }
-}
-
-fn reference_model(params: &mut Params, rng: &mut ChaCha8Rng) -> HardSharing {
-    let trunk = Sequential::new()
-        .push(Conv3x3::new(params, "trunk.0", 3, 32, rng))
-        .push(Relu)
-        .push(MaxPool2)
-        .push(Conv3x3::new(params, "trunk.3", 32, 64, rng))
-        .push(Relu)
-        .push(MaxPool2)
-        .push(Flatten)
-        .push(Linear::new(params, "trunk.7", 3136, 256, rng).unwrap())
-        .push(Relu);
-    let mut builder = HardSharing::builder(trunk).input_shape(&[3, 28, 28]);
-    for t in 0..TASKS {
-        let name = format!("task{t}");
-        let head = Linear::new(params, &format!("heads.{name}"), 256, 10, rng).unwrap();
-        builder = builder.head(TaskSpec::classification(name, 10), head);
-    }
-    builder.build(params).unwrap()
-}
-
-fn random_batch(rng: &mut ChaCha8Rng) -> Batch {
-    let inputs: Vec<f32> = (0..BATCH * 3 * 28 * 28).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    Batch {
-        inputs: ArrayD::from_shape_vec(vec![BATCH, 3, 28, 28], inputs).unwrap(),
-        targets: (0..TASKS)
-            .map(|_| TaskTargets::Classes {
-                labels: (0..BATCH).map(|_| rng.gen_range(0..10)).collect(),
-            })
-            .collect(),
-        indices: (0..BATCH).collect(),
-    }
-}
+mod reference;
 
 fn bench_method<M: Measurement>(
     group: &mut BenchmarkGroup<'_, M>,
@@ -124,10 +29,8 @@ fn bench_method<M: Measurement>(
     mode: GradMode,
     mut weighting: Box<dyn Weighting>,
 ) {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut params = Params::new();
-    let model = reference_model(&mut params, &mut rng);
-    let batch = random_batch(&mut rng);
+    let (model, mut params) = reference::reference_model(0);
+    let batch = reference::random_batch(1);
     let options = StepOptions { grad_mode: mode, ..StepOptions::default() };
     let step = TrainStep::new(&model, &params, weighting.as_ref(), options).unwrap();
     let mut adam = Adam::new(1e-4);
