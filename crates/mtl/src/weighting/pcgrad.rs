@@ -9,8 +9,9 @@
 //! (projecting on the original `g_j`, as the paper's algorithm and LibMTL do). Two conflicting
 //! gradients lose their conflicting components; aligned ones pass unchanged. The order is drawn
 //! from the run's seed and the step. The result is a direction on the shared parameters; the
-//! heads, which only their own task reaches, are weighed by 1. Cost: the per-task gradients on
-//! the shared parameters (like MGDA) plus `O(T²·P)` for the projections.
+//! heads, which only their own task reaches, are weighed by 1. The projections run on the Gram
+//! of the task gradients ([`PcGrad::coefficients`]), so the cost is MGDA's: the per-task
+//! gradients on the shared parameters, their Gram, and one combination of them.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -22,36 +23,38 @@ use super::{check_losses, Direction, Needs, StepInput, StepWeights, Weighting, W
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PcGrad;
 
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(&x, &y)| f64::from(x) * f64::from(y)).sum()
-}
-
 impl PcGrad {
-    /// The PCGrad direction of the gradients `rows` when task i projects against the others in
-    /// the order `orders[i]` (an order may include i itself, which never conflicts with itself).
-    /// Also returns how many projections were made.
+    /// PCGrad on the Gram `gram` (`T × T`, row-major) of the task gradients, when task i
+    /// projects against the others in the order `orders[i]` (an order may include i itself,
+    /// which never conflicts with itself): the coefficients `w` of `d = Σ_k w_k g_k`, and how
+    /// many projections were made.
+    ///
+    /// Every projected `g'_i` stays in the span of the task gradients, `g'_i = Σ_k c_ik g_k`,
+    /// and `⟨g'_i, g_j⟩ = (c_i G)_j`, so the whole algorithm runs on T-vectors: a projection
+    /// subtracts `(⟨g'_i, g_j⟩ / G_jj) e_j` from `c_i`, and `w = Σ_i c_i`. This is the
+    /// published algorithm in exact arithmetic, at `O(T³)` instead of `O(T²·P)`.
     ///
     /// # Panics
-    /// If `orders` does not have one order per row or names a row that does not exist.
-    pub fn direction(rows: &[Vec<f32>], orders: &[Vec<usize>]) -> (Vec<f32>, usize) {
-        assert_eq!(rows.len(), orders.len(), "one order per task");
-        let p = rows.first().map_or(0, Vec::len);
-        let norms_sq: Vec<f64> = rows.iter().map(|g| dot(g, g)).collect();
-        let mut d = vec![0.0f64; p];
+    /// If `gram` is not `T × T` for `T = orders.len()`, or an order names a task that does not
+    /// exist.
+    pub fn coefficients(gram: &[f64], orders: &[Vec<usize>]) -> (Vec<f64>, usize) {
+        let t = orders.len();
+        assert_eq!(gram.len(), t * t, "a {t} x {t} Gram");
+        let mut w = vec![0.0; t];
         let mut projections = 0;
         for (i, order) in orders.iter().enumerate() {
-            let mut gi: Vec<f64> = rows[i].iter().map(|&v| f64::from(v)).collect();
+            let mut c = vec![0.0; t];
+            c[i] = 1.0;
             for &j in order {
-                let gij: f64 = gi.iter().zip(&rows[j]).map(|(&x, &y)| x * f64::from(y)).sum();
-                if gij < 0.0 && norms_sq[j] > 0.0 {
-                    let c = gij / norms_sq[j];
-                    gi.iter_mut().zip(&rows[j]).for_each(|(x, &y)| *x -= c * f64::from(y));
+                let cij: f64 = (0..t).map(|k| c[k] * gram[k * t + j]).sum();
+                if cij < 0.0 && gram[j * t + j] > 0.0 {
+                    c[j] -= cij / gram[j * t + j];
                     projections += 1;
                 }
             }
-            d.iter_mut().zip(&gi).for_each(|(a, b)| *a += b);
+            w.iter_mut().zip(&c).for_each(|(a, b)| *a += b);
         }
-        (d.iter().map(|&v| v as f32).collect(), projections)
+        (w, projections)
     }
 
     /// The random orders of step `step` of a run seeded with `seed`: for each task, a shuffle of
@@ -82,8 +85,10 @@ impl Weighting for PcGrad {
         check_losses("pcgrad", input.losses)?;
         let grads = input.shared_gradients("pcgrad")?;
         let t = grads.tasks();
-        let rows: Vec<Vec<f32>> = (0..t).map(|i| grads.row(i)).collect();
-        let (d, projections) = Self::direction(&rows, &Self::orders(input.seed, input.step, t));
+        let (w, projections) =
+            Self::coefficients(grads.gram(), &Self::orders(input.seed, input.step, t));
+        let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+        let d = grads.combine(&w).iter().flat_map(|b| b.as_slice().to_vec()).collect();
         Ok(StepWeights {
             weights: vec![1.0; t],
             direction: Some(Direction::Shared(d)),
