@@ -191,6 +191,7 @@ pub fn compare(
         |s: &RunSummary| -> Vec<Option<f64>> { s.test.tasks.iter().map(|t| t.value).collect() };
     // hard sharing with EW runs first: the baseline.
     let ew = values(&results[0].1);
+    let ew_seconds = results[0].1.train_seconds;
 
     let mut table = String::new();
     let width = results.iter().map(|(m, _)| m.len()).max().unwrap_or(6).max(6);
@@ -198,7 +199,7 @@ pub fn compare(
     for t in &tasks {
         header.push_str(&format!("  {:>18}", format!("{} {}", t.name, metric_name(t.metric))));
     }
-    header.push_str(&format!("  {:>9}  {:>9}\n", "Δp (%)", "train s"));
+    header.push_str(&format!("  {:>9}  {:>9}  {:>6}\n", "Δp (%)", "train s", "× EW"));
     table.push_str(&header);
     let mut rows = Vec::new();
     let mut series = Vec::new();
@@ -212,10 +213,12 @@ pub fn compare(
                 x.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
             ));
         }
+        let time_ratio = summary.train_seconds / ew_seconds.max(1e-9);
         line.push_str(&format!(
-            "  {:>9}  {:>9.1}\n",
+            "  {:>9}  {:>9.1}  {:>6.2}\n",
             dp.map(|d| format!("{d:+.2}")).unwrap_or_else(|| "-".into()),
-            summary.train_seconds
+            summary.train_seconds,
+            time_ratio
         ));
         table.push_str(&line);
         rows.push(json!({
@@ -223,6 +226,7 @@ pub fn compare(
             "test": v,
             "delta_p_percent": dp,
             "train_seconds": summary.train_seconds,
+            "time_vs_ew": time_ratio,
         }));
         // Per-task relative improvement over EW, sign-corrected, in percent.
         let points = (0..tasks.len())
