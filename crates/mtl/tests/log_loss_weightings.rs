@@ -79,10 +79,13 @@ const FAMO_STEPS: [([f64; 3], [f64; 3]); 3] = [
     ([0.9, 0.40, 7.0], [0.8, 0.39, 5.0]),
 ];
 
+/// Three tasks' values at each of three steps.
+type PerStep = [[f64; 3]; 3];
+
 #[test]
 fn famo_weights_and_logits_follow_the_reference_for_three_steps() {
     // (gamma, [weights of step k], [logits after step k]), from the torch script above.
-    let expected: [(f64, [[f64; 3]; 3], [[f64; 3]; 3]); 2] = [
+    let expected: [(f64, PerStep, PerStep); 2] = [
         (
             0.001,
             [
@@ -269,11 +272,14 @@ fn db_step(db: &mut DbMtl, rows: &[[f32; 4]], losses: &[f64]) -> (StepWeights, V
     (out, d)
 }
 
+/// DB-MTL's scales α and direction d at one step.
+type DbExpected = ([f64; 3], [f64; 4]);
+
 #[test]
 fn db_mtl_follows_the_reference_average_and_rescaling() {
     // (beta_sigma, [(alpha, d) of step k]), from the numpy script above.
     #[rustfmt::skip]
-    let expected: [(f64, [([f64; 3], [f64; 4]); 3]); 2] = [
+    let expected: [(f64, [DbExpected; 3]); 2] = [
         (0.0, [
             ([3.9999996200000325, 0.9999999799999999, 19.61160544889323],
              [0.09805801514640954, 0.10776784741437101, 0.20000000399999865, 0.594174063439225]),
