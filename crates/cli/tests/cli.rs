@@ -319,6 +319,11 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
         (&["compare", "--archs", "hard,tree"], "unknown architecture `tree`"),
         (&["train", "--method", "dwa", "--param", "tau=-1", "--out", "never"], "tau must lie in"),
         (&["train", "--method", "dwa", "--param", "c=0.5", "--out", "never"], "takes tau"),
+        (&["train", "--method", "famo", "--param", "w_lr=0", "--out", "never"], "w_lr must lie in"),
+        (
+            &["train", "--method", "db-mtl", "--param", "beta=1", "--out", "never"],
+            "beta must lie in",
+        ),
         (&["train", "--method", "ew", "--param", "tau", "--out", "never"], "NAME=VALUE"),
         (&["train", "--method", "dwa", "--param", "tau=x", "--out", "never"], "not a number"),
         (&["train", "--param", "alpha=1", "--param", "alpha=2", "--out", "never"], "twice"),

@@ -86,6 +86,33 @@ pub enum WeightOptimizer {
 impl WeightOptimizer {
     /// Adam with the usual constants: `beta1 = 0.9`, `beta2 = 0.999`, `eps = 1e-8`.
     pub const ADAM: WeightOptimizer = WeightOptimizer::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+
+    /// The direction each value moves along, before the learning rate, after folding
+    /// `gradient` into `state` (one update more): the gradient itself, or Adam's bias-corrected
+    /// `m / (sqrt(v) + eps)`. A state whose moments are empty or of another length starts
+    /// afresh.
+    pub fn descent_steps(&self, gradient: &[f64], state: &mut WeightOptimizerState) -> Vec<f64> {
+        state.steps += 1;
+        let WeightOptimizer::Adam { beta1, beta2, eps } = *self else {
+            return gradient.to_vec();
+        };
+        if state.first_moment.len() != gradient.len() {
+            state.first_moment = vec![0.0; gradient.len()];
+            state.second_moment = vec![0.0; gradient.len()];
+        }
+        let k = i32::try_from(state.steps).unwrap_or(i32::MAX);
+        let (correction1, correction2) = (1.0 - beta1.powi(k), 1.0 - beta2.powi(k));
+        let moments = state.first_moment.iter_mut().zip(state.second_moment.iter_mut());
+        gradient
+            .iter()
+            .zip(moments)
+            .map(|(&g, (m, v))| {
+                *m = beta1 * *m + (1.0 - beta1) * g;
+                *v = beta2 * *v + (1.0 - beta2) * g * g;
+                (*m / correction1) / ((*v / correction2).sqrt() + eps)
+            })
+            .collect()
+    }
 }
 
 /// What the weights' optimizer carries from one update to the next: nothing for gradient
@@ -255,7 +282,7 @@ pub fn gradnorm_update(
         .map(|((g, c), n)| sign(g - c) * n)
         .collect();
 
-    let steps = descent_steps(&weight_gradient, config, state);
+    let steps = config.optimizer.descent_steps(&weight_gradient, state);
     let mut new_weights: Vec<f64> = weights
         .iter()
         .zip(&steps)
@@ -274,35 +301,6 @@ pub fn gradnorm_update(
         targets,
         weight_gradient,
     })
-}
-
-/// The direction each weight moves along, before the learning rate: the gradient itself, or
-/// Adam's bias-corrected `m / (sqrt(v) + eps)` after folding the gradient into `state`.
-fn descent_steps(
-    gradient: &[f64],
-    config: &GradNormConfig,
-    state: &mut WeightOptimizerState,
-) -> Vec<f64> {
-    state.steps += 1;
-    let WeightOptimizer::Adam { beta1, beta2, eps } = config.optimizer else {
-        return gradient.to_vec();
-    };
-    if state.first_moment.is_empty() {
-        state.first_moment = vec![0.0; gradient.len()];
-        state.second_moment = vec![0.0; gradient.len()];
-    }
-    let k = i32::try_from(state.steps).unwrap_or(i32::MAX);
-    let (correction1, correction2) = (1.0 - beta1.powi(k), 1.0 - beta2.powi(k));
-    let moments = state.first_moment.iter_mut().zip(state.second_moment.iter_mut());
-    gradient
-        .iter()
-        .zip(moments)
-        .map(|(&g, (m, v))| {
-            *m = beta1 * *m + (1.0 - beta1) * g;
-            *v = beta2 * *v + (1.0 - beta2) * g * g;
-            (*m / correction1) / ((*v / correction2).sqrt() + eps)
-        })
-        .collect()
 }
 
 /// `sign(x)` with `sign(0) = 0`.

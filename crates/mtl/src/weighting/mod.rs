@@ -13,8 +13,10 @@
 //! reads its names from.
 
 mod aligned;
+mod db_mtl;
 mod dwa;
 mod ew;
+mod famo;
 mod gls;
 mod graddrop;
 mod gradnorm;
@@ -38,8 +40,10 @@ use crate::min_norm::MinNormError;
 use crate::task_grads::TaskGradients;
 
 pub use aligned::AlignedMtl;
+pub use db_mtl::DbMtl;
 pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
+pub use famo::Famo;
 pub use gls::GeometricLossStrategy;
 pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
@@ -356,6 +360,31 @@ const GRADDROP_LEAK: Hyper = Hyper {
     about: "GradDrop's share of every gradient kept whatever the draw",
 };
 
+const FAMO_GAMMA: Hyper = Hyper {
+    name: "gamma",
+    default: 0.001,
+    range: Interval::NON_NEGATIVE,
+    about: "FAMO's weight decay of the task logits",
+};
+const FAMO_W_LR: Hyper = Hyper {
+    name: "w_lr",
+    default: 0.025,
+    range: Interval::POSITIVE,
+    about: "FAMO's learning rate of the task logits (Adam)",
+};
+const DB_MTL_BETA: Hyper = Hyper {
+    name: "beta",
+    default: 0.9,
+    range: Interval::UNIT_HALF_OPEN,
+    about: "DB-MTL's decay of the moving average of the log-loss gradients",
+};
+const DB_MTL_BETA_SIGMA: Hyper = Hyper {
+    name: "beta_sigma",
+    default: 0.0,
+    range: Interval::NON_NEGATIVE,
+    about: "DB-MTL's exponent of the decay's fall with the step, beta / k^beta_sigma",
+};
+
 /// Every weighting, one line each.
 #[rustfmt::skip]
 pub const METHODS: &[Method] = &[
@@ -372,6 +401,8 @@ pub const METHODS: &[Method] = &[
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
     Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", hypers: &[GRADDROP_LEAK], build: |h, _| Box::new(GradDrop { leak: h.get("leak") as f32 }) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", hypers: &[GRADNORM_ALPHA, GRADNORM_LR], build: |h, o| Box::new(GradNorm::with_config(GradNormConfig { optimizer: o.gradnorm_optimizer, ..GradNormConfig::new(h.get("alpha"), h.get("lr")) })) },
+    Method { name: "famo", summary: "softmax weights of log-losses, learned from how much each log-loss fell after the update", hypers: &[FAMO_GAMMA, FAMO_W_LR], build: |h, _| Box::new(Famo::new(h.get("gamma"), h.get("w_lr"))) },
+    Method { name: "db-mtl", summary: "log-losses, and moving averages of their shared gradients scaled to the largest norm", hypers: &[DB_MTL_BETA, DB_MTL_BETA_SIGMA], build: |h, _| Box::new(DbMtl::new(h.get("beta"), h.get("beta_sigma"))) },
 ];
 
 /// The registered method called `name` (case-sensitive).

@@ -1,0 +1,157 @@
+//! DB-MTL (Lin et al., 2023, "Dual-Balancing for Multi-Task Learning"): balance the losses'
+//! scales by taking logs, then the gradients' magnitudes by scaling every task's (averaged)
+//! gradient up to the largest one.
+//!
+//! Each loss `L_t` is replaced by `log(L_t + ε)` (`ε = 1e-8`), whose gradient on the shared
+//! parameters is `∇L_t / (L_t + ε)`: the per-task gradients are scaled, no second sweep is
+//! needed. An exponential moving average of these gradients, from zero, with LibMTL's decay at
+//! update k (from 1) `β_k = β / k^{β_σ}`,
+//!
+//! ```text
+//! g̃_t ← β_k g̃_t + (1 − β_k) ∇L_t / (L_t + ε)
+//! α_t = max_s ‖g̃_s‖ / (‖g̃_t‖ + ε)
+//! d = Σ_t α_t g̃_t                                  the shared parameters' gradient
+//! ```
+//!
+//! so every task's averaged gradient enters `d` with the norm of the largest. `d` is returned as
+//! a direction on the shared parameters. The task-specific parameters (the heads) get the
+//! gradients of the log-losses, `∇L_t / (L_t + ε)`, with no average and no rescaling, as in
+//! LibMTL (its per-task backward passes of `log(L_t + ε)` accumulate in the heads, and only
+//! the shared gradient is replaced): the weights `1 / (L_t + ε)` the step reports are the
+//! heads'. LibMTL's defaults: `β = 0.9`, `β_σ = 0` (a constant decay). Cost: MGDA's per-task
+//! gradients on the shared parameters, plus `O(T·P)` for the average and the sum, and `T·P`
+//! values kept from step to step.
+
+use super::{check_losses, Direction, Needs, StepInput, StepWeights, Weighting, WeightingError};
+
+/// The `ε` of the log-losses and of the norms' ratio (LibMTL's `1e-8`).
+const DB_MTL_EPS: f64 = 1e-8;
+
+/// DB-MTL with decay `beta` and decay exponent `beta_sigma`.
+#[derive(Debug, Clone)]
+pub struct DbMtl {
+    /// The moving average's decay β in [0, 1) (LibMTL: 0.9).
+    pub beta: f64,
+    /// The exponent β_σ ≥ 0 of the decay's fall with the update count (LibMTL: 0).
+    pub beta_sigma: f64,
+    /// The averaged log-loss gradients g̃, `T × P` row-major (empty before the first step).
+    average: Vec<f32>,
+    /// Updates folded into the average so far.
+    updates: u64,
+}
+
+impl Default for DbMtl {
+    fn default() -> Self {
+        DbMtl::new(0.9, 0.0)
+    }
+}
+
+impl DbMtl {
+    /// DB-MTL with decay `beta` and exponent `beta_sigma`.
+    pub fn new(beta: f64, beta_sigma: f64) -> Self {
+        DbMtl { beta, beta_sigma, average: Vec::new(), updates: 0 }
+    }
+
+    /// The averaged gradients of the log-losses, `T × P` row-major (empty before the first
+    /// step).
+    pub fn average(&self) -> &[f32] {
+        &self.average
+    }
+
+    /// The decay of update `k` (from 1): `β / k^{β_σ}`.
+    pub fn decay(beta: f64, beta_sigma: f64, k: u64) -> f64 {
+        beta / (k.max(1) as f64).powf(beta_sigma)
+    }
+
+    /// Folds the gradients `rows` (`T × P` row-major) of the losses `losses` into `average`
+    /// with decay `decay`: `g̃_t ← decay · g̃_t + (1 − decay) · rows_t / (L_t + ε)`.
+    ///
+    /// # Panics
+    /// If `average` and `rows` differ in length or it is not a multiple of `losses.len()`.
+    pub fn fold(average: &mut [f32], rows: &[f32], losses: &[f64], decay: f64) {
+        assert_eq!(average.len(), rows.len(), "one average per gradient entry");
+        let p = rows.len() / losses.len().max(1);
+        assert_eq!(p * losses.len(), rows.len(), "T rows of P values");
+        for ((avg, row), l) in average.chunks_mut(p.max(1)).zip(rows.chunks(p.max(1))).zip(losses) {
+            let scale = 1.0 / (l + DB_MTL_EPS);
+            for (a, &g) in avg.iter_mut().zip(row) {
+                let g = scale * f64::from(g);
+                *a = (g + decay * (f64::from(*a) - g)) as f32;
+            }
+        }
+    }
+
+    /// The direction `Σ_t α_t g̃_t` of the averages `average` (`tasks × P` row-major), the
+    /// scales `α_t = max_s ‖g̃_s‖ / (‖g̃_t‖ + ε)` and the norms `‖g̃_t‖`.
+    ///
+    /// # Panics
+    /// If `average.len()` is not a multiple of `tasks`.
+    pub fn direction(average: &[f32], tasks: usize) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
+        let p = average.len() / tasks.max(1);
+        assert_eq!(p * tasks, average.len(), "T rows of P values");
+        let rows: Vec<&[f32]> = average.chunks(p.max(1)).take(tasks).collect();
+        let norms: Vec<f64> = (rows.iter())
+            .map(|r| r.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt())
+            .collect();
+        let top = norms.iter().fold(0.0f64, |m, &n| m.max(n));
+        let alpha: Vec<f64> = norms.iter().map(|n| top / (n + DB_MTL_EPS)).collect();
+        let mut d = vec![0.0f64; p];
+        for (row, a) in rows.iter().zip(&alpha) {
+            d.iter_mut().zip(row.iter()).for_each(|(x, &g)| *x += a * f64::from(g));
+        }
+        (d.iter().map(|&v| v as f32).collect(), alpha, norms)
+    }
+
+    fn check(&self, losses: &[f64]) -> Result<(), WeightingError> {
+        check_losses("db-mtl", losses)?;
+        let invalid = |message: String| Err(WeightingError::Invalid { method: "db-mtl", message });
+        if let Some((t, l)) = losses.iter().enumerate().find(|(_, &l)| l < 0.0) {
+            return invalid(format!(
+                "loss of task {t} is negative ({l}); DB-MTL weighs log-losses"
+            ));
+        }
+        if !(0.0..1.0).contains(&self.beta) {
+            return invalid(format!("beta must lie in [0, 1), got {}", self.beta));
+        }
+        if !(self.beta_sigma >= 0.0 && self.beta_sigma.is_finite()) {
+            return invalid(format!("beta_sigma must be finite and >= 0, got {}", self.beta_sigma));
+        }
+        Ok(())
+    }
+}
+
+impl Weighting for DbMtl {
+    fn name(&self) -> &'static str {
+        "db-mtl"
+    }
+
+    fn needs(&self) -> Needs {
+        Needs { shared_gradients: true, ..Needs::LOSSES }
+    }
+
+    fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
+        self.check(input.losses)?;
+        let grads = input.shared_gradients("db-mtl")?;
+        let t = grads.tasks();
+        if t != input.losses.len() {
+            return Err(WeightingError::Invalid {
+                method: "db-mtl",
+                message: format!("{} gradients for {} losses", t, input.losses.len()),
+            });
+        }
+        let rows = grads.matrix();
+        if self.average.len() != rows.len() {
+            self.average = vec![0.0; rows.len()];
+            self.updates = 0;
+        }
+        self.updates += 1;
+        let decay = Self::decay(self.beta, self.beta_sigma, self.updates);
+        Self::fold(&mut self.average, &rows, input.losses, decay);
+        let (d, alpha, norms) = Self::direction(&self.average, t);
+        Ok(StepWeights {
+            weights: input.losses.iter().map(|l| 1.0 / (l + DB_MTL_EPS)).collect(),
+            direction: Some(Direction::Shared(d)),
+            diagnostics: vec![("db_mtl.alpha".into(), alpha), ("db_mtl.ema_norms".into(), norms)],
+        })
+    }
+}
