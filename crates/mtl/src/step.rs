@@ -1,7 +1,7 @@
 //! One multi-task training step: forward, per-task losses, exactly the per-task work the
 //! weighting asks for, the weighted update of every parameter, and the optimizer.
 //!
-//! | the weighting needs ([`Needs`]) | per-task work | update |
+//! | the weighting needs ([`Needs`](crate::weighting::Needs)) | per-task work | update |
 //! | --- | --- | --- |
 //! | the losses only (EW, UW) | none | one backward of `Σ_t w_t L_t` (or the weighting's own loss) |
 //! | shared gradients (MGDA) | [`TaskGradients::on_params`] on the shared parameters (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on the shared parameters from the same gradients; a backward of `Σ_t α_t L_t` restricted to the other parameters (the heads only) |
