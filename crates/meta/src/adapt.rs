@@ -71,11 +71,14 @@ pub(crate) fn sgd_step(
 }
 
 /// Adapts `params` to `task` with `steps` steps of gradient descent at `rate` on the support
-/// set, recording the query loss before and after each step.
+/// set, recording the query loss before and after each step. When adaptation diverges (a rate
+/// too large for the number of steps, as Meta-SGD's learned rates can be beyond the steps they
+/// were learned for), the losses from there on are recorded as they come, infinite or NaN:
+/// [`adaptation_curve`] counts such tasks instead of averaging them.
 ///
 /// # Errors
 /// [`MetaError::Config`] if a per-element rate store does not have the model's parameter
-/// shapes; [`MetaError::NonFinite`] if a loss becomes NaN or infinite.
+/// shapes.
 pub fn adapt(
     model: &dyn Module,
     params: &Params,
@@ -89,20 +92,28 @@ pub fn adapt(
     let mut phi = params.clone();
     let mut query_losses = vec![evaluate(model, &phi, &task.query)];
     for _ in 0..steps {
-        let support = sgd_step(model, &mut phi, rate, &task.support);
-        if !support.is_finite() {
-            return Err(MetaError::NonFinite { what: "support", value: support, iteration: 0 });
+        if !query_losses.last().is_some_and(|l| l.is_finite()) {
+            query_losses.push(f64::NAN);
+            continue;
         }
+        sgd_step(model, &mut phi, rate, &task.support);
         query_losses.push(evaluate(model, &phi, &task.query));
-    }
-    if let Some(&bad) = query_losses.iter().find(|l| !l.is_finite()) {
-        return Err(MetaError::NonFinite { what: "query", value: bad, iteration: 0 });
     }
     Ok(Adapted { params: phi, query_losses })
 }
 
-/// The mean query loss after 0, 1, ..., `steps` adaptation steps over `tasks`, with each
-/// curve's 95% confidence half-width (1.96 standard errors).
+/// The query loss over many tasks after some number of adaptation steps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CurvePoint {
+    /// The mean over the tasks whose adaptation stayed finite.
+    pub mean: f64,
+    /// Its 95% confidence half-width, 1.96 standard errors.
+    pub ci95: f64,
+    /// Tasks whose adaptation diverged (a non-finite loss), left out of the mean.
+    pub diverged: usize,
+}
+
+/// The query loss after 0, 1, ..., `steps` adaptation steps over `tasks`.
 ///
 /// # Errors
 /// As [`adapt`].
@@ -112,12 +123,18 @@ pub fn adaptation_curve(
     rate: InnerRate<'_>,
     tasks: &[Task],
     steps: usize,
-) -> Result<Vec<(f64, f64)>, MetaError> {
+) -> Result<Vec<CurvePoint>, MetaError> {
     let curves = tasks
         .iter()
         .map(|t| adapt(model, params, rate, t, steps).map(|a| a.query_losses))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((0..=steps).map(|j| mean_ci(&curves.iter().map(|c| c[j]).collect::<Vec<_>>())).collect())
+    Ok((0..=steps)
+        .map(|j| {
+            let finite: Vec<f64> = curves.iter().map(|c| c[j]).filter(|l| l.is_finite()).collect();
+            let (mean, ci95) = mean_ci(&finite);
+            CurvePoint { mean, ci95, diverged: tasks.len() - finite.len() }
+        })
+        .collect())
 }
 
 /// The mean of `values` and its 95% confidence half-width, `1.96 · s / √n`.

@@ -19,7 +19,7 @@ pub mod error;
 pub mod sampler;
 pub mod task;
 
-pub use adapt::{adapt, adaptation_curve, mean_ci, Adapted, InnerRate};
+pub use adapt::{adapt, adaptation_curve, mean_ci, Adapted, CurvePoint, InnerRate};
 pub use algorithm::{
     learning_rates, outer_gradient, Algorithm, InnerOptimizer, MetaConfig, MetaLearner,
     MetaStepReport, OuterGradient,
