@@ -3,5 +3,6 @@
 pub use tapestry_autodiff as autodiff;
 pub use tapestry_data as data;
 pub use tapestry_kernels as kernels;
+pub use tapestry_meta as meta;
 pub use tapestry_mtl as mtl;
 pub use tapestry_nn as nn;

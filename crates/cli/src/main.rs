@@ -6,6 +6,7 @@
 //! tapestry eval --checkpoint runs/train
 //! tapestry compare --methods ew,mgda,mgda-ub,gradnorm
 //! tapestry methods                     # every weighting, with its hyper-parameters
+//! tapestry meta-train --algo maml      # MAML on sinusoids; meta-eval scores a run
 //! ```
 //!
 //! Every failure prints one sentence on stderr and exits with code 2. `docs/cli.md` describes
@@ -15,6 +16,7 @@
 mod compare;
 mod config;
 mod error;
+mod meta;
 mod models;
 mod output;
 mod plots;
@@ -77,6 +79,115 @@ enum Command {
     },
     /// List the weighting methods with their hyper-parameters (defaults and ranges).
     Methods,
+    /// Learn an initialisation from many tasks (MAML, first-order MAML, Meta-SGD, Reptile) and
+    /// score it on held-out tasks.
+    MetaTrain {
+        #[command(flatten)]
+        run: MetaArgs,
+        /// The output directory.
+        #[arg(long, default_value = "runs/meta")]
+        out: PathBuf,
+    },
+    /// Score a meta-training run on held-out tasks after 0..k adaptation steps.
+    MetaEval {
+        /// The run directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Held-out tasks (default: the run's).
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// Adaptation steps (default: the run's).
+        #[arg(long)]
+        steps: Option<usize>,
+    },
+}
+
+/// The options of a meta-training run; each overrides the config file, which overrides the
+/// defaults (MAML's sinusoid setting).
+#[derive(Debug, Args)]
+struct MetaArgs {
+    /// A TOML file with any of the options below.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// maml, fomaml, metasgd or reptile.
+    #[arg(long)]
+    algo: Option<String>,
+    /// sinusoid (Finn et al.), sinusoid-reptile (Nichol et al.) or episodes (N-way K-shot).
+    #[arg(long)]
+    benchmark: Option<String>,
+    /// Episodes: digits (UCI, shipped) or fashion (Fashion-MNIST).
+    #[arg(long)]
+    pool: Option<String>,
+    /// Episodes: the Fashion-MNIST folder.
+    #[arg(long)]
+    data_path: Option<PathBuf>,
+    /// K: support points (sinusoids) or examples per class (episodes).
+    #[arg(long)]
+    shots: Option<usize>,
+    /// N: classes per episode.
+    #[arg(long)]
+    ways: Option<usize>,
+    /// Query points (sinusoids) or query examples per class (episodes).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// Inner steps in meta-training.
+    #[arg(long)]
+    inner_steps: Option<usize>,
+    /// Inner learning rate.
+    #[arg(long)]
+    inner_lr: Option<f32>,
+    /// Tasks per meta-iteration.
+    #[arg(long)]
+    meta_batch: Option<usize>,
+    /// Outer learning rate (Adam's; Reptile's initial ε).
+    #[arg(long)]
+    outer_lr: Option<f64>,
+    /// Reptile's inner optimizer: sgd or adam.
+    #[arg(long)]
+    reptile_inner: Option<String>,
+    /// Meta-iterations.
+    #[arg(long)]
+    iterations: Option<u64>,
+    /// Hidden width.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Held-out tasks of the evaluation.
+    #[arg(long)]
+    eval_tasks: Option<usize>,
+    /// Adaptation steps of the evaluation.
+    #[arg(long)]
+    eval_steps: Option<usize>,
+    /// Meta-iterations between log records.
+    #[arg(long)]
+    log_every: Option<u64>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Threads (0: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar or tables.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl MetaArgs {
+    fn config(&self) -> Result<meta::MetaRunConfig> {
+        let mut c = match &self.config {
+            Some(path) => meta::MetaRunConfig::from_toml_file(path)?,
+            None => meta::MetaRunConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
+        }
+        set!(algo, benchmark, pool, shots, ways, queries, inner_steps, inner_lr, meta_batch);
+        set!(outer_lr, reptile_inner, iterations, hidden, eval_tasks, eval_steps, log_every);
+        set!(seed, threads);
+        if self.data_path.is_some() {
+            c.data_path = self.data_path.clone();
+        }
+        c.validate()
+    }
 }
 
 /// The options of a run; each overrides the config file, which overrides the defaults.
@@ -248,6 +359,15 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
         }
         Command::Methods => print!("{}", compare::methods_table()),
+        Command::MetaTrain { run, out } => {
+            let config = run.config()?;
+            run::check_out_dir(&out)?;
+            init_threads(config.threads)?;
+            meta::meta_train(&config, &out, run.quiet)?;
+        }
+        Command::MetaEval { checkpoint, tasks, steps } => {
+            meta::meta_eval(&checkpoint, tasks, steps)?
+        }
     }
     Ok(())
 }
