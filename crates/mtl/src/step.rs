@@ -4,7 +4,8 @@
 //! | the weighting needs ([`Needs`]) | per-task work | update |
 //! | --- | --- | --- |
 //! | the losses only (EW, UW) | none | one backward of `Σ_t w_t L_t` (or the weighting's own loss) |
-//! | shared gradients (MGDA) | [`TaskGradients::on_params`] on the shared parameters (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on the shared parameters from the same gradients; a backward of `Σ_t α_t L_t` restricted to the other parameters (the heads only) |
+//! | shared gradients (PCGrad) | [`TaskGradients::on_params`] on the shared parameters (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on the shared parameters from the same gradients (or the method's direction); a backward of `Σ_t α_t L_t` restricted to the other parameters (the heads only) |
+//! | the shared gradients' Gram (MGDA, IMTL-G, Aligned-MTL) | [`gram_on_params`]: one sweep with T cotangents that reduces each parameter's block to `T × T` as it completes | one backward of `Σ_t α_t L_t` |
 //! | representation gradients (MGDA-UB) | [`TaskGradients::at`] `Z` (the heads only) | one backward of `Σ_t α_t L_t` |
 //! | layer gradient norms (GradNorm) | [`layer_gradient_norms`] on one shared weight `W` | one backward of `Σ_t w_t L_t` |
 //!
@@ -12,8 +13,9 @@
 //! direction a weighting returns replaces the shared parameters' gradient (or, at the
 //! representation, is pushed back through the trunk as a vector-Jacobian product).
 //!
-//! With [`StepOptions::diagnostics`] on, every step also computes the per-task gradients on the
-//! shared parameters and reports their norms and pairwise cosines.
+//! With [`StepOptions::diagnostics`] on, every step also reports the norms and pairwise cosines
+//! of the per-task gradients on the shared parameters (from their Gram, so a method that needs
+//! only the Gram gets them for free).
 //!
 //! [`TrainStep::gradients`] does all of this on a tape that it owns and drops before it
 //! returns, so the optimizer that runs next ([`TrainStep::run`]) updates the parameters in
@@ -26,7 +28,9 @@ use tapestry_nn::{Bound, Ctx, ParamGrads, ParamId, Params};
 
 use crate::error::MtlError;
 use crate::model::{input_tensor, task_loss, MultiTaskModel};
-use crate::task_grads::{layer_gradient_norms, GradMode, TaskGradients};
+use crate::task_grads::{
+    gram_cosines, gram_norms, gram_on_params, layer_gradient_norms, GradMode, TaskGradients,
+};
 use crate::weighting::{Diagnostics, Direction, StepInput, Weighting};
 
 /// How the step computes what the weighting needs.
@@ -54,7 +58,15 @@ pub struct GradientStats {
 impl GradientStats {
     /// The statistics of per-task gradients.
     pub fn of(grads: &TaskGradients) -> Self {
-        GradientStats { norms: grads.norms(), cosines: grads.cosines() }
+        Self::from_gram(grads.gram(), grads.tasks())
+    }
+
+    /// The statistics of `t` gradients from their `T × T` Gram.
+    ///
+    /// # Panics
+    /// If `gram` has fewer than `t²` entries.
+    pub fn from_gram(gram: &[f64], t: usize) -> Self {
+        GradientStats { norms: gram_norms(gram, t), cosines: gram_cosines(gram, t) }
     }
 
     /// `cos(g_s, g_t)`.
@@ -152,7 +164,7 @@ impl TrainStep {
         let needs = weighting.needs();
         let name = weighting.name();
         if shared.is_empty() {
-            if needs.shared_gradients || needs.layer_gradient_norms {
+            if needs.shared_gradients || needs.shared_gram || needs.layer_gradient_norms {
                 return Err(MtlError::Config(format!(
                     "method `{name}` needs per-task gradients on shared parameters, and this model shares none (choose a method that weighs losses, such as ew or uw)"
                 )));
@@ -269,9 +281,17 @@ impl TrainStep {
         }
 
         let needs = weighting.needs();
-        let shared_grads = (needs.shared_gradients || self.options.diagnostics).then(|| {
+        // The T x P gradients only where a method reads them (or diagnostics need them and no
+        // Gram is computed); a method that reads only their Gram gets it without them.
+        let materialise =
+            needs.shared_gradients || (self.options.diagnostics && !needs.shared_gram);
+        let shared_grads = materialise.then(|| {
             TaskGradients::on_params(&tape, &losses, &bound, &self.shared, self.options.grad_mode)
         });
+        let shared_gram = match &shared_grads {
+            Some(g) => Some(g.gram().to_vec()),
+            None => needs.shared_gram.then(|| gram_on_params(&tape, &losses, &bound, &self.shared)),
+        };
         let representation = match (needs.representation_gradients, out.shared_representation()) {
             (true, Some(z)) => Some(TaskGradients::at(&tape, &losses, z)),
             (true, None) => {
@@ -295,6 +315,7 @@ impl TrainStep {
             shared: shared_grads.as_ref(),
             representation: representation.as_ref(),
             layer_grad_norms: layer_grad_norms.as_deref(),
+            shared_gram: shared_gram.as_deref(),
         })?;
         if answer.weights.len() != tasks.len() {
             return Err(MtlError::Config(format!(
@@ -358,7 +379,7 @@ impl TrainStep {
             batch_size: batch.len(),
             losses: values,
             weights: answer.weights,
-            shared: shared_grads.as_ref().map(GradientStats::of),
+            shared: shared_gram.as_deref().map(|g| GradientStats::from_gram(g, tasks.len())),
             representation: representation.as_ref().map(GradientStats::of),
             layer_grad_norms,
             aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),

@@ -56,6 +56,9 @@ pub struct Needs {
     pub representation_gradients: bool,
     /// Per-task gradient norms on one shared layer (GradNorm's `‖∇_W L_t‖`).
     pub layer_gradient_norms: bool,
+    /// Only the `T × T` Gram of the per-task gradients on the shared parameters (MGDA, IMTL-G,
+    /// Aligned-MTL): the step reduces them to it during the sweep and never holds `T × P`.
+    pub shared_gram: bool,
 }
 
 impl Needs {
@@ -64,6 +67,7 @@ impl Needs {
         shared_gradients: false,
         representation_gradients: false,
         layer_gradient_norms: false,
+        shared_gram: false,
     };
 }
 
@@ -84,6 +88,9 @@ pub struct StepInput<'a> {
     pub representation: Option<&'a TaskGradients>,
     /// Per-task gradient norms on the chosen shared layer, if needed.
     pub layer_grad_norms: Option<&'a [f64]>,
+    /// The `T × T` Gram of the per-task gradients on the shared parameters, row-major, if
+    /// needed ([`Needs::shared_gram`]).
+    pub shared_gram: Option<&'a [f64]>,
 }
 
 impl<'a> StepInput<'a> {
@@ -98,7 +105,28 @@ impl<'a> StepInput<'a> {
             shared: None,
             representation: None,
             layer_grad_norms: None,
+            shared_gram: None,
         }
+    }
+
+    /// The `T × T` Gram of the per-task gradients on the shared parameters (from
+    /// [`StepInput::shared`]'s gradients when only they are given), or the error that says
+    /// `method` needs it.
+    ///
+    /// # Errors
+    /// [`WeightingError::MissingInput`] if the step computed neither;
+    /// [`WeightingError::Invalid`] if the Gram is not `T × T` for the T losses.
+    pub fn shared_gram(&self, method: &'static str) -> Result<&'a [f64], WeightingError> {
+        let gram = (self.shared_gram.or_else(|| self.shared.map(|g| g.gram())))
+            .ok_or(WeightingError::MissingInput { method, what: "shared gradients' Gram" })?;
+        let t = self.losses.len();
+        if gram.len() != t * t {
+            return Err(WeightingError::Invalid {
+                method,
+                message: format!("a Gram of {} entries for {t} tasks", gram.len()),
+            });
+        }
+        Ok(gram)
     }
 
     /// The per-task gradients on the shared parameters, or the error that says `method` needs
