@@ -196,6 +196,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         grad_mode: config.grad_mode(),
         diagnostics: config.cosines && !model.shared_params().is_empty(),
         gradnorm_param: None,
+        affinity: None,
     };
     tapestry_mtl::TrainStep::new(&model, &params, weighting.as_ref(), step_options.clone())?;
     create_dir(out)?;

@@ -17,6 +17,9 @@
 //! of the per-task gradients on the shared parameters (from their Gram, so a method that needs
 //! only the Gram gets them for free).
 //!
+//! With [`StepOptions::affinity`] set, the step also measures the inter-task affinity
+//! ([`task_affinity`]) at the steps it names, before the update.
+//!
 //! [`TrainStep::gradients`] does all of this on a tape that it owns and drops before it
 //! returns, so the optimizer that runs next ([`TrainStep::run`]) updates the parameters in
 //! place: there is no ordering rule to remember.
@@ -26,6 +29,7 @@ use tapestry_data::Batch;
 use tapestry_nn::optim::Optimizer;
 use tapestry_nn::{Bound, Ctx, ParamGrads, ParamId, Params};
 
+use crate::affinity::{task_affinity, AffinityOptions};
 use crate::error::MtlError;
 use crate::model::{input_tensor, task_loss, MultiTaskModel};
 use crate::task_grads::{
@@ -34,7 +38,7 @@ use crate::task_grads::{
 use crate::weighting::{Diagnostics, Direction, StepInput, Weighting};
 
 /// How the step computes what the weighting needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepOptions {
     /// How per-task gradients on the shared parameters are computed, when they are.
     pub grad_mode: GradMode,
@@ -44,6 +48,8 @@ pub struct StepOptions {
     /// The parameter whose weight GradNorm watches, by name; `None` is the model's default
     /// (the last shared weight, [`MultiTaskModel::default_gradnorm_param`]).
     pub gradnorm_param: Option<String>,
+    /// Measure the inter-task affinity at the steps these options name (off when `None`).
+    pub affinity: Option<AffinityOptions>,
 }
 
 /// Norms and pairwise cosines of the T per-task gradients in one space.
@@ -125,6 +131,9 @@ pub struct StepReport {
     pub aux_loss: Option<f64>,
     /// What the weighting reported (name → values).
     pub diagnostics: Diagnostics,
+    /// The inter-task affinity `Z_{i→j}`, `T × T` row-major, at the steps where it is
+    /// measured ([`StepOptions::affinity`]).
+    pub affinity: Option<Vec<f64>>,
     /// Each task's output on the batch (off the tape), for training metrics.
     pub outputs: Vec<Tensor>,
 }
@@ -172,6 +181,11 @@ impl TrainStep {
             if options.diagnostics {
                 return Err(MtlError::Config(
                     "gradient diagnostics need per-task gradients on shared parameters, and this model shares none (turn them off)".into(),
+                ));
+            }
+            if options.affinity.is_some() {
+                return Err(MtlError::Config(
+                    "task affinity takes lookahead steps on shared parameters, and this model shares none (turn it off)".into(),
                 ));
             }
         }
@@ -373,6 +387,27 @@ impl TrainStep {
                 step: counters.step,
             });
         }
+        let affinity = match self.options.affinity {
+            Some(a) if a.due(counters.step) => {
+                let formed;
+                let g = match &shared_grads {
+                    Some(g) => g,
+                    None => {
+                        formed = TaskGradients::on_params(
+                            &tape,
+                            &losses,
+                            &bound,
+                            &self.shared,
+                            self.options.grad_mode,
+                        );
+                        &formed
+                    }
+                };
+                let seed = counters.dropout_seed();
+                Some(task_affinity(model, params, batch, g, &values, a.lr, seed)?)
+            }
+            _ => None,
+        };
         let report = StepReport {
             step: counters.step,
             epoch: counters.epoch,
@@ -384,6 +419,7 @@ impl TrainStep {
             layer_grad_norms,
             aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),
             diagnostics: answer.diagnostics,
+            affinity,
             outputs: out.outputs.iter().map(|o| o.value()).collect(),
         };
         Ok((grads, report))
