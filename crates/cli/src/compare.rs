@@ -128,6 +128,7 @@ pub fn compare(
                 method: method.clone(),
                 arch: arch.clone(),
                 cosines: base.cosines && arch != "soft",
+                affinity: base.affinity && arch != "soft",
                 ..base.clone()
             }
             .validate()?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tapestry_data::{Column, CsvTargetKind, CsvTask};
+use tapestry_mtl::affinity::AffinityOptions;
 use tapestry_mtl::gradnorm::GradNormConfig;
 use tapestry_mtl::task_grads::GradMode;
 use tapestry_mtl::weighting::{self, GradNormalization, MethodOptions, Weighting};
@@ -81,6 +82,12 @@ pub struct RunConfig {
     pub gradnorm_optimizer: String,
     /// Compute per-task gradient cosines on the shared parameters every step.
     pub cosines: bool,
+    /// Measure the inter-task affinity (TAG) every `affinity_every` steps.
+    pub affinity: bool,
+    /// Steps between affinity measurements.
+    pub affinity_every: u64,
+    /// The learning rate of the affinity's lookahead SGD step; `None` is the run's `lr`.
+    pub affinity_lr: Option<f64>,
     /// The optimizer (see [`OPTIMIZERS`]).
     pub optimizer: String,
     /// The learning rate.
@@ -120,6 +127,9 @@ impl Default for RunConfig {
             gradnorm_lr: 0.025,
             gradnorm_optimizer: "adam".into(),
             cosines: true,
+            affinity: false,
+            affinity_every: 10,
+            affinity_lr: None,
             optimizer: "adam".into(),
             lr: 2e-3,
             epochs: 25,
@@ -195,6 +205,14 @@ impl RunConfig {
         if self.epochs == 0 {
             return Err(invalid!("the number of epochs must be at least 1"));
         }
+        if self.affinity_every == 0 {
+            return Err(invalid!("the affinity's interval must be at least 1 step"));
+        }
+        if let Some(lr) = self.affinity_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+            return Err(invalid!(
+                "the affinity's learning rate must be a positive number, got {lr}"
+            ));
+        }
         if self.batch_size == 0 {
             return Err(invalid!("the batch size must be at least 1"));
         }
@@ -251,6 +269,12 @@ impl RunConfig {
         };
         weighting::by_name(&self.method, &MethodOptions { normalization, gradnorm })
             .ok_or_else(|| invalid!("unknown weighting method `{}`", self.method))
+    }
+
+    /// When and with which step the affinity is measured, if it is.
+    pub fn affinity_options(&self) -> Option<AffinityOptions> {
+        let lr = self.affinity_lr.unwrap_or(self.lr);
+        self.affinity.then_some(AffinityOptions { every: self.affinity_every, lr })
     }
 
     /// The gradient mode.
@@ -321,6 +345,9 @@ mod tests {
         assert!(bad(RunConfig { epochs: 0, ..Default::default() }).contains("epochs"));
         assert!(bad(RunConfig { batch_size: 0, ..Default::default() }).contains("batch size"));
         assert!(bad(RunConfig { lr: -1.0, ..Default::default() }).contains("learning rate"));
+        assert!(bad(RunConfig { affinity_every: 0, ..Default::default() }).contains("interval"));
+        assert!(bad(RunConfig { affinity_lr: Some(0.0), ..Default::default() })
+            .contains("affinity's learning rate"));
         assert!(bad(RunConfig { targets: vec!["a".into()], ..Default::default() }).contains("csv"));
         let csv = |t: &str| RunConfig {
             dataset: "csv".into(),
