@@ -1,8 +1,8 @@
 //! Task weightings behind one interface.
 //!
 //! A [`Weighting`] declares what it needs ([`Needs`]: any combination of per-task gradients on
-//! the shared parameters, at the shared representation, and gradient norms on one shared layer;
-//! the losses always come). The step computes exactly that, hands it over in a [`StepInput`],
+//! the shared parameters (or only their Gram), at the shared representation, and gradient norms
+//! on one shared layer; the losses always come). The step computes exactly that, hands it over in a [`StepInput`],
 //! and gets back task weights, optionally a direction that replaces the weighted gradient
 //! ([`Direction`]: on the shared parameters, or a cotangent at the representation), and
 //! diagnostics as name → values pairs that the log and the plots show without a field per
