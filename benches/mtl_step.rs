@@ -4,6 +4,10 @@
 //! Model: the reference model of `benches/reference/mod.rs` (two 3x3 convolutions with pooling
 //! and a 3136→256 linear layer shared, three linear heads, batch 128 of 3x28x28), Adam.
 //!
+//! MGDA runs in the three gradient modes: `mgda_param` (T reverse sweeps form the `T × P`
+//! gradients), `mgda_batched` (one sweep with T cotangents, the default) and `mgda_gram` (one
+//! sweep that keeps only the `T × T` Gram, then one more weighted backward for the update).
+//!
 //! ```text
 //! RAYON_NUM_THREADS=1 cargo bench --bench mtl_step -- --warm-up-time 2 --measurement-time 10
 //! RAYON_NUM_THREADS=2 cargo bench --bench mtl_step -- --warm-up-time 2 --measurement-time 10
@@ -53,6 +57,7 @@ fn mtl_step<M: Measurement>(c: &mut Criterion<M>) {
     bench_method(&mut group, "ew", GradMode::Batched, Box::new(EqualWeighting));
     bench_method(&mut group, "mgda_param", GradMode::Param, Box::new(Mgda::default()));
     bench_method(&mut group, "mgda_batched", GradMode::Batched, Box::new(Mgda::default()));
+    bench_method(&mut group, "mgda_gram", GradMode::Gram, Box::new(Mgda::default()));
     bench_method(&mut group, "mgda_ub", GradMode::Batched, Box::new(MgdaUb::default()));
     bench_method(&mut group, "gradnorm", GradMode::Batched, Box::new(GradNorm::new(1.5, 0.025)));
     group.finish();

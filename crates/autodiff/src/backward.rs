@@ -190,6 +190,16 @@ pub(crate) fn check_seed(output: &[usize], seed: &[usize], lead: usize) {
     );
 }
 
+/// Sees cotangents as a sweep completes them ([`run`] with a hook), so that a caller can reduce
+/// each one as soon as it exists and never hold them all.
+pub(crate) trait SweepHook {
+    /// Node `i`'s cotangent is complete; its backward rule runs next.
+    fn visit(&mut self, nodes: &[Node], i: usize, cot: &Cot);
+    /// Kept node `i`'s cotangent is complete and the sweep drops it after this call: a leaf's
+    /// right after its last consumer's rule, any other node's at its own visit.
+    fn kept(&mut self, i: usize, cot: Cot);
+}
+
 /// The shared reverse sweep from the seeded roots; returns the kept cotangents and the number
 /// of backward rules run.
 fn sweep(
@@ -200,7 +210,41 @@ fn sweep(
 ) -> (Vec<Option<Cot>>, usize) {
     let nodes = tape.nodes();
     let roots: Vec<NodeId> = seeds.iter().map(|s| s.0).collect();
-    let Plan { needs, kept, bottom, top } = plan(&nodes, &roots, keep);
+    let plan = plan(&nodes, &roots, keep);
+    run(&nodes, seeds, tasks, plan, None)
+}
+
+/// For each node `i`, the kept leaves whose last consumer in the sweep is `i` (the consumer
+/// with the smallest id that passes cotangents on): after `i`'s rule their cotangents are
+/// complete.
+fn last_consumers(nodes: &[Node], plan: &Plan) -> Vec<Vec<usize>> {
+    let mut at = vec![Vec::new(); plan.top];
+    let mut seen = vec![false; plan.top];
+    for j in plan.bottom..plan.top {
+        if plan.needs[j] {
+            nodes[j].op.for_each_input(|k| {
+                let k = k.index();
+                if plan.kept[k] && !seen[k] && matches!(nodes[k].op, Op::Leaf) {
+                    seen[k] = true;
+                    at[j].push(k);
+                }
+            });
+        }
+    }
+    at
+}
+
+/// Runs a planned sweep. Without a hook the kept cotangents come back; with one they go to the
+/// hook as they complete (see [`SweepHook::kept`]) and come back empty.
+pub(crate) fn run(
+    nodes: &[Node],
+    seeds: Vec<(NodeId, Cot)>,
+    tasks: usize,
+    plan: Plan,
+    mut hook: Option<&mut dyn SweepHook>,
+) -> (Vec<Option<Cot>>, usize) {
+    let release = if hook.is_some() { last_consumers(nodes, &plan) } else { Vec::new() };
+    let Plan { needs, kept, bottom, top } = plan;
     let mut cots: Vec<Option<Cot>> = vec![None; top];
     let mut rules_run = 0;
     for (root, cot) in seeds {
@@ -209,30 +253,44 @@ fn sweep(
         }
     }
 
-    let mut ctx = Ctx { nodes: &nodes, needs: &needs, lead: 0, out: Vec::new() };
+    let mut ctx = Ctx { nodes, needs: &needs, lead: 0, out: Vec::new() };
     for i in (bottom..top).rev() {
-        let Some(cot) = cots[i].take() else { continue };
-        let node = &nodes[i];
-        let mut inputs_need = false;
-        node.op.for_each_input(|j| inputs_need |= needs[j.index()]);
-        if inputs_need {
-            let (task, g) = match &cot {
-                Cot::Task(t, g) => (Some(*t), g),
-                Cot::Stacked(g) => (None, g),
-            };
-            ctx.lead = usize::from(task.is_none());
-            node.op.backward(&node.value, g, &mut ctx);
-            rules_run += 1;
-            for (id, grad) in ctx.out.drain(..) {
-                let grad = match task {
-                    Some(t) => Cot::Task(t, grad),
-                    None => Cot::Stacked(grad),
+        if let Some(cot) = cots[i].take() {
+            let node = &nodes[i];
+            if let Some(h) = hook.as_deref_mut() {
+                h.visit(nodes, i, &cot);
+            }
+            let mut inputs_need = false;
+            node.op.for_each_input(|j| inputs_need |= needs[j.index()]);
+            if inputs_need {
+                let (task, g) = match &cot {
+                    Cot::Task(t, g) => (Some(*t), g),
+                    Cot::Stacked(g) => (None, g),
                 };
-                accumulate(&mut cots[id.index()], grad, tasks);
+                ctx.lead = usize::from(task.is_none());
+                node.op.backward(&node.value, g, &mut ctx);
+                rules_run += 1;
+                for (id, grad) in ctx.out.drain(..) {
+                    let grad = match task {
+                        Some(t) => Cot::Task(t, grad),
+                        None => Cot::Stacked(grad),
+                    };
+                    accumulate(&mut cots[id.index()], grad, tasks);
+                }
+            }
+            if kept[i] {
+                match hook.as_deref_mut() {
+                    Some(h) => h.kept(i, cot),
+                    None => cots[i] = Some(cot),
+                }
             }
         }
-        if kept[i] {
-            cots[i] = Some(cot);
+        if let Some(h) = hook.as_deref_mut() {
+            for &k in &release[i] {
+                if let Some(cot) = cots[k].take() {
+                    h.kept(k, cot);
+                }
+            }
         }
     }
     (cots, rules_run)
@@ -345,11 +403,11 @@ fn unit_seed(root: Var<'_>, task: u32) -> (NodeId, Cot) {
     (root.id, Cot::Task(task, Tensor::ones(value.shape())))
 }
 
-fn unit_seeds(roots: &[Var<'_>]) -> Vec<(NodeId, Cot)> {
+pub(crate) fn unit_seeds(roots: &[Var<'_>]) -> Vec<(NodeId, Cot)> {
     roots.iter().enumerate().map(|(t, &r)| unit_seed(r, t as u32)).collect()
 }
 
-fn ids(vars: &[Var<'_>]) -> Vec<NodeId> {
+pub(crate) fn ids(vars: &[Var<'_>]) -> Vec<NodeId> {
     vars.iter().map(|v| v.id).collect()
 }
 

@@ -31,14 +31,15 @@ mod compute;
 pub mod error;
 mod fill;
 pub mod gradcheck;
+mod gram;
 mod graph;
-mod norms;
 pub mod ops;
 mod tape;
 mod tensor;
 
 pub use backward::{BatchedGrads, Grads};
 pub use error::ShapeError;
+pub use gram::gram_matrix;
 pub use ops::loss::Reduction;
 pub use ops::norm::{BatchNormMode, BatchStats};
 pub use tape::{NodeId, Tape, Var};

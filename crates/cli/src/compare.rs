@@ -98,7 +98,8 @@ pub fn parse_archs(list: &str) -> Result<Vec<String>> {
 /// representation every task shares (hard sharing only).
 fn unsupported(method: &str, arch: &str) -> Option<&'static str> {
     let needs = weighting::by_name(method, &MethodOptions::default()).ok()?.needs();
-    if (needs.shared_gradients || needs.layer_gradient_norms) && arch == "soft" {
+    if (needs.shared_gradients || needs.shared_gram || needs.layer_gradient_norms) && arch == "soft"
+    {
         Some("soft sharing shares no parameter")
     } else if needs.representation_gradients && arch != "hard" {
         Some("the towers give one representation per task")
@@ -175,6 +176,7 @@ pub fn compare(
                 params: params_of(method, &base.params),
                 arch: arch.clone(),
                 cosines: base.cosines && arch != "soft",
+                affinity: base.affinity && arch != "soft",
                 ..base.clone()
             }
             .validate()?;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tapestry_data::{Column, CsvTargetKind, CsvTask};
+use tapestry_mtl::affinity::AffinityOptions;
 use tapestry_mtl::gradnorm::WeightOptimizer;
 use tapestry_mtl::task_grads::GradMode;
 use tapestry_mtl::weighting::{self, GradNormalization, MethodOptions, Weighting};
@@ -71,7 +72,8 @@ pub struct RunConfig {
     pub method: String,
     /// MGDA's and MGDA-UB's gradient normalisation (see [`NORMALIZATIONS`]).
     pub normalization: String,
-    /// How per-task gradients on the shared parameters are computed: `param` or `batched`.
+    /// How per-task gradients on the shared parameters are computed: `param`, `batched` or
+    /// `gram`.
     pub grad_mode: String,
     /// Hyper-parameters of the method by name (`tau = 2.0`); each method declares its own with
     /// a default and a range (`tapestry methods` lists them), the rest keep their defaults.
@@ -81,6 +83,12 @@ pub struct RunConfig {
     pub gradnorm_optimizer: String,
     /// Compute per-task gradient cosines on the shared parameters every step.
     pub cosines: bool,
+    /// Measure the inter-task affinity (TAG) every `affinity_every` steps.
+    pub affinity: bool,
+    /// Steps between affinity measurements.
+    pub affinity_every: u64,
+    /// The learning rate of the affinity's lookahead SGD step; `None` is the run's `lr`.
+    pub affinity_lr: Option<f64>,
     /// The optimizer (see [`OPTIMIZERS`]).
     pub optimizer: String,
     /// The learning rate.
@@ -119,6 +127,9 @@ impl Default for RunConfig {
             params: BTreeMap::new(),
             gradnorm_optimizer: "adam".into(),
             cosines: true,
+            affinity: false,
+            affinity_every: 10,
+            affinity_lr: None,
             optimizer: "adam".into(),
             lr: 2e-3,
             epochs: 25,
@@ -187,12 +198,20 @@ impl RunConfig {
             return Err(invalid!("soft layers only apply to --arch soft, not to `{}`", self.arch));
         }
         self.normalization = one_of("normalization", &self.normalization, &NORMALIZATIONS)?;
-        self.grad_mode = one_of("gradient mode", &self.grad_mode, &["param", "batched"])?;
+        self.grad_mode = one_of("gradient mode", &self.grad_mode, &["param", "batched", "gram"])?;
         self.optimizer = one_of("optimizer", &self.optimizer, &OPTIMIZERS)?;
         self.gradnorm_optimizer =
             one_of("GradNorm optimizer", &self.gradnorm_optimizer, &GRADNORM_OPTIMIZERS)?;
         if self.epochs == 0 {
             return Err(invalid!("the number of epochs must be at least 1"));
+        }
+        if self.affinity_every == 0 {
+            return Err(invalid!("the affinity's interval must be at least 1 step"));
+        }
+        if let Some(lr) = self.affinity_lr.filter(|lr| !(lr.is_finite() && *lr > 0.0)) {
+            return Err(invalid!(
+                "the affinity's learning rate must be a positive number, got {lr}"
+            ));
         }
         if self.batch_size == 0 {
             return Err(invalid!("the batch size must be at least 1"));
@@ -241,12 +260,18 @@ impl RunConfig {
         weighting::by_name(&self.method, &options).map_err(|e| invalid!("{e}"))
     }
 
+    /// When and with which step the affinity is measured, if it is.
+    pub fn affinity_options(&self) -> Option<AffinityOptions> {
+        let lr = self.affinity_lr.unwrap_or(self.lr);
+        self.affinity.then_some(AffinityOptions { every: self.affinity_every, lr })
+    }
+
     /// The gradient mode.
     pub fn grad_mode(&self) -> GradMode {
-        if self.grad_mode == "param" {
-            GradMode::Param
-        } else {
-            GradMode::Batched
+        match self.grad_mode.as_str() {
+            "param" => GradMode::Param,
+            "gram" => GradMode::Gram,
+            _ => GradMode::Batched,
         }
     }
 
@@ -328,6 +353,9 @@ mod tests {
         assert!(bad(RunConfig { epochs: 0, ..Default::default() }).contains("epochs"));
         assert!(bad(RunConfig { batch_size: 0, ..Default::default() }).contains("batch size"));
         assert!(bad(RunConfig { lr: -1.0, ..Default::default() }).contains("learning rate"));
+        assert!(bad(RunConfig { affinity_every: 0, ..Default::default() }).contains("interval"));
+        assert!(bad(RunConfig { affinity_lr: Some(0.0), ..Default::default() })
+            .contains("affinity's learning rate"));
         assert!(bad(RunConfig { targets: vec!["a".into()], ..Default::default() }).contains("csv"));
         let csv = |t: &str| RunConfig {
             dataset: "csv".into(),

@@ -249,7 +249,8 @@ struct RunArgs {
     /// MGDA / MGDA-UB gradient normalisation: none, l2, loss, loss+.
     #[arg(long)]
     normalization: Option<String>,
-    /// Per-task gradients on the shared parameters: param (T sweeps) or batched (one sweep).
+    /// Per-task gradients on the shared parameters: param (T sweeps), batched (one sweep) or
+    /// gram (one sweep keeping only their Gram, for the methods that read nothing else).
     #[arg(long)]
     grad_mode: Option<String>,
     /// A hyper-parameter of the method, NAME=VALUE (repeatable; `tapestry methods` lists each
@@ -262,6 +263,16 @@ struct RunArgs {
     /// Compute per-task gradient cosines every step (true/false).
     #[arg(long)]
     cosines: Option<bool>,
+    /// Measure the inter-task affinity (TAG) every --affinity-every steps (`--affinity` alone
+    /// is `--affinity true`).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    affinity: Option<bool>,
+    /// Steps between affinity measurements (default 10).
+    #[arg(long)]
+    affinity_every: Option<u64>,
+    /// Learning rate of the affinity's lookahead SGD step (default: --lr).
+    #[arg(long)]
+    affinity_lr: Option<f64>,
     /// Optimizer: adam, sgd, adamw.
     #[arg(long)]
     optimizer: Option<String>,
@@ -304,6 +315,10 @@ impl RunArgs {
         set!(gradnorm_optimizer, arch, soft_lambda, soft_layers, trace_norm, trace_norm_layer);
         set!(task_relation, task_relation_every, task_relation_layer, task_relation_eps);
         set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
+        set!(affinity, affinity_every);
+        if self.affinity_lr.is_some() {
+            c.affinity_lr = self.affinity_lr;
+        }
         if self.data_path.is_some() {
             c.data_path = self.data_path.clone();
         }

@@ -1,5 +1,5 @@
-//! SVG plots of a run (per-task loss and metric curves, task weights, a gradient-cosine
-//! heatmap) and of a comparison (the per-task trade-off), drawn with plotters.
+//! SVG plots of a run (per-task loss and metric curves, task weights, gradient-cosine and
+//! task-affinity heatmaps) and of a comparison (the per-task trade-off), drawn with plotters.
 
 use std::path::Path;
 
@@ -123,7 +123,30 @@ pub fn panels(path: &Path, x_desc: &str, panels: &[(String, String, Vec<Series>)
 /// A `T × T` heatmap of `values` (row-major, in `-1..=1`, `NaN` where unknown) labelled with
 /// `names`, written to `path`: blue where tasks agree, red where they conflict.
 pub fn heatmap(path: &Path, title: &str, names: &[String], values: &[f64]) -> Result<()> {
+    diverging_heatmap(path, title, names, values, 1.0)
+}
+
+/// The digits after the point that show values up to `limit` with two significant digits.
+fn decimals(limit: f64) -> usize {
+    if limit > 0.0 && limit.is_finite() {
+        (1.0 - limit.log10().floor()).clamp(2.0, 8.0) as usize
+    } else {
+        2
+    }
+}
+
+/// A `T × T` heatmap on a diverging scale around 0: white at 0, full blue at `+limit` and full
+/// red at `-limit` (values beyond are clamped), grey where unknown; see [`heatmap`].
+pub fn diverging_heatmap(
+    path: &Path,
+    title: &str,
+    names: &[String],
+    values: &[f64],
+    limit: f64,
+) -> Result<()> {
     let t = names.len();
+    let limit = if limit > 0.0 && limit.is_finite() { limit } else { 1.0 };
+    let places = decimals(limit);
     let mut svg = String::new();
     {
         let side = 160 + 110 * t as u32;
@@ -157,13 +180,14 @@ pub fn heatmap(path: &Path, title: &str, names: &[String], values: &[f64]) -> Re
         for r in 0..t {
             for c in 0..t {
                 let v = values[r * t + c];
+                let unit = v / limit;
                 let fill = if !v.is_finite() {
                     RGBColor(220, 220, 220)
-                } else if v >= 0.0 {
-                    let k = (255.0 * (1.0 - v.min(1.0))) as u8;
+                } else if unit >= 0.0 {
+                    let k = (255.0 * (1.0 - unit.min(1.0))) as u8;
                     RGBColor(k, k, 255)
                 } else {
-                    let k = (255.0 * (1.0 + v.max(-1.0))) as u8;
+                    let k = (255.0 * (1.0 + unit.max(-1.0))) as u8;
                     RGBColor(255, k, k)
                 };
                 let cell = [
@@ -173,7 +197,7 @@ pub fn heatmap(path: &Path, title: &str, names: &[String], values: &[f64]) -> Re
                 chart
                     .draw_series(std::iter::once(Rectangle::new(cell, fill.filled())))
                     .map_err(plot_error)?;
-                let text = if v.is_finite() { format!("{v:+.2}") } else { "n/a".into() };
+                let text = if v.is_finite() { format!("{v:+.places$}") } else { "n/a".into() };
                 chart
                     .draw_series(std::iter::once(Text::new(
                         text,

@@ -85,8 +85,35 @@ struct Logger {
     names: Vec<String>,
     epoch_start: Instant,
     epoch_samples: usize,
-    cosine_sums: Vec<f64>,
-    cosine_count: u64,
+    cosines: MatrixMean,
+    affinity: MatrixMean,
+}
+
+/// The running mean of the `T × T` matrices a run reports at some steps.
+#[derive(Default)]
+struct MatrixMean {
+    sums: Vec<f64>,
+    count: u64,
+}
+
+impl MatrixMean {
+    fn add(&mut self, values: &[f64]) {
+        if self.sums.len() != values.len() {
+            self.sums = vec![0.0; values.len()];
+        }
+        for (sum, v) in self.sums.iter_mut().zip(values) {
+            *sum += v;
+        }
+        self.count += 1;
+    }
+
+    /// The mean, `NaN` everywhere (`t × t`) if nothing was added.
+    fn mean(&self, t: usize) -> Vec<f64> {
+        if self.count == 0 {
+            return vec![f64::NAN; t * t];
+        }
+        self.sums.iter().map(|s| s / self.count as f64).collect()
+    }
 }
 
 impl Observer for Logger {
@@ -102,13 +129,11 @@ impl Observer for Logger {
         if let Some(s) = &r.shared {
             record["grad_norms"] = json!(s.norms);
             record["cosines"] = json!(s.cosines);
-            if self.cosine_sums.len() != s.cosines.len() {
-                self.cosine_sums = vec![0.0; s.cosines.len()];
-            }
-            for (sum, c) in self.cosine_sums.iter_mut().zip(&s.cosines) {
-                *sum += c;
-            }
-            self.cosine_count += 1;
+            self.cosines.add(&s.cosines);
+        }
+        if let Some(z) = &r.affinity {
+            record["affinity"] = json!(z);
+            self.affinity.add(z);
         }
         if let Some(s) = &r.representation {
             record["rep_cosines"] = json!(s.cosines);
@@ -196,6 +221,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         grad_mode: config.grad_mode(),
         diagnostics: config.cosines && !model.shared_params().is_empty(),
         gradnorm_param: None,
+        affinity: config.affinity_options(),
     };
     tapestry_mtl::TrainStep::new(&model, &params, weighting.as_ref(), step_options.clone())?;
     create_dir(out)?;
@@ -245,8 +271,8 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         names: names.clone(),
         epoch_start: Instant::now(),
         epoch_samples: 0,
-        cosine_sums: Vec::new(),
-        cosine_count: 0,
+        cosines: MatrixMean::default(),
+        affinity: MatrixMean::default(),
     };
     let mut epochs: Vec<EpochReport> = Vec::new();
     let mut train_seconds = 0.0;
@@ -273,7 +299,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         train_seconds += report.seconds;
         let test = report.validation.clone().expect("validation data given");
         let rate = report.train.samples as f64 / report.seconds.max(1e-9);
-        logger.records.push(json!({
+        let mut record = json!({
             "kind": "epoch",
             "epoch": report.epoch,
             "steps": report.steps,
@@ -283,7 +309,11 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             "model": report.model_diagnostics.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "train": evaluation_json(&report.train),
             "test": evaluation_json(&test),
-        }));
+        });
+        if let Some(z) = &report.affinity {
+            record["affinity"] = json!(z);
+        }
+        logger.records.push(record);
         if !quiet {
             let weights: Vec<String> = names
                 .iter()
@@ -378,17 +408,19 @@ fn write_plots(
         })
         .collect();
     plots::panels(&out.join("metrics.svg"), "epoch", &panels)?;
-    let cosines: Vec<f64> = if logger.cosine_count > 0 {
-        logger.cosine_sums.iter().map(|s| s / logger.cosine_count as f64).collect()
-    } else {
-        vec![f64::NAN; t * t]
-    };
-    let title = if logger.cosine_count > 0 {
-        format!("Mean gradient cosine on the shared parameters ({} steps)", logger.cosine_count)
+    let title = if logger.cosines.count > 0 {
+        format!("Mean gradient cosine on the shared parameters ({} steps)", logger.cosines.count)
     } else {
         "Gradient cosines not computed (run with --cosines true)".to_string()
     };
-    plots::heatmap(&out.join("cosines.svg"), &title, names, &cosines)?;
+    plots::heatmap(&out.join("cosines.svg"), &title, names, &logger.cosines.mean(t))?;
+    // The task affinity beside them, on a scale around 0 set by its largest entry.
+    if logger.affinity.count > 0 {
+        let z = logger.affinity.mean(t);
+        let limit = z.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let title = format!("Mean task affinity Z(row → column) ({} steps)", logger.affinity.count);
+        plots::diverging_heatmap(&out.join("affinity.svg"), &title, names, &z, limit)?;
+    }
     // A learned task covariance, next to the gradient cosines.
     let omega = epochs
         .last()

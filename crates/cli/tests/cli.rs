@@ -128,6 +128,52 @@ fn train_writes_log_plots_checkpoint_and_eval_reads_them() {
 }
 
 #[test]
+fn train_with_affinity_logs_and_plots_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "train",
+        "--out",
+        "run",
+        "--method",
+        "ew",
+        "--limit",
+        "128",
+        "--batch-size",
+        "32",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--affinity",
+        "--affinity-every",
+        "2",
+        "-q",
+    ];
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let run = dir.path().join("run");
+    let log = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let matrix = |r: &serde_json::Value| -> Option<Vec<f64>> {
+        Some(r["affinity"].as_array()?.iter().map(|v| v.as_f64().unwrap()).collect())
+    };
+    let steps: Vec<_> = records.iter().filter(|r| r["kind"] == "step").collect();
+    assert_eq!(steps.len(), 4);
+    let measured: Vec<Vec<f64>> = steps.iter().filter_map(|r| matrix(r)).collect();
+    assert_eq!(measured.len(), 2, "steps 0 and 2");
+    assert!(matrix(steps[1]).is_none() && measured[0].len() == 9);
+    let epoch = records.iter().find(|r| r["kind"] == "epoch").unwrap();
+    let mean = matrix(epoch).expect("the epoch's mean affinity");
+    for (k, m) in mean.iter().enumerate() {
+        assert!((m - (measured[0][k] + measured[1][k]) / 2.0).abs() < 1e-12, "{mean:?}");
+    }
+    let svg = fs::read_to_string(run.join("affinity.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("task affinity"), "a heatmap");
+    assert!(fs::read_to_string(run.join("config.toml")).unwrap().contains("affinity = true"));
+}
+
+#[test]
 fn compare_prints_delta_p_table_and_writes_the_tradeoff_plot() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = vec![
@@ -329,6 +375,23 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
         (&["train", "--param", "alpha=1", "--param", "alpha=2", "--out", "never"], "twice"),
         (&["compare", "--methods", "ew,mgda", "--param", "tau=1", "--out", "never"], "none of"),
         (&["compare", "--methods", "dwa", "--param", "tau=0", "--out", "never"], "tau must lie"),
+        (&["train", "--affinity", "--affinity-every", "0"], "affinity's interval"),
+        (&["train", "--affinity-lr=-1"], "affinity's learning rate"),
+        (
+            &[
+                "train",
+                "--arch",
+                "soft",
+                "--method",
+                "ew",
+                "--affinity",
+                "--limit",
+                "16",
+                "--out",
+                "never",
+            ],
+            "task affinity",
+        ),
     ];
     for (args, needle) in cases {
         let out = tapestry(args, d);

@@ -1,5 +1,7 @@
 //! tapestry-mtl: the multi-task learning core of Tapestry.
 //!
+//! - [`affinity`]: inter-task affinity (TAG), the change of each task's loss after a lookahead
+//!   step on another task's gradient.
 //! - [`task_grads`]: per-task gradients on the shared parameters (`param` and `batched`
 //!   modes) or at the shared representation (MGDA-UB), as one type ([`TaskGradients`]) keyed by
 //!   parameter, with its Gram matrix, norms and cosines.
@@ -21,6 +23,7 @@
 //! `docs/mtl.md` explains them.
 #![forbid(unsafe_code)]
 
+pub mod affinity;
 mod error;
 pub mod gradnorm;
 pub mod metrics;

@@ -250,53 +250,9 @@ pub fn min_norm_weights_with(
     Ok(finish(&sym, t, weights, iterations, used))
 }
 
-/// The Gram matrix `G[s][t] = <g_s, g_t>` of `t` gradients of length `p`, stored row-major in
-/// `grads` (task `s` is `grads[s * p..(s + 1) * p]`).
-///
-/// Products and sums are taken in `f64` (a product of two `f32` is exact in `f64`), in a fixed
-/// order, so the result is deterministic; it is exactly symmetric and its diagonal is never
-/// negative.
-///
-/// # Panics
-///
-/// Panics if `grads.len() != t * p`.
-pub fn gram_matrix(grads: &[f32], t: usize, p: usize) -> Vec<f64> {
-    let expected = t.checked_mul(p);
-    assert!(
-        expected == Some(grads.len()),
-        "gram_matrix: grads has {} entries, expected t * p = {t} * {p}",
-        grads.len()
-    );
-    let mut gram = vec![0.0; t * t];
-    for s in 0..t {
-        let gs = &grads[s * p..(s + 1) * p];
-        for u in s..t {
-            let value = dot_f64(gs, &grads[u * p..(u + 1) * p]);
-            gram[s * t + u] = value;
-            gram[u * t + s] = value;
-        }
-    }
-    gram
-}
-
-/// `<a, b>` accumulated in `f64` over eight fixed lanes, combined in a fixed order.
-fn dot_f64(a: &[f32], b: &[f32]) -> f64 {
-    const LANES: usize = 8;
-    let mut acc = [0.0_f64; LANES];
-    let (chunks_a, chunks_b) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f64 = chunks_a
-        .remainder()
-        .iter()
-        .zip(chunks_b.remainder())
-        .map(|(&x, &y)| f64::from(x) * f64::from(y))
-        .sum();
-    for (x, y) in chunks_a.zip(chunks_b) {
-        for lane in 0..LANES {
-            acc[lane] += f64::from(x[lane]) * f64::from(y[lane]);
-        }
-    }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
-}
+/// The Gram matrix of `t` row-major gradients of length `p`, in f64 (the one implementation,
+/// beside the sweep that reduces gradients to their Gram: `tapestry_autodiff::gram_matrix`).
+pub use tapestry_autodiff::gram_matrix;
 
 fn check_method(method: MinNormMethod, t: usize) -> Result<(), MinNormError> {
     match method {

@@ -4,7 +4,8 @@
 //! | the weighting needs ([`Needs`](crate::weighting::Needs)) | per-task work | update |
 //! | --- | --- | --- |
 //! | the losses only (EW, UW) | none | one backward of `Σ_t w_t L_t` (or the weighting's own loss) |
-//! | shared gradients (MGDA) | [`TaskGradients::on_params`] on the shared parameters (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on the shared parameters from the same gradients; a backward of `Σ_t α_t L_t` restricted to the other parameters (the heads only) |
+//! | shared gradients (PCGrad) | [`TaskGradients::on_params`] on the shared parameters (`Param`: T backward passes, `Batched`: one sweep with T cotangents) | `Σ_t α_t ∇L_t` on the shared parameters from the same gradients (or the method's direction); a backward of `Σ_t α_t L_t` restricted to the other parameters (the heads only) |
+//! | the shared gradients' Gram (MGDA, IMTL-G, Aligned-MTL) | [`gram_on_params`]: one sweep with T cotangents that reduces each parameter's block to `T × T` as it completes | one backward of `Σ_t α_t L_t` |
 //! | representation gradients (MGDA-UB) | [`TaskGradients::at`] `Z` (the heads only) | one backward of `Σ_t α_t L_t` |
 //! | layer gradient norms (GradNorm) | [`layer_gradient_norms`] on one shared weight `W` | one backward of `Σ_t w_t L_t` |
 //!
@@ -12,8 +13,12 @@
 //! direction a weighting returns replaces the shared parameters' gradient (or, at the
 //! representation, is pushed back through the trunk as a vector-Jacobian product).
 //!
-//! With [`StepOptions::diagnostics`] on, every step also computes the per-task gradients on the
-//! shared parameters and reports their norms and pairwise cosines.
+//! With [`StepOptions::diagnostics`] on, every step also reports the norms and pairwise cosines
+//! of the per-task gradients on the shared parameters (from their Gram, so a method that needs
+//! only the Gram gets them for free).
+//!
+//! With [`StepOptions::affinity`] set, the step also measures the inter-task affinity
+//! ([`task_affinity`]) at the steps it names, before the update.
 //!
 //! [`TrainStep::gradients`] does all of this on a tape that it owns and drops before it
 //! returns, so the optimizer that runs next ([`TrainStep::run`]) updates the parameters in
@@ -24,13 +29,16 @@ use tapestry_data::Batch;
 use tapestry_nn::optim::Optimizer;
 use tapestry_nn::{Bound, Ctx, ParamGrads, ParamId, Params};
 
+use crate::affinity::{task_affinity, AffinityOptions};
 use crate::error::MtlError;
 use crate::model::{input_tensor, task_loss, MultiTaskModel};
-use crate::task_grads::{layer_gradient_norms, GradMode, TaskGradients};
+use crate::task_grads::{
+    gram_cosines, gram_norms, gram_on_params, layer_gradient_norms, GradMode, TaskGradients,
+};
 use crate::weighting::{Diagnostics, Direction, StepInput, Weighting};
 
 /// How the step computes what the weighting needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepOptions {
     /// How per-task gradients on the shared parameters are computed, when they are.
     pub grad_mode: GradMode,
@@ -40,6 +48,8 @@ pub struct StepOptions {
     /// The parameter whose weight GradNorm watches, by name; `None` is the model's default
     /// (the last shared weight, [`MultiTaskModel::default_gradnorm_param`]).
     pub gradnorm_param: Option<String>,
+    /// Measure the inter-task affinity at the steps these options name (off when `None`).
+    pub affinity: Option<AffinityOptions>,
 }
 
 /// Norms and pairwise cosines of the T per-task gradients in one space.
@@ -54,7 +64,15 @@ pub struct GradientStats {
 impl GradientStats {
     /// The statistics of per-task gradients.
     pub fn of(grads: &TaskGradients) -> Self {
-        GradientStats { norms: grads.norms(), cosines: grads.cosines() }
+        Self::from_gram(grads.gram(), grads.tasks())
+    }
+
+    /// The statistics of `t` gradients from their `T × T` Gram.
+    ///
+    /// # Panics
+    /// If `gram` has fewer than `t²` entries.
+    pub fn from_gram(gram: &[f64], t: usize) -> Self {
+        GradientStats { norms: gram_norms(gram, t), cosines: gram_cosines(gram, t) }
     }
 
     /// `cos(g_s, g_t)`.
@@ -113,6 +131,9 @@ pub struct StepReport {
     pub aux_loss: Option<f64>,
     /// What the weighting reported (name → values).
     pub diagnostics: Diagnostics,
+    /// The inter-task affinity `Z_{i→j}`, `T × T` row-major, at the steps where it is
+    /// measured ([`StepOptions::affinity`]).
+    pub affinity: Option<Vec<f64>>,
     /// Each task's output on the batch (off the tape), for training metrics.
     pub outputs: Vec<Tensor>,
 }
@@ -152,7 +173,7 @@ impl TrainStep {
         let needs = weighting.needs();
         let name = weighting.name();
         if shared.is_empty() {
-            if needs.shared_gradients || needs.layer_gradient_norms {
+            if needs.shared_gradients || needs.shared_gram || needs.layer_gradient_norms {
                 return Err(MtlError::Config(format!(
                     "method `{name}` needs per-task gradients on shared parameters, and this model shares none (choose a method that weighs losses, such as ew or uw)"
                 )));
@@ -160,6 +181,11 @@ impl TrainStep {
             if options.diagnostics {
                 return Err(MtlError::Config(
                     "gradient diagnostics need per-task gradients on shared parameters, and this model shares none (turn them off)".into(),
+                ));
+            }
+            if options.affinity.is_some() {
+                return Err(MtlError::Config(
+                    "task affinity takes lookahead steps on shared parameters, and this model shares none (turn it off)".into(),
                 ));
             }
         }
@@ -277,9 +303,19 @@ impl TrainStep {
         }
 
         let needs = weighting.needs();
-        let shared_grads = (needs.shared_gradients || self.options.diagnostics).then(|| {
+        // The T x P gradients where a method reads them, or where the Gram (for the method or
+        // the diagnostics) comes from them; in `GradMode::Gram` a method that reads only the
+        // Gram, and the diagnostics, get it from a sweep that never holds them.
+        let wants_gram = needs.shared_gram || self.options.diagnostics;
+        let materialise =
+            needs.shared_gradients || (wants_gram && self.options.grad_mode != GradMode::Gram);
+        let shared_grads = materialise.then(|| {
             TaskGradients::on_params(&tape, &losses, &bound, &self.shared, self.options.grad_mode)
         });
+        let shared_gram = match &shared_grads {
+            Some(g) => Some(g.gram().to_vec()),
+            None => wants_gram.then(|| gram_on_params(&tape, &losses, &bound, &self.shared)),
+        };
         let representation = match (needs.representation_gradients, out.shared_representation()) {
             (true, Some(z)) => Some(TaskGradients::at(&tape, &losses, z)),
             (true, None) => {
@@ -303,6 +339,7 @@ impl TrainStep {
             shared: shared_grads.as_ref(),
             representation: representation.as_ref(),
             layer_grad_norms: layer_grad_norms.as_deref(),
+            shared_gram: shared_gram.as_deref(),
         })?;
         if answer.weights.len() != tasks.len() {
             return Err(MtlError::Config(format!(
@@ -360,17 +397,39 @@ impl TrainStep {
                 step: counters.step,
             });
         }
+        let affinity = match self.options.affinity {
+            Some(a) if a.due(counters.step) => {
+                let formed;
+                let g = match &shared_grads {
+                    Some(g) => g,
+                    None => {
+                        formed = TaskGradients::on_params(
+                            &tape,
+                            &losses,
+                            &bound,
+                            &self.shared,
+                            self.options.grad_mode,
+                        );
+                        &formed
+                    }
+                };
+                let seed = counters.dropout_seed();
+                Some(task_affinity(model, params, batch, g, &values, a.lr, seed)?)
+            }
+            _ => None,
+        };
         let report = StepReport {
             step: counters.step,
             epoch: counters.epoch,
             batch_size: batch.len(),
             losses: values,
             weights: answer.weights,
-            shared: shared_grads.as_ref().map(GradientStats::of),
+            shared: shared_gram.as_deref().map(|g| GradientStats::from_gram(g, tasks.len())),
             representation: representation.as_ref().map(GradientStats::of),
             layer_grad_norms,
             aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),
             diagnostics: answer.diagnostics,
+            affinity,
             outputs: out.outputs.iter().map(|o| o.value()).collect(),
         };
         Ok((grads, report))

@@ -12,7 +12,10 @@
 //! | --- | --- | --- |
 //! | [`GradMode::Param`] | T reverse sweeps over one forward pass, one from each task loss | T backward passes of the trunk |
 //! | [`GradMode::Batched`] | one reverse sweep carrying T stacked cotangents through the trunk | one backward pass with T-times larger GEMMs |
+//! | [`GradMode::Gram`] | the batched sweep, each parameter's T gradients reduced to their `T × T` Gram as they complete | the batched sweep, then one weighted backward for the update |
 //! | at the representation ([`TaskGradients::at`]) | each task loss w.r.t. `Z` only | the heads' backward only |
+//!
+//! Methods that read only the Gram take [`gram_on_params`] instead, which never holds `T × P`.
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -30,6 +33,12 @@ pub enum GradMode {
     /// One reverse sweep with T stacked cotangents.
     #[default]
     Batched,
+    /// For what needs only their `T × T` Gram (the methods that read nothing else, and the
+    /// cosines): one batched sweep that reduces each parameter's block to its Gram as it
+    /// completes and never holds `T × P` ([`gram_on_params`]); the update then takes one more
+    /// weighted backward. Less memory than `Batched`, one backward more. Where the `T × P`
+    /// gradients are needed they are formed as with `Batched`.
+    Gram,
 }
 
 /// One value's T gradients.
@@ -72,7 +81,7 @@ impl TaskGradients {
     pub fn compute(tape: &Tape, losses: &[Var<'_>], values: &[Var<'_>], mode: GradMode) -> Self {
         let tasks = losses.len();
         let stacked: Vec<Tensor> = match mode {
-            GradMode::Batched => {
+            GradMode::Batched | GradMode::Gram => {
                 let b = tape.grad_batched(losses, values);
                 values.iter().map(|&v| b.stacked(v)).collect()
             }
@@ -210,21 +219,12 @@ impl TaskGradients {
 
     /// The Euclidean norm of each task's gradient.
     pub fn norms(&self) -> Vec<f64> {
-        let (g, t) = (self.gram(), self.tasks);
-        (0..t).map(|i| g[i * t + i].sqrt()).collect()
+        gram_norms(self.gram(), self.tasks)
     }
 
     /// Pairwise cosine similarities, `T × T` row-major (0 where a gradient is zero).
     pub fn cosines(&self) -> Vec<f64> {
-        let (gram, t, norms) = (self.gram(), self.tasks, self.norms());
-        let mut out = vec![0.0; t * t];
-        for i in 0..t {
-            for j in 0..t {
-                let d = norms[i] * norms[j];
-                out[i * t + j] = if d > 0.0 { (gram[i * t + j] / d).clamp(-1.0, 1.0) } else { 0.0 };
-            }
-        }
-        out
+        gram_cosines(self.gram(), self.tasks)
     }
 
     /// `Σ_t w_t g_t`, one tensor per block with the block's value's shape.
@@ -266,6 +266,56 @@ impl TaskGradients {
             })
             .collect()
     }
+}
+
+/// `‖g_t‖` for each task, from the `T × T` Gram `gram` (row-major): the square roots of its
+/// diagonal.
+///
+/// # Panics
+/// If `gram` has fewer than `t²` entries.
+pub fn gram_norms(gram: &[f64], t: usize) -> Vec<f64> {
+    (0..t).map(|i| gram[i * t + i].max(0.0).sqrt()).collect()
+}
+
+/// `cos(g_s, g_t)`, `T × T` row-major, from the Gram `gram` (0 where a gradient is zero).
+///
+/// # Panics
+/// If `gram` has fewer than `t²` entries.
+pub fn gram_cosines(gram: &[f64], t: usize) -> Vec<f64> {
+    let norms = gram_norms(gram, t);
+    let mut out = vec![0.0; t * t];
+    for i in 0..t {
+        for j in 0..t {
+            let d = norms[i] * norms[j];
+            out[i * t + j] = if d > 0.0 { (gram[i * t + j] / d).clamp(-1.0, 1.0) } else { 0.0 };
+        }
+    }
+    out
+}
+
+/// The `T × T` Gram of each loss's gradient on the parameters `ids` of a bound store, in f64,
+/// row-major, without ever holding the `T × P` gradients: one batched sweep that reduces each
+/// parameter's block to its Gram as soon as it is complete, with the Gram identity for a linear
+/// layer's weight where it is cheaper ([`Tape::grad_grams_batched`]). The per-parameter Grams
+/// are summed in the order of `ids`, as [`TaskGradients::gram`] sums its blocks, and the result
+/// equals that Gram to rounding.
+///
+/// # Panics
+/// If a loss is not a scalar or an id is not from the bound store.
+pub fn gram_on_params(
+    tape: &Tape,
+    losses: &[Var<'_>],
+    bound: &Bound<'_>,
+    ids: &[ParamId],
+) -> Vec<f64> {
+    let t = losses.len();
+    let mut gram = vec![0.0; t * t];
+    for block in tape.grad_grams_batched(losses, &bound.vars(ids)) {
+        for (acc, v) in gram.iter_mut().zip(block) {
+            *acc += v;
+        }
+    }
+    gram
 }
 
 /// The gradient norm of each task loss on one value `w` (GradNorm's `‖∇_W L_t‖`). Only the part

@@ -57,7 +57,7 @@ use crate::step::{StepCounters, StepOptions, StepReport, TrainStep};
 use crate::weighting::Weighting;
 
 /// How the trainer runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TrainerConfig {
     /// Epochs per call of [`Trainer::fit`].
     pub epochs: usize,
@@ -104,6 +104,32 @@ pub struct EpochReport {
     pub seconds: f64,
     /// What the model reports after the epoch (for example a learned task covariance).
     pub model_diagnostics: Vec<(String, Vec<f64>)>,
+    /// The mean inter-task affinity `Z_{i→j}` (`T × T` row-major) over the epoch's steps where
+    /// it was measured ([`StepOptions::affinity`]), if it was.
+    pub affinity: Option<Vec<f64>>,
+}
+
+/// The running mean of matrices of one size.
+#[derive(Debug, Default)]
+struct MeanMatrix {
+    sum: Vec<f64>,
+    count: u64,
+}
+
+impl MeanMatrix {
+    fn add(&mut self, values: &[f64]) {
+        if self.sum.is_empty() {
+            self.sum = vec![0.0; values.len()];
+        }
+        for (s, v) in self.sum.iter_mut().zip(values) {
+            *s += v;
+        }
+        self.count += 1;
+    }
+
+    fn mean(&self) -> Option<Vec<f64>> {
+        (self.count > 0).then(|| self.sum.iter().map(|s| s / self.count as f64).collect())
+    }
 }
 
 /// Hooks the trainer calls after every step and every epoch, for progress bars and logs.
@@ -227,6 +253,7 @@ impl Trainer {
             let start = Instant::now();
             let mut metrics: Vec<TaskMetric> = tasks.iter().map(TaskMetric::new).collect();
             let mut weight_sums = vec![0.0; tasks.len()];
+            let mut affinity = MeanMatrix::default();
             let (mut steps, mut samples) = (0u64, 0usize);
             for batch in train.batches(&options, epoch)? {
                 let counters = StepCounters { step: self.steps, epoch, seed: self.config.seed };
@@ -242,6 +269,9 @@ impl Trainer {
                     metrics[t].add_loss(report.losses[t], batch.len());
                     metrics[t].add_output(spec, &report.outputs[t], &batch.targets[t])?;
                     weight_sums[t] += report.weights[t];
+                }
+                if let Some(z) = &report.affinity {
+                    affinity.add(z);
                 }
                 observer.on_step(&report);
                 self.steps += 1;
@@ -259,6 +289,7 @@ impl Trainer {
                 mean_weights: weight_sums.iter().map(|w| w / steps.max(1) as f64).collect(),
                 seconds,
                 model_diagnostics: model.diagnostics(),
+                affinity: affinity.mean(),
             };
             observer.on_epoch(&report);
             reports.push(report);

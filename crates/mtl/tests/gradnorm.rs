@@ -199,15 +199,8 @@ fn the_gradnorm_weighting_keeps_adams_state_between_steps() {
     for step in 0..6u64 {
         let losses = [2.0 / (1.0 + step as f64), 3.0 - 0.1 * step as f64];
         let norms = [0.5 + step as f64, 40.0 - 5.0 * step as f64];
-        let input = StepInput {
-            step,
-            epoch: 0,
-            seed: 0,
-            losses: &losses,
-            shared: None,
-            representation: None,
-            layer_grad_norms: Some(&norms),
-        };
+        let input =
+            StepInput { step, layer_grad_norms: Some(&norms), ..StepInput::with_losses(&losses) };
         let out = weighting.weights(&input).unwrap();
         assert_eq!(out.weights, weights, "step {step}: the weights in use are last step's");
         let expected = gradnorm_update(&weights, &norms, &losses, &initial, &config, &mut state)

@@ -148,15 +148,7 @@ fn mgda_direction_is_a_descent_direction_for_every_task() {
         let n = net(&tape, 4, 100 + seed);
         let g = TaskGradients::compute(&tape, &n.losses, &n.shared, GradMode::Batched);
         let losses: Vec<f64> = n.losses.iter().map(|l| l.value().item() as f64).collect();
-        let input = StepInput {
-            step: 0,
-            epoch: 0,
-            seed: 0,
-            losses: &losses,
-            shared: Some(&g),
-            representation: None,
-            layer_grad_norms: None,
-        };
+        let input = StepInput { shared: Some(&g), ..StepInput::with_losses(&losses) };
         let out = Mgda::default().weights(&input).unwrap();
         let sum: f64 = out.weights.iter().sum();
         assert!((sum - 1.0).abs() < 1e-9 && out.weights.iter().all(|&w| w >= 0.0));
@@ -181,15 +173,8 @@ fn mgda_normalizations_and_mgda_ub() {
     let g = TaskGradients::compute(&tape, &n.losses, &n.shared, GradMode::Param);
     let r = TaskGradients::at(&tape, &n.losses, n.z);
     let losses: Vec<f64> = n.losses.iter().map(|l| l.value().item() as f64).collect();
-    let input = StepInput {
-        step: 0,
-        epoch: 0,
-        seed: 0,
-        losses: &losses,
-        shared: Some(&g),
-        representation: Some(&r),
-        layer_grad_norms: None,
-    };
+    let input =
+        StepInput { shared: Some(&g), representation: Some(&r), ..StepInput::with_losses(&losses) };
     for normalization in [
         GradNormalization::None,
         GradNormalization::L2,
@@ -219,15 +204,7 @@ fn mgda_normalizations_and_mgda_ub() {
 #[test]
 fn missing_inputs_and_bad_losses_are_errors() {
     let losses = [1.0, 2.0];
-    let input = StepInput {
-        step: 0,
-        epoch: 0,
-        seed: 0,
-        losses: &losses,
-        shared: None,
-        representation: None,
-        layer_grad_norms: None,
-    };
+    let input = StepInput::with_losses(&losses);
     assert!(matches!(Mgda::default().weights(&input), Err(WeightingError::MissingInput { .. })));
     assert!(matches!(MgdaUb::default().weights(&input), Err(WeightingError::MissingInput { .. })));
     assert!(matches!(
@@ -247,15 +224,8 @@ fn gradnorm_weights_sum_to_t_and_favour_the_slow_task() {
     for step in 0..20u64 {
         let losses = [1.0 / (1.0 + step as f64), 1.0];
         let norms = [1.0, 1.0];
-        let input = StepInput {
-            step,
-            epoch: 0,
-            seed: 0,
-            losses: &losses,
-            shared: None,
-            representation: None,
-            layer_grad_norms: Some(&norms),
-        };
+        let input =
+            StepInput { step, layer_grad_norms: Some(&norms), ..StepInput::with_losses(&losses) };
         let out = gn.weights(&input).unwrap();
         assert!((out.weights.iter().sum::<f64>() - 2.0).abs() < 1e-9);
         assert!((gn.current_weights().iter().sum::<f64>() - 2.0).abs() < 1e-9);

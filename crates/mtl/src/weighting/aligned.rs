@@ -46,13 +46,13 @@ impl Weighting for AlignedMtl {
     }
 
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        Needs { shared_gram: true, ..Needs::LOSSES }
     }
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("aligned-mtl", input.losses)?;
-        let grads = input.shared_gradients("aligned-mtl")?;
-        let (weights, rank) = Self::weights_from_gram(grads.gram(), grads.tasks());
+        let gram = input.shared_gram("aligned-mtl")?;
+        let (weights, rank) = Self::weights_from_gram(gram, input.losses.len());
         Ok(StepWeights {
             weights,
             diagnostics: vec![("aligned.rank".into(), vec![rank as f64])],

@@ -9,7 +9,8 @@
 //!
 //! Every entry is an inner product of gradients, so the solve needs only the `T × T` Gram
 //! matrix: `⟨g_1 − g_t, u_1 − u_s⟩ = G_11/n_1 − G_1s/n_s − G_t1/n_1 + G_ts/n_s` with `n = ‖g‖`.
-//! Cost: the per-task gradients (like MGDA), their Gram, and a `(T−1)`-square solve. Where the
+//! Cost: the Gram of the per-task gradients (like MGDA's, reduced during the sweep) and a
+//! `(T−1)`-square solve. Where the
 //! system is singular (two tasks' gradients parallel, or a zero gradient) there is no unique
 //! impartial direction and the weights fall back to equal ones, `1/T` (reported as
 //! `imtl.singular`).
@@ -57,14 +58,14 @@ impl Weighting for ImtlG {
     }
 
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        Needs { shared_gram: true, ..Needs::LOSSES }
     }
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("imtl-g", input.losses)?;
-        let grads = input.shared_gradients("imtl-g")?;
-        let t = grads.tasks();
-        let (weights, singular) = match Self::weights_from_gram(grads.gram(), t) {
+        let gram = input.shared_gram("imtl-g")?;
+        let t = input.losses.len();
+        let (weights, singular) = match Self::weights_from_gram(gram, t) {
             Some(alpha) => (alpha, 0.0),
             None => (vec![1.0 / t as f64; t], 1.0),
         };

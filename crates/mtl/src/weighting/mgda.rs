@@ -1,11 +1,12 @@
 //! MGDA and MGDA-UB: the min-norm point of the task gradients' convex hull,
 //! `min_{α ∈ simplex} ‖Σ_t α_t g_t‖²`, solved on the `T × T` Gram matrix (`min_norm`).
-//! MGDA takes the gradients on the shared parameters (a `T × P` sweep); MGDA-UB the gradients at
-//! the representation `Z`, which need only the heads' backward pass.
+//! MGDA takes the Gram of the gradients on the shared parameters (one sweep that never holds
+//! `T × P`, [`crate::task_grads::gram_on_params`]); MGDA-UB the gradients at the representation
+//! `Z`, which need only the heads' backward pass.
 
 use super::{check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError};
 use crate::min_norm::{min_norm_weights, MinNormSolution};
-use crate::task_grads::TaskGradients;
+use crate::task_grads::gram_norms;
 
 /// How MGDA scales each task's gradient before the min-norm solve (Sener & Koltun's options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,13 +57,14 @@ fn normalized_gram(gram: &[f64], norm: &[f64]) -> Vec<f64> {
 
 fn min_norm_step(
     method: &'static str,
-    grads: &TaskGradients,
+    gram: &[f64],
     losses: &[f64],
     normalization: GradNormalization,
 ) -> Result<StepWeights, WeightingError> {
     check_losses(method, losses)?;
-    let n = normalizers(normalization, &grads.norms(), losses);
-    let solution = min_norm_weights(&normalized_gram(grads.gram(), &n), grads.tasks())?;
+    let t = losses.len();
+    let n = normalizers(normalization, &gram_norms(gram, t), losses);
+    let solution = min_norm_weights(&normalized_gram(gram, &n), t)?;
     // As in the reference MGDA code, the weights found for the normalised gradients weigh the
     // raw task losses.
     Ok(StepWeights {
@@ -81,7 +83,7 @@ fn min_norm_diagnostics(s: &MinNormSolution) -> super::Diagnostics {
 }
 
 /// MGDA (Sener & Koltun, 2018): weights on the simplex minimising `‖Σ α_t g_t‖²` over the
-/// per-task gradients on the shared parameters.
+/// per-task gradients on the shared parameters, from their Gram alone.
 #[derive(Debug, Clone, Default)]
 pub struct Mgda {
     /// The gradient normalisation before the solve.
@@ -93,11 +95,11 @@ impl Weighting for Mgda {
         "mgda"
     }
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        Needs { shared_gram: true, ..Needs::LOSSES }
     }
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
-        let grads = input.shared_gradients("mgda")?;
-        min_norm_step("mgda", grads, input.losses, self.normalization)
+        let gram = input.shared_gram("mgda")?;
+        min_norm_step("mgda", gram, input.losses, self.normalization)
     }
 }
 
@@ -118,6 +120,6 @@ impl Weighting for MgdaUb {
     }
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         let grads = input.representation_gradients("mgda-ub")?;
-        min_norm_step("mgda-ub", grads, input.losses, self.normalization)
+        min_norm_step("mgda-ub", grads.gram(), input.losses, self.normalization)
     }
 }

@@ -1,8 +1,8 @@
 //! Task weightings behind one interface.
 //!
 //! A [`Weighting`] declares what it needs ([`Needs`]: any combination of per-task gradients on
-//! the shared parameters, at the shared representation, and gradient norms on one shared layer;
-//! the losses always come). The step computes exactly that, hands it over in a [`StepInput`],
+//! the shared parameters (or only their Gram), at the shared representation, and gradient norms
+//! on one shared layer; the losses always come). The step computes exactly that, hands it over in a [`StepInput`],
 //! and gets back task weights, optionally a direction that replaces the weighted gradient
 //! ([`Direction`]: on the shared parameters, or a cotangent at the representation), and
 //! diagnostics as name → values pairs that the log and the plots show without a field per
@@ -67,6 +67,9 @@ pub struct Needs {
     /// The task losses on the same batch after the optimizer's update (one extra forward pass,
     /// handed to [`Weighting::after_update`]; FAMO's).
     pub losses_after_update: bool,
+    /// Only the `T × T` Gram of the per-task gradients on the shared parameters (MGDA, IMTL-G,
+    /// Aligned-MTL): the step reduces them to it during the sweep and never holds `T × P`.
+    pub shared_gram: bool,
 }
 
 impl Needs {
@@ -76,6 +79,7 @@ impl Needs {
         representation_gradients: false,
         layer_gradient_norms: false,
         losses_after_update: false,
+        shared_gram: false,
     };
 }
 
@@ -96,6 +100,9 @@ pub struct StepInput<'a> {
     pub representation: Option<&'a TaskGradients>,
     /// Per-task gradient norms on the chosen shared layer, if needed.
     pub layer_grad_norms: Option<&'a [f64]>,
+    /// The `T × T` Gram of the per-task gradients on the shared parameters, row-major, if
+    /// needed ([`Needs::shared_gram`]).
+    pub shared_gram: Option<&'a [f64]>,
 }
 
 impl<'a> StepInput<'a> {
@@ -110,7 +117,28 @@ impl<'a> StepInput<'a> {
             shared: None,
             representation: None,
             layer_grad_norms: None,
+            shared_gram: None,
         }
+    }
+
+    /// The `T × T` Gram of the per-task gradients on the shared parameters (from
+    /// [`StepInput::shared`]'s gradients when only they are given), or the error that says
+    /// `method` needs it.
+    ///
+    /// # Errors
+    /// [`WeightingError::MissingInput`] if the step computed neither;
+    /// [`WeightingError::Invalid`] if the Gram is not `T × T` for the T losses.
+    pub fn shared_gram(&self, method: &'static str) -> Result<&'a [f64], WeightingError> {
+        let gram = (self.shared_gram.or_else(|| self.shared.map(|g| g.gram())))
+            .ok_or(WeightingError::MissingInput { method, what: "shared gradients' Gram" })?;
+        let t = self.losses.len();
+        if gram.len() != t * t {
+            return Err(WeightingError::Invalid {
+                method,
+                message: format!("a Gram of {} entries for {t} tasks", gram.len()),
+            });
+        }
+        Ok(gram)
     }
 
     /// The per-task gradients on the shared parameters, or the error that says `method` needs
