@@ -14,6 +14,7 @@
 //!   cross-stitch, and the structure-encoding regularisers (trace norm, task relations); each
 //!   task's loss.
 //! - [`step`]: one training step that computes exactly what the weighting needs.
+//! - [`multi_input`]: one batch every task reads, or a batch of its own data set per task.
 //! - [`metrics`]: accuracy, RMSE, mean absolute error, mean IoU, and evaluation in eval mode.
 //! - [`toy`]: the GradNorm paper's synthetic regression tasks.
 //! - [`trainer`]: seeded, deterministic epochs with per-task metrics and an [`Observer`] hook.
@@ -26,6 +27,7 @@ pub mod gradnorm;
 pub mod metrics;
 pub mod min_norm;
 pub mod model;
+pub mod multi_input;
 pub mod step;
 pub mod task_grads;
 pub mod toy;

@@ -20,12 +20,12 @@
 //! place: there is no ordering rule to remember.
 
 use tapestry_autodiff::{Tape, Tensor, Var};
-use tapestry_data::Batch;
 use tapestry_nn::optim::Optimizer;
-use tapestry_nn::{Bound, Ctx, ParamGrads, ParamId, Params};
+use tapestry_nn::{Bound, ParamGrads, ParamId, Params};
 
 use crate::error::MtlError;
-use crate::model::{input_tensor, task_loss, MultiTaskModel};
+use crate::model::{task_loss, MultiTaskModel};
+use crate::multi_input::TaskBatches;
 use crate::task_grads::{layer_gradient_norms, GradMode, TaskGradients};
 use crate::weighting::{Diagnostics, Direction, StepInput, Weighting};
 
@@ -96,14 +96,17 @@ pub struct StepReport {
     pub step: u64,
     /// The epoch, from 0.
     pub epoch: u64,
-    /// The number of samples in the batch.
+    /// The number of samples the step read (summed over its batches, with one input per task).
     pub batch_size: usize,
-    /// `L_t`, each task's loss on the batch (before the update).
+    /// The tasks this step trained, in task order: every task, unless a schedule drew some
+    /// ([`TaskBatches::only`]).
+    pub trained: Vec<usize>,
+    /// `L_t`, each task's loss on its batch (before the update); NaN for a task not trained.
     pub losses: Vec<f64>,
-    /// The task weights of this step's update (`w_t` or `α_t`).
+    /// The task weights of this step's update (`w_t` or `α_t`); 0 for a task not trained.
     pub weights: Vec<f64>,
     /// Per-task gradient norms and cosines on the shared parameters, when computed (MGDA, or
-    /// any method with diagnostics on).
+    /// any method with diagnostics on), over the trained tasks.
     pub shared: Option<GradientStats>,
     /// Per-task gradient norms and cosines at the shared representation `Z` (MGDA-UB).
     pub representation: Option<GradientStats>,
@@ -113,7 +116,8 @@ pub struct StepReport {
     pub aux_loss: Option<f64>,
     /// What the weighting reported (name → values).
     pub diagnostics: Diagnostics,
-    /// Each task's output on the batch (off the tape), for training metrics.
+    /// Each task's output on its batch (off the tape), for training metrics; empty (`[0]`) for
+    /// a task not trained.
     pub outputs: Vec<Tensor>,
 }
 
@@ -202,21 +206,22 @@ impl TrainStep {
         self.gradnorm_param
     }
 
-    /// Runs one step on `batch` and updates `params` with `optimizer`: [`TrainStep::gradients`],
-    /// then the optimizer, then the model's [`MultiTaskModel::after_step`].
+    /// Runs one step on `batches` and updates `params` with `optimizer`:
+    /// [`TrainStep::gradients`], then the optimizer, then the model's
+    /// [`MultiTaskModel::after_step`].
     ///
     /// # Errors
     /// As [`TrainStep::gradients`]; `params` is unchanged on error.
-    pub fn run(
+    pub fn run<'b>(
         &self,
         model: &(impl MultiTaskModel + ?Sized),
         params: &mut Params,
         optimizer: &mut (impl Optimizer + ?Sized),
         weighting: &mut (impl Weighting + ?Sized),
-        batch: &Batch,
+        batches: impl Into<TaskBatches<'b>>,
         counters: StepCounters,
     ) -> Result<StepReport, MtlError> {
-        let (grads, report) = self.gradients(model, params, weighting, batch, counters)?;
+        let (grads, report) = self.gradients(model, params, weighting, batches, counters)?;
         optimizer.step(params, &grads);
         model.after_step(params, counters.step);
         Ok(report)
@@ -226,42 +231,37 @@ impl TrainStep {
     /// weighting needs, and the gradient of every parameter. The step's tape lives and dies
     /// inside this call, so the parameters can be updated in place afterwards.
     ///
+    /// `batches` is one [`Batch`](tapestry_data::Batch) every task reads (`&batch` converts),
+    /// or a [`TaskBatches`] with a batch per task and the tasks to train: the model runs once
+    /// per distinct batch, and the weighting sees the trained tasks' losses and gradients.
+    ///
     /// # Errors
     /// [`MtlError::NonFiniteLoss`] (naming the task and the step) if a loss is NaN or infinite,
     /// [`MtlError::NonFiniteGradient`] if a gradient is, and the model's, targets' and
     /// weighting's errors. Only BatchNorm's running statistics in `params` change.
-    pub fn gradients(
+    pub fn gradients<'b>(
         &self,
         model: &(impl MultiTaskModel + ?Sized),
         params: &mut Params,
         weighting: &mut (impl Weighting + ?Sized),
-        batch: &Batch,
+        batches: impl Into<TaskBatches<'b>>,
         counters: StepCounters,
     ) -> Result<(ParamGrads, StepReport), MtlError> {
+        let batches = batches.into();
         let tasks = model.tasks();
-        if batch.targets.len() != tasks.len() {
-            return Err(MtlError::TaskCount {
-                dataset: "batch".into(),
-                expected: tasks.len(),
-                found: batch.targets.len(),
-            });
-        }
+        batches.check(tasks.len())?;
+        let trained = batches.trained();
         let tape = Tape::new();
         let bound = params.bind(&tape);
-        let x = tape.constant(input_tensor(&batch.inputs));
-        let out = {
-            let mut ctx = Ctx::train(&bound)
-                .with_buffers(params.buffers_mut())
-                .with_seed(counters.dropout_seed());
-            model.forward(x, &mut ctx)
-        };
-        let losses = (tasks.iter().zip(&out.outputs).zip(&batch.targets))
-            .map(|((spec, &o), targets)| task_loss(spec, o, targets))
+        let out =
+            batches.forward(model, &tape, &bound, params.buffers_mut(), counters.dropout_seed());
+        let losses = (trained.iter().zip(&out.outputs))
+            .map(|(&t, &o)| task_loss(&tasks[t], o, batches.targets(t).expect("checked")))
             .collect::<Result<Vec<Var<'_>>, _>>()?;
         let values: Vec<f64> = losses.iter().map(|l| l.value().item() as f64).collect();
         if let Some((t, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(MtlError::NonFiniteLoss {
-                task: tasks[t].name.clone(),
+                task: tasks[trained[t]].name.clone(),
                 step: counters.step,
                 epoch: counters.epoch,
                 value,
@@ -296,12 +296,12 @@ impl TrainStep {
             representation: representation.as_ref(),
             layer_grad_norms: layer_grad_norms.as_deref(),
         })?;
-        if answer.weights.len() != tasks.len() {
+        if answer.weights.len() != trained.len() {
             return Err(MtlError::Config(format!(
                 "weighting `{}` gave {} weights for {} tasks",
                 weighting.name(),
                 answer.weights.len(),
-                tasks.len()
+                trained.len()
             )));
         }
         let w32: Vec<f32> = answer.weights.iter().map(|&w| w as f32).collect();
@@ -352,18 +352,27 @@ impl TrainStep {
                 step: counters.step,
             });
         }
+        // Every task's entry, in task order (NaN, 0 and empty for a task not trained).
+        let mut all_losses = vec![f64::NAN; tasks.len()];
+        let mut all_weights = vec![0.0; tasks.len()];
+        let mut outputs = vec![Tensor::zeros(&[0]); tasks.len()];
+        for (i, &t) in trained.iter().enumerate() {
+            (all_losses[t], all_weights[t]) = (values[i], answer.weights[i]);
+            outputs[t] = out.outputs[i].value();
+        }
         let report = StepReport {
             step: counters.step,
             epoch: counters.epoch,
-            batch_size: batch.len(),
-            losses: values,
-            weights: answer.weights,
+            batch_size: batches.samples(),
+            trained,
+            losses: all_losses,
+            weights: all_weights,
             shared: shared_grads.as_ref().map(GradientStats::of),
             representation: representation.as_ref().map(GradientStats::of),
             layer_grad_norms,
             aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),
             diagnostics: answer.diagnostics,
-            outputs: out.outputs.iter().map(|o| o.value()).collect(),
+            outputs,
         };
         Ok((grads, report))
     }
