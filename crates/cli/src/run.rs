@@ -225,6 +225,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         drop_last: false,
         seed: config.seed,
         step: step_options,
+        ..TrainerConfig::default()
     };
     if config.cosines && model.shared_params().is_empty() && !quiet {
         println!("  no gradient cosines: the `{}` architecture shares no parameter", config.arch);
