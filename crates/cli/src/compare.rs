@@ -152,6 +152,19 @@ pub fn methods_table() -> String {
     out
 }
 
+/// Why `method` cannot run with `base`'s data and schedule, if it cannot: one input per task
+/// gives each task its own representation, and a one-task schedule leaves nothing to weigh.
+fn unsupported_by(base: &RunConfig, method: &str) -> Option<&'static str> {
+    let needs = weighting::by_name(method, &MethodOptions::default()).ok()?.needs();
+    if needs.representation_gradients && !base.multi_input.is_empty() {
+        Some("one input per task gives each task its own representation")
+    } else if base.schedule != "all" && method != "ew" {
+        Some("a one-task schedule leaves nothing to weigh")
+    } else {
+        None
+    }
+}
+
 /// Trains each method on each architecture with `base` into `out/<method>` (or
 /// `out/<arch>-<method>` when several architectures are compared), prints the table and writes
 /// `compare.json` and `tradeoff.svg`. A method that cannot run on an architecture is skipped
@@ -167,7 +180,7 @@ pub fn compare(
     for arch in archs {
         for method in methods {
             let label = if archs.len() == 1 { method.clone() } else { format!("{arch}-{method}") };
-            if let Some(why) = unsupported(method, arch) {
+            if let Some(why) = unsupported(method, arch).or_else(|| unsupported_by(base, method)) {
                 println!("skipping {method} on {arch}: {why}");
                 continue;
             }

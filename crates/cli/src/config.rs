@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use tapestry_data::{Column, CsvTargetKind, CsvTask};
 use tapestry_mtl::affinity::AffinityOptions;
 use tapestry_mtl::gradnorm::WeightOptimizer;
+use tapestry_mtl::multi_input::check_multi_input;
+use tapestry_mtl::schedule::{Proportions, Schedule};
 use tapestry_mtl::task_grads::GradMode;
 use tapestry_mtl::weighting::{self, GradNormalization, MethodOptions, Weighting};
 use tapestry_nn::optim::{Adam, AdamW, Optimizer, Sgd};
@@ -30,6 +32,8 @@ pub const MODELS: [&str; 6] = ["auto", "mlp", "conv", "lenet", "multitasknet", "
 pub const GRADNORM_OPTIMIZERS: [&str; 2] = ["adam", "gd"];
 /// The gradient normalisations of MGDA and MGDA-UB.
 pub const NORMALIZATIONS: [&str; 4] = ["none", "l2", "loss", "loss+"];
+/// The task schedules: every task each step, one task in turn, one task drawn.
+pub const SCHEDULES: [&str; 3] = ["all", "round-robin", "sampled"];
 
 /// Everything a training run depends on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -97,6 +101,16 @@ pub struct RunConfig {
     pub epochs: usize,
     /// Samples per batch.
     pub batch_size: usize,
+    /// One input per task: `DATASET:TASK` entries (task `TASK` of data set `DATASET`, on its own
+    /// data); empty means every task of `dataset` reads one input.
+    pub multi_input: Vec<String>,
+    /// Which tasks each step trains (see [`SCHEDULES`]).
+    pub schedule: String,
+    /// The sampled schedule's proportions: comma-separated positive numbers (one per task),
+    /// `loss` (proportional to each task's loss ratio), or empty (equal).
+    pub proportions: String,
+    /// Steps per optimizer update, on the mean of their gradients.
+    pub accumulate: usize,
     /// The seed of the data, the initialisation and the batch order.
     pub seed: u64,
     /// Threads of the one rayon pool; 0 lets rayon choose (one per core).
@@ -134,6 +148,10 @@ impl Default for RunConfig {
             lr: 2e-3,
             epochs: 25,
             batch_size: 64,
+            multi_input: Vec::new(),
+            schedule: "all".into(),
+            proportions: String::new(),
+            accumulate: 1,
             seed: 0,
             threads: 0,
         }
@@ -226,7 +244,50 @@ impl RunConfig {
             return Err(invalid!("the learning rate must be a positive number, got {}", self.lr));
         }
         self.weighting()?;
-        if !self.targets.is_empty() && self.dataset != "csv" {
+        self.schedule = one_of("schedule", &self.schedule, &SCHEDULES)?;
+        if !self.proportions.is_empty() && self.schedule != "sampled" {
+            return Err(invalid!(
+                "proportions apply to the sampled schedule, not to `{}`",
+                self.schedule
+            ));
+        }
+        self.proportions()?;
+        if self.schedule != "all" && self.method != "ew" {
+            return Err(invalid!(
+                "the {} schedule trains one task per step, which leaves method `{}` nothing to weigh; use --method ew or --schedule all",
+                self.schedule,
+                self.method
+            ));
+        }
+        if self.accumulate == 0 {
+            return Err(invalid!("gradient accumulation needs at least 1 step per update, got 0"));
+        }
+        if !self.multi_input.is_empty() {
+            if self.dataset != RunConfig::default().dataset {
+                return Err(invalid!(
+                    "--multi-input names each task's data set, so --dataset `{}` does not apply",
+                    self.dataset
+                ));
+            }
+            if self.multi_input.len() < 2 {
+                return Err(invalid!(
+                    "--multi-input needs at least two DATASET:TASK entries, got {}",
+                    self.multi_input.len()
+                ));
+            }
+            let mut seen: Vec<String> = Vec::new();
+            for entry in &mut self.multi_input {
+                let (dataset, task) = parse_multi_input(entry)?;
+                if seen.contains(&task) {
+                    return Err(invalid!("--multi-input names the task `{task}` twice"));
+                }
+                *entry = format!("{dataset}:{task}");
+                seen.push(task);
+            }
+            check_multi_input(self.weighting()?.as_ref())?;
+        }
+        let uses_csv = self.dataset == "csv" || self.multi_input_datasets().any(|d| d == "csv");
+        if !self.targets.is_empty() && !uses_csv {
             return Err(invalid!(
                 "targets only apply to the csv data set, not to `{}`",
                 self.dataset
@@ -266,6 +327,56 @@ impl RunConfig {
         self.affinity.then_some(AffinityOptions { every: self.affinity_every, lr })
     }
 
+    /// The data sets of the `--multi-input` entries, in order.
+    pub fn multi_input_datasets(&self) -> impl Iterator<Item = &str> {
+        self.multi_input.iter().map(|e| e.split_once(':').map_or(e.as_str(), |(d, _)| d))
+    }
+
+    /// What the run trains on, for messages: the data set, or the multi-input entries.
+    pub fn data_name(&self) -> String {
+        if self.multi_input.is_empty() {
+            self.dataset.clone()
+        } else {
+            self.multi_input.join(",")
+        }
+    }
+
+    /// The task schedule for `tasks` tasks (the sampled schedule without proportions draws every
+    /// task equally often).
+    pub fn schedule(&self, tasks: usize) -> Result<Schedule> {
+        Ok(match self.schedule.as_str() {
+            "round-robin" => Schedule::RoundRobin,
+            "sampled" => Schedule::Sampled(match self.proportions()? {
+                Some(values) => Proportions::Fixed(values),
+                None if self.proportions.trim() == "loss" => Proportions::LossDriven,
+                None => Proportions::Fixed(vec![1.0; tasks]),
+            }),
+            _ => Schedule::All,
+        })
+    }
+
+    /// The fixed proportions, if `proportions` lists numbers (`None` for empty or `loss`).
+    fn proportions(&self) -> Result<Option<Vec<f64>>> {
+        let list = self.proportions.trim();
+        if list.is_empty() || list == "loss" {
+            return Ok(None);
+        }
+        let mut values = Vec::new();
+        for item in list.split(',') {
+            let v: f64 = item.trim().parse().map_err(|_| {
+                invalid!(
+                    "the proportions are positive numbers or `loss`, and `{}` is neither",
+                    item.trim()
+                )
+            })?;
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid!("the proportions must be positive numbers, got {v}"));
+            }
+            values.push(v);
+        }
+        Ok(Some(values))
+    }
+
     /// The gradient mode.
     pub fn grad_mode(&self) -> GradMode {
         match self.grad_mode.as_str() {
@@ -303,6 +414,20 @@ pub fn parse_params(assignments: &[String]) -> Result<BTreeMap<String, f64>> {
         }
     }
     Ok(params)
+}
+
+/// Parses a `--multi-input` entry `DATASET:TASK` into the data set's name (lower case, one of
+/// [`tapestry_data::DATASET_NAMES`]) and the task's name.
+pub fn parse_multi_input(entry: &str) -> Result<(String, String)> {
+    let Some((dataset, task)) = entry.split_once(':') else {
+        return Err(invalid!("multi-input entry `{entry}` is not DATASET:TASK"));
+    };
+    let dataset = one_of("data set", dataset.trim(), &tapestry_data::DATASET_NAMES)?;
+    let task = task.trim();
+    if task.is_empty() {
+        return Err(invalid!("multi-input entry `{entry}` names no task"));
+    }
+    Ok((dataset, task.to_string()))
 }
 
 /// Parses a CSV task: `COLUMN` or `COLUMN:KIND`, where `COLUMN` is a header name or a 1-based
@@ -368,5 +493,32 @@ mod tests {
         assert_eq!(parse_target("species:named").unwrap().kind, CsvTargetKind::NamedClasses);
         let ok = RunConfig { method: "MGDA".into(), ..Default::default() }.validate().unwrap();
         assert_eq!(ok.method, "mgda");
+    }
+
+    #[test]
+    fn schedules_and_multi_input_entries_parse() {
+        let sampled = |p: &str| RunConfig {
+            method: "ew".into(),
+            schedule: "Sampled".into(),
+            proportions: p.into(),
+            ..Default::default()
+        };
+        let equal = sampled("").validate().unwrap().schedule(3).unwrap();
+        assert_eq!(equal, Schedule::Sampled(Proportions::Fixed(vec![1.0; 3])));
+        let loss = sampled(" loss ").validate().unwrap().schedule(3).unwrap();
+        assert_eq!(loss, Schedule::Sampled(Proportions::LossDriven));
+        let fixed = sampled("1, 2.5").validate().unwrap().schedule(2).unwrap();
+        assert_eq!(fixed, Schedule::Sampled(Proportions::Fixed(vec![1.0, 2.5])));
+        assert_eq!(RunConfig::default().schedule(3).unwrap(), Schedule::All);
+        let c = RunConfig {
+            multi_input: vec!["MultiDigits:left_digit".into(), "fashion: class".into()],
+            ..Default::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(c.multi_input, ["multidigits:left_digit", "fashion:class"]);
+        assert_eq!(c.data_name(), "multidigits:left_digit,fashion:class");
+        let back: RunConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back, c);
     }
 }

@@ -16,6 +16,7 @@
 mod compare;
 mod config;
 mod error;
+mod inputs;
 mod meta;
 mod models;
 mod output;
@@ -285,6 +286,22 @@ struct RunArgs {
     /// Samples per batch.
     #[arg(long)]
     batch_size: Option<usize>,
+    /// One input per task: comma-separated DATASET:TASK entries
+    /// (multidigits:left_digit,fashion:class), each task trained and tested on its own data set
+    /// through the shared trunk (images zero-padded to one size).
+    #[arg(long, value_delimiter = ',')]
+    multi_input: Option<Vec<String>>,
+    /// Which tasks each step trains: all (default), round-robin (one task in turn), sampled (one
+    /// task drawn; with ew only).
+    #[arg(long)]
+    schedule: Option<String>,
+    /// The sampled schedule's proportions: one positive number per task (1,2,1), or loss (drawn
+    /// in proportion to each task's current over initial loss); default equal.
+    #[arg(long)]
+    proportions: Option<String>,
+    /// Steps per optimizer update, on the mean of their gradients (default 1).
+    #[arg(long)]
+    accumulate: Option<usize>,
     /// Seed of the data, the initialisation and the batch order.
     #[arg(long)]
     seed: Option<u64>,
@@ -318,6 +335,12 @@ impl RunArgs {
         set!(affinity, affinity_every);
         if self.affinity_lr.is_some() {
             c.affinity_lr = self.affinity_lr;
+        }
+        set!(multi_input, schedule, proportions, accumulate);
+        if self.dataset.is_some() && self.multi_input.is_some() {
+            return Err(CliError::Invalid(
+                "--multi-input names each task's data set, so --dataset does not apply".into(),
+            ));
         }
         if self.data_path.is_some() {
             c.data_path = self.data_path.clone();

@@ -286,7 +286,9 @@ fn joined(stages: Vec<Sequential>) -> Sequential {
 /// Builds the preset and architecture of `config` for samples of shape `sample` and the given
 /// tasks, after checking that they fit.
 pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> Result<BuiltModel> {
-    let preset = resolve_preset(&config.model, &config.dataset);
+    // With one input per task, `auto` is the MLP, whatever the data sets.
+    let dataset = if config.multi_input.is_empty() { config.dataset.as_str() } else { "" };
+    let preset = resolve_preset(&config.model, dataset);
     if tasks.is_empty() {
         return Err(invalid!("the data set has no task"));
     }

@@ -8,13 +8,14 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 use tapestry_data::{DatasetConfig, MetricKind, Splits, TaskSpec};
-use tapestry_mtl::metrics::{evaluate, Evaluation};
+use tapestry_mtl::metrics::Evaluation;
 use tapestry_mtl::trainer::{EpochReport, Observer, Trainer, TrainerConfig};
 use tapestry_mtl::{StepOptions, StepReport};
 use tapestry_nn::checkpoint;
 
 use crate::config::{parse_target, RunConfig};
 use crate::error::{CliError, Result};
+use crate::inputs::RunData;
 use crate::invalid;
 use crate::models::{build_model, BuiltModel};
 use crate::output::{create_dir, json_lines, write_atomic};
@@ -48,6 +49,9 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
             csv.tasks =
                 config.targets.iter().map(|t| parse_target(t)).collect::<Result<Vec<_>>>()?;
         }
+    }
+    if let DatasetConfig::Fashion(fashion) = &mut dataset {
+        fashion.max_samples = config.limit;
     }
     let mut splits = dataset.load()?;
     if let Some(limit) = config.limit {
@@ -144,11 +148,16 @@ impl Observer for Logger {
         for (name, values) in &r.diagnostics {
             record[name.as_str()] = json!(values);
         }
+        if r.trained.len() != r.losses.len() {
+            record["trained"] = json!(r.trained);
+        }
         self.records.push(record);
         self.epoch_samples += r.batch_size;
         let rate = self.epoch_samples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
-        let losses: Vec<String> =
-            self.names.iter().zip(&r.losses).map(|(n, l)| format!("{n} {l:.3}")).collect();
+        let losses: Vec<String> = (self.names.iter().zip(&r.losses))
+            .filter(|(_, l)| l.is_finite())
+            .map(|(n, l)| format!("{n} {l:.3}"))
+            .collect();
         self.bar.set_message(format!("{} | {rate:.0} samples/s", losses.join(", ")));
         self.bar.inc(1);
     }
@@ -211,30 +220,34 @@ pub fn metric_table(train: Option<&Evaluation>, test: &Evaluation) -> String {
 /// `quiet`, the epoch tables to stdout.
 pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> {
     let run_start = Instant::now();
-    let splits = load_data(config)?;
+    let data = RunData::load(config)?;
+    let tasks = data.tasks();
     let BuiltModel { model, mut params, preset, description } =
-        build_model(config, splits.train.sample_shape(), &splits.train.tasks)?;
+        build_model(config, data.sample_shape(), &tasks)?;
     // Whether the method can run on this model is known now: say so before anything is written.
     let mut weighting = config.weighting()?;
+    let schedule = config.schedule(tasks.len())?;
+    schedule.check(tasks.len(), &config.method)?;
     weighting.register(&mut params, model.tasks()).map_err(tapestry_mtl::MtlError::from)?;
+    // Gradient cosines need every task's gradient at each step.
+    let cosines = config.cosines && !model.shared_params().is_empty() && !schedule.is_one_task();
     let step_options = StepOptions {
         grad_mode: config.grad_mode(),
-        diagnostics: config.cosines && !model.shared_params().is_empty(),
+        diagnostics: cosines,
         gradnorm_param: None,
         affinity: config.affinity_options(),
     };
     tapestry_mtl::TrainStep::new(&model, &params, weighting.as_ref(), step_options.clone())?;
     create_dir(out)?;
     write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
-    let tasks = splits.train.tasks.clone();
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     if !quiet {
         println!(
             "tapestry train: {} ({} train / {} test samples of shape {:?}), model {preset} ({} parameters), method {}, {} lr {}, {} epochs of batch {}",
-            config.dataset,
-            splits.train.len(),
-            splits.test.len(),
-            splits.train.sample_shape(),
+            config.data_name(),
+            data.train().len(),
+            data.test().len(),
+            data.sample_shape(),
             params.numel(),
             config.method,
             config.optimizer,
@@ -243,6 +256,19 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             config.batch_size
         );
         println!("  {description}");
+        if !config.multi_input.is_empty() {
+            println!("  one input per task: each task trains and is tested on its own data set");
+        }
+        if config.schedule != "all" || config.accumulate > 1 {
+            let proportions = match config.proportions.as_str() {
+                "" => String::new(),
+                p => format!(" (proportions {p})"),
+            };
+            println!(
+                "  schedule {}{proportions}, one update every {} steps",
+                config.schedule, config.accumulate
+            );
+        }
     }
     let trainer_config = TrainerConfig {
         epochs: 1,
@@ -251,12 +277,19 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         drop_last: false,
         seed: config.seed,
         step: step_options,
+        schedule,
+        accumulate: config.accumulate,
     };
     if config.cosines && model.shared_params().is_empty() && !quiet {
         println!("  no gradient cosines: the `{}` architecture shares no parameter", config.arch);
+    } else if config.cosines && !cosines && !quiet {
+        println!(
+            "  no gradient cosines: the {} schedule trains one task per step",
+            config.schedule
+        );
     }
     let mut trainer = Trainer::from_boxed(trainer_config, config.optimizer()?, weighting);
-    let steps_per_epoch = splits.train.len().div_ceil(config.batch_size) as u64;
+    let steps_per_epoch = data.steps_per_epoch(config.batch_size);
     let mut logger = Logger {
         records: vec![json!({
             "kind": "run",
@@ -292,7 +325,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         logger.epoch_start = Instant::now();
         logger.epoch_samples = 0;
         let report = trainer
-            .fit(&model, &mut params, &splits.train, Some(&splits.test), &mut logger)?
+            .fit_data(&model, &mut params, data.train(), Some(data.test()), &mut logger)?
             .pop()
             .expect("one epoch");
         logger.bar.finish_and_clear();
@@ -335,7 +368,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             ("epoch".to_string(), (epoch + 1).to_string()),
             ("step".to_string(), trainer.steps().to_string()),
             ("method".to_string(), config.method.clone()),
-            ("dataset".to_string(), config.dataset.clone()),
+            ("dataset".to_string(), config.data_name()),
             ("model".to_string(), preset.clone()),
             ("arch".to_string(), config.arch.clone()),
         ]);
@@ -464,23 +497,23 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     }
     config = config.validate()?;
     crate::init_threads(config.threads)?;
-    let splits = load_data(&config)?;
+    let data = RunData::load(&config)?;
     let BuiltModel { model, mut params, preset, .. } =
-        build_model(&config, splits.test.sample_shape(), &splits.test.tasks)?;
+        build_model(&config, data.sample_shape(), &data.tasks())?;
     // A weighting's own parameters (uncertainty weighting's variances) are in the checkpoint.
     config
         .weighting()?
         .register(&mut params, model.tasks())
         .map_err(tapestry_mtl::MtlError::from)?;
     let meta = checkpoint::load(&file, &mut params, None)?;
-    let evaluation = evaluate(&model, &params, &splits.test, EVAL_BATCH)?;
+    let evaluation = data.test().evaluate(&model, &params, EVAL_BATCH)?;
     println!(
         "tapestry eval: {} ({} after {} epochs of {}) on the {} test split ({} samples)",
         file.display(),
         preset,
         meta.get("epoch").map(String::as_str).unwrap_or("?"),
         config.method,
-        config.dataset,
+        config.data_name(),
         evaluation.samples
     );
     print!("{}", metric_table(None, &evaluation));

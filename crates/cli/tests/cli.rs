@@ -392,6 +392,59 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
             ],
             "task affinity",
         ),
+        (&["train", "--schedule", "often"], "unknown schedule `often`"),
+        (&["train", "--schedule", "round-robin"], "nothing to weigh"),
+        (&["train", "--method", "ew", "--proportions", "1,2"], "sampled schedule"),
+        (
+            &["train", "--method", "ew", "--schedule", "sampled", "--proportions=1,0,1"],
+            "positive numbers, got 0",
+        ),
+        (
+            &[
+                "train",
+                "--method",
+                "ew",
+                "--schedule",
+                "sampled",
+                "--proportions",
+                "1,2",
+                "--limit",
+                "16",
+                "--out",
+                "never",
+            ],
+            "2 values for 3 tasks",
+        ),
+        (&["train", "--accumulate", "0"], "at least 1 step per update"),
+        (
+            &[
+                "train",
+                "--multi-input",
+                "multidigits:left_digit,fashion:class",
+                "--method",
+                "mgda-ub",
+            ],
+            "one representation shared by every task",
+        ),
+        (&["train", "--multi-input", "multidigits:left_digit"], "at least two"),
+        (
+            &["train", "--multi-input", "multidigits:left_digit,multidigits:left_digit"],
+            "`left_digit` twice",
+        ),
+        (
+            &["train", "--multi-input", "multidigits:sum,multidigits:left_digit", "--out", "never"],
+            "no task `sum`",
+        ),
+        (
+            &[
+                "train",
+                "--dataset",
+                "scenes",
+                "--multi-input",
+                "multidigits:left_digit,fashion:class",
+            ],
+            "--dataset does not apply",
+        ),
     ];
     for (args, needle) in cases {
         let out = tapestry(args, d);
@@ -566,6 +619,112 @@ fn multifashion_trains_the_lenet() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("model lenet") && stdout.contains("linear 500→50"), "{stdout}");
     assert!(stdout.contains("top_left") && stdout.contains("bottom_right"), "{stdout}");
+}
+
+/// An MNIST-format folder of 28x28 images whose mean brightness follows the label.
+fn fake_mnist(dir: &Path, train: usize, test: usize) {
+    for (prefix, n) in [("train", train), ("t10k", test)] {
+        let labels: Vec<u8> = (0..n).map(|i| (i * 7 % 10) as u8).collect();
+        let pixels: Vec<u8> = (0..n * 784)
+            .map(|p| ((p * 31 % 97) as u8).wrapping_add(labels[p / 784] * 15))
+            .collect();
+        let path = |what: &str| dir.join(format!("{prefix}-{what}"));
+        tapestry_data::write_idx(path("images-idx3-ubyte"), &[n, 28, 28], &pixels, false).unwrap();
+        tapestry_data::write_idx(path("labels-idx1-ubyte"), &[n], &labels, false).unwrap();
+    }
+}
+
+/// Two tasks from two data sets (MultiDigits' left digit, 12x12, and Fashion-MNIST's class,
+/// 28x28) through one trunk: each is trained and tested on its own data, eval reads the run
+/// back, and round-robin with accumulation logs the task each step trained.
+#[test]
+fn a_multi_input_run_trains_and_tests_each_task_on_its_own_data() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("fashion")).unwrap();
+    fake_mnist(&dir.path().join("fashion"), 150, 90);
+    let mut args = vec![
+        "train",
+        "--multi-input",
+        "multidigits:left_digit,fashion:class",
+        "--data-path",
+        "fashion",
+        "--method",
+        "mgda",
+        "--out",
+        "mi",
+    ];
+    args.extend_from_slice(&[
+        "--limit",
+        "120",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+    ]);
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // 120 + 120 training samples, 120 + 90 test samples, padded to 28x28.
+    assert!(stdout.contains("(240 train / 210 test samples of shape [1, 28, 28])"), "{stdout}");
+    assert!(stdout.contains("left_digit") && stdout.contains("class"), "{stdout}");
+    let log = fs::read_to_string(dir.path().join("mi/metrics.jsonl")).unwrap();
+    let epoch: serde_json::Value =
+        serde_json::from_str(log.lines().find(|l| l.contains("\"kind\":\"epoch\"")).unwrap())
+            .unwrap();
+    let test = epoch["test"].as_array().unwrap();
+    assert_eq!(test.len(), 2);
+    assert!(test.iter().all(|t| t["value"].as_f64().is_some()), "{test:?}");
+    assert_eq!(epoch["steps"], 4, "ceil(120 / 32) steps: both sets have 120 samples");
+
+    let out = tapestry(&["eval", "--checkpoint", "mi"], dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("(210 samples)") && stdout.contains("class"), "{stdout}");
+    // The test losses eval prints are the run's last epoch's.
+    let loss = test[1]["loss"].as_f64().unwrap();
+    assert!(stdout.contains(&format!("{loss:.4}")), "{loss} not in {stdout}");
+
+    let mut args = vec![
+        "train",
+        "--multi-input",
+        "multidigits:left_digit,fashion:class",
+        "--data-path",
+        "fashion",
+        "--method",
+        "ew",
+        "--schedule",
+        "round-robin",
+        "--accumulate",
+        "2",
+        "--out",
+        "rr",
+        "-q",
+    ];
+    args.extend_from_slice(&[
+        "--limit",
+        "120",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+    ]);
+    let out = tapestry(&args, dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let steps: Vec<serde_json::Value> = fs::read_to_string(dir.path().join("rr/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|r: &serde_json::Value| r["kind"] == "step")
+        .collect();
+    assert_eq!(steps.len(), 4);
+    for (s, r) in steps.iter().enumerate() {
+        assert_eq!(r["trained"], serde_json::json!([s % 2]), "{r}");
+        assert!(r["losses"][1 - s % 2].is_null() && r["losses"][s % 2].is_f64(), "{r}");
+    }
 }
 
 /// A run killed mid-way leaves every output file whole: the log parses line by line, each plot

@@ -219,6 +219,46 @@ impl MultiTaskDataset {
         }
     }
 
+    /// The same data set with every image `[C, H, W]` zero-padded, centred, to
+    /// `[C, height, width]` (the extra row or column of an odd margin goes below or right), so
+    /// that data sets of different image sizes can feed one model.
+    ///
+    /// Fails with [`DataError::Config`] when the inputs are not images `[N, C, H, W]`, an image
+    /// is larger than `height` x `width`, or a task has per-pixel targets (which would need
+    /// padding too).
+    pub fn padded(&self, height: usize, width: usize) -> Result<MultiTaskDataset> {
+        let config =
+            |message: String| DataError::Config(format!("data set {:?}: {message}", self.name));
+        let images = self.inputs_nchw().ok_or_else(|| {
+            config(format!("only images [N, C, H, W] can be padded, not {:?}", self.inputs.shape()))
+        })?;
+        let (n, c, h, w) = images.dim();
+        if h > height || w > width {
+            return Err(config(format!("images of {h}x{w} cannot be padded to {height}x{width}")));
+        }
+        if let Some(t) = self
+            .targets
+            .iter()
+            .position(|t| matches!(t, TaskTargets::PixelClasses(_) | TaskTargets::PixelValues(_)))
+        {
+            return Err(config(format!(
+                "task {:?} has per-pixel targets, which padding would misalign",
+                self.tasks[t].name
+            )));
+        }
+        let (top, left) = ((height - h) / 2, (width - w) / 2);
+        let mut padded = ndarray::Array4::<f32>::zeros((n, c, height, width));
+        for ((i, k, r, col), &v) in images.indexed_iter() {
+            padded[[i, k, top + r, left + col]] = v;
+        }
+        Ok(MultiTaskDataset {
+            name: self.name.clone(),
+            inputs: padded.into_dyn(),
+            tasks: self.tasks.clone(),
+            targets: self.targets.clone(),
+        })
+    }
+
     /// The batches of one epoch; see [`BatchOptions`]. Fails when the batch size is 0.
     pub fn batches(&self, options: &BatchOptions, epoch: u64) -> Result<BatchIter<'_>> {
         BatchIter::new(self, options, epoch)

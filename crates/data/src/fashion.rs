@@ -1,4 +1,5 @@
-//! MNIST-format folders and Multi-Fashion (or MultiMNIST) built from them as in Pareto MTL.
+//! MNIST-format folders, Fashion-MNIST as it is (one image, one class), and Multi-Fashion (or
+//! MultiMNIST) built from them as in Pareto MTL.
 
 use std::path::{Path, PathBuf};
 
@@ -89,6 +90,49 @@ fn read_labelled(dir: &Path, prefix: &str) -> Result<LabelledImages> {
         });
     }
     Ok(LabelledImages { images, labels })
+}
+
+/// How to read Fashion-MNIST (or MNIST) as it is: one image, one task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FashionConfig {
+    /// An MNIST-format folder; see [`read_mnist_folder`].
+    pub dir: PathBuf,
+    /// Keep only the first this many images of each split (for quick runs).
+    pub max_samples: Option<usize>,
+}
+
+impl Default for FashionConfig {
+    fn default() -> Self {
+        FashionConfig { dir: PathBuf::from(FASHION_MNIST_DIR), max_samples: None }
+    }
+}
+
+/// The task of Fashion-MNIST as it is: `class`, 10 classes.
+pub fn fashion_tasks() -> Vec<TaskSpec> {
+    vec![TaskSpec::classification("class", MNIST_CLASSES)]
+}
+
+/// Reads the MNIST-format folder `config.dir` as it is: inputs `[N, 1, 28, 28]` (the files'
+/// side), pixels scaled from 0..=255 to 0..=1, one task ([`fashion_tasks`]); the files' train
+/// and test splits, in the files' order.
+///
+/// Fails as [`read_mnist_folder`] does.
+pub fn fashion_mnist(config: &FashionConfig) -> Result<Splits> {
+    let folder = read_mnist_folder(&config.dir)?;
+    let split = |source: &LabelledImages, name: &str| {
+        let n = config.max_samples.map_or(source.labels.len(), |m| m.min(source.labels.len()));
+        let (rows, cols) = (source.images.rows, source.images.cols);
+        let pixels = source.images.pixels[..n * rows * cols].iter().map(|&v| v as f32 / 255.0);
+        let inputs = Array4::from_shape_vec((n, 1, rows, cols), pixels.collect())
+            .expect("n images of rows * cols pixels")
+            .into_dyn();
+        let labels = source.labels[..n].iter().map(|&l| l as i64).collect();
+        MultiTaskDataset::new(name, inputs, fashion_tasks(), vec![TaskTargets::Classes { labels }])
+    };
+    Ok(Splits {
+        train: split(&folder.train, "fashion/train")?,
+        test: split(&folder.test, "fashion/test")?,
+    })
 }
 
 /// How to build Multi-Fashion (or MultiMNIST, from an MNIST folder).

@@ -7,7 +7,7 @@
 //! - [`multidigits`]: two embedded UCI digits on a 12x12 canvas; left digit, right digit, and
 //!   their sum.
 //! - [`multifashion`]: Multi-Fashion (or MultiMNIST) from an MNIST-format folder, read with the
-//!   [`read_idx`] family.
+//!   [`read_idx`] family; [`fashion_mnist`]: the folder as it is, one image and one class.
 //! - [`scenes`]: synthetic shapes with segmentation, depth and an image label.
 //! - [`csv_splits`]: users' own multi-target CSV tables.
 //! - [`DatasetConfig::by_name`]: any of them by name.
@@ -50,8 +50,9 @@ pub use digits::{
 };
 pub use error::{DataError, Result};
 pub use fashion::{
-    multifashion, multifashion_tasks, read_mnist_folder, LabelledImages, MnistFolder,
-    MultiFashionConfig, FASHION_MNIST_DIR, MNIST_CLASSES,
+    fashion_mnist, fashion_tasks, multifashion, multifashion_tasks, read_mnist_folder,
+    FashionConfig, LabelledImages, MnistFolder, MultiFashionConfig, FASHION_MNIST_DIR,
+    MNIST_CLASSES,
 };
 pub use idx::{
     parse_idx, read_idx, read_idx_images, read_idx_labels, write_idx, IdxArray, IdxImages,

@@ -1,4 +1,5 @@
-//! Data sets by name, for the command line: `multidigits`, `multifashion`, `scenes`, `csv`.
+//! Data sets by name, for the command line: `multidigits`, `multifashion`, `scenes`, `csv`,
+//! `fashion`.
 
 use std::path::PathBuf;
 
@@ -6,11 +7,11 @@ use crate::csv::{csv_splits, CsvConfig};
 use crate::dataset::Splits;
 use crate::digits::{multidigits, MultiDigitsConfig};
 use crate::error::{DataError, Result};
-use crate::fashion::{multifashion, MultiFashionConfig};
+use crate::fashion::{fashion_mnist, multifashion, FashionConfig, MultiFashionConfig};
 use crate::scenes::{scenes, ScenesConfig};
 
 /// The names [`DatasetConfig::by_name`] knows, the default first.
-pub const DATASET_NAMES: [&str; 4] = ["multidigits", "multifashion", "scenes", "csv"];
+pub const DATASET_NAMES: [&str; 5] = ["multidigits", "multifashion", "scenes", "csv", "fashion"];
 
 /// The configuration of any data set of the crate.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,11 +24,13 @@ pub enum DatasetConfig {
     Scenes(ScenesConfig),
     /// A CSV table.
     Csv(CsvConfig),
+    /// Fashion-MNIST (or MNIST) as it is, from an MNIST-format folder.
+    Fashion(FashionConfig),
 }
 
 impl DatasetConfig {
     /// The default configuration of the data set called `name` (case-insensitive), with the
-    /// given seed. `path` is the folder of `multifashion` (default
+    /// given seed. `path` is the folder of `multifashion` and `fashion` (default
     /// [`FASHION_MNIST_DIR`](crate::FASHION_MNIST_DIR)) and the file of `csv` (required; read
     /// with [`CsvConfig::last_column_classification`]); the other data sets take no path.
     ///
@@ -55,6 +58,13 @@ impl DatasetConfig {
                 }
                 Ok(DatasetConfig::MultiFashion(config))
             }
+            "fashion" => {
+                let mut config = FashionConfig::default();
+                if let Some(dir) = path {
+                    config.dir = dir;
+                }
+                Ok(DatasetConfig::Fashion(config))
+            }
             "csv" => {
                 let path = path.ok_or_else(|| {
                     DataError::Config("data set \"csv\" needs the path of a CSV file".into())
@@ -75,6 +85,7 @@ impl DatasetConfig {
             DatasetConfig::MultiFashion(_) => "multifashion",
             DatasetConfig::Scenes(_) => "scenes",
             DatasetConfig::Csv(_) => "csv",
+            DatasetConfig::Fashion(_) => "fashion",
         }
     }
 
@@ -85,6 +96,7 @@ impl DatasetConfig {
             DatasetConfig::MultiFashion(c) => Ok(multifashion(c)?.splits),
             DatasetConfig::Scenes(c) => scenes(c),
             DatasetConfig::Csv(c) => Ok(csv_splits(c)?.splits),
+            DatasetConfig::Fashion(c) => fashion_mnist(c),
         }
     }
 }

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use ndarray::Axis;
 use tapestry_data::{
-    multifashion, parse_idx, read_idx, read_idx_images, read_idx_labels, read_mnist_folder,
-    write_idx, DataError, MultiFashionConfig, TaskTargets, FASHION_MNIST_DIR,
+    fashion_mnist, multifashion, parse_idx, read_idx, read_idx_images, read_idx_labels,
+    read_mnist_folder, write_idx, DataError, FashionConfig, MultiFashionConfig, TaskTargets,
+    FASHION_MNIST_DIR,
 };
 
 /// Bytes that vary with every index, so a misplaced byte shows.
@@ -151,6 +152,25 @@ fn labels(targets: &TaskTargets) -> &[i64] {
         TaskTargets::Classes { labels } => labels,
         other => panic!("expected classes, got {other:?}"),
     }
+}
+
+#[test]
+fn fashion_as_it_is_keeps_each_image_and_its_label() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_mnist(dir.path(), 28, 30, 12, false);
+    let folder = read_mnist_folder(dir.path()).unwrap();
+    let splits =
+        fashion_mnist(&FashionConfig { dir: dir.path().into(), max_samples: None }).unwrap();
+    assert_eq!(splits.train.inputs.shape(), &[30, 1, 28, 28]);
+    assert_eq!(splits.test.inputs.shape(), &[12, 1, 28, 28]);
+    let image = splits.train.inputs.index_axis(Axis(0), 7);
+    let want: Vec<f32> = folder.train.images.image(7).iter().map(|&v| v as f32 / 255.0).collect();
+    assert_eq!(image.iter().copied().collect::<Vec<f32>>(), want);
+    assert_eq!(labels(&splits.test.targets[0])[..3], [0, 1, 2]);
+    let few =
+        fashion_mnist(&FashionConfig { dir: dir.path().into(), max_samples: Some(5) }).unwrap();
+    assert_eq!((few.train.len(), few.test.len()), (5, 5));
+    assert_eq!(few.train.inputs, splits.train.subset("first", &[0, 1, 2, 3, 4]).inputs);
 }
 
 #[test]

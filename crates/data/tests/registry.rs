@@ -4,8 +4,8 @@ use tapestry_data::{write_idx, DataError, DatasetConfig, DATASET_NAMES};
 
 #[test]
 fn every_name_is_known_and_others_are_refused() {
-    assert_eq!(DATASET_NAMES, ["multidigits", "multifashion", "scenes", "csv"]);
-    for name in ["multidigits", "scenes", "multifashion"] {
+    assert_eq!(DATASET_NAMES, ["multidigits", "multifashion", "scenes", "csv", "fashion"]);
+    for name in ["multidigits", "scenes", "multifashion", "fashion"] {
         assert_eq!(DatasetConfig::by_name(name, 0, None).unwrap().name(), name);
     }
     assert_eq!(DatasetConfig::by_name("MultiDigits", 0, None).unwrap().name(), "multidigits");
@@ -51,4 +51,9 @@ fn named_data_sets_load() {
         DatasetConfig::by_name("multifashion", 1, Some(dir.path().into())).unwrap().load().unwrap();
     assert_eq!(fashion.train.inputs.shape(), &[8, 1, 36, 36]);
     assert_eq!(fashion.test.len(), 4);
+    let plain =
+        DatasetConfig::by_name("fashion", 1, Some(dir.path().into())).unwrap().load().unwrap();
+    assert_eq!(plain.train.inputs.shape(), &[4, 1, 28, 28]);
+    assert_eq!(plain.test.len(), 2);
+    assert_eq!(plain.train.tasks[0].name, "class");
 }

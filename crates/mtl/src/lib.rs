@@ -16,6 +16,8 @@
 //!   cross-stitch, and the structure-encoding regularisers (trace norm, task relations); each
 //!   task's loss.
 //! - [`step`]: one training step that computes exactly what the weighting needs.
+//! - [`multi_input`]: one batch every task reads, or a batch of its own data set per task.
+//! - [`schedule`]: which tasks a step trains, and gradient accumulation over micro-batches.
 //! - [`metrics`]: accuracy, RMSE, mean absolute error, mean IoU, and evaluation in eval mode.
 //! - [`toy`]: the GradNorm paper's synthetic regression tasks.
 //! - [`trainer`]: seeded, deterministic epochs with per-task metrics and an [`Observer`] hook.
@@ -29,6 +31,8 @@ pub mod gradnorm;
 pub mod metrics;
 pub mod min_norm;
 pub mod model;
+pub mod multi_input;
+pub mod schedule;
 pub mod step;
 pub mod task_grads;
 pub mod toy;

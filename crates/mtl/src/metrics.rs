@@ -384,6 +384,50 @@ pub fn evaluate(
     check_dataset(model, dataset)?;
     let tasks = model.tasks();
     let mut metrics: Vec<TaskMetric> = tasks.iter().map(TaskMetric::new).collect();
+    let every: Vec<(usize, usize)> = (0..tasks.len()).map(|t| (t, t)).collect();
+    measure(model, params, dataset, batch_size, &every, &mut metrics)?;
+    Ok(Evaluation::from_metrics(tasks, &metrics, dataset.len()))
+}
+
+/// Evaluates task `t` of `model` on `datasets[t]` alone (one input per task; see
+/// [`TaskData`](crate::multi_input::TaskData), which checks that the data sets fit), as
+/// [`evaluate`] does; `samples` is the sum of the data sets' sizes.
+///
+/// # Errors
+/// As [`evaluate`], and [`MtlError::TaskCount`] unless there is one data set per task.
+pub fn evaluate_per_task(
+    model: &(impl MultiTaskModel + ?Sized),
+    params: &Params,
+    datasets: &[MultiTaskDataset],
+    batch_size: usize,
+) -> Result<Evaluation, MtlError> {
+    let tasks = model.tasks();
+    if datasets.len() != tasks.len() {
+        return Err(MtlError::TaskCount {
+            dataset: "the per-task data sets".into(),
+            expected: tasks.len(),
+            found: datasets.len(),
+        });
+    }
+    let mut metrics: Vec<TaskMetric> = tasks.iter().map(TaskMetric::new).collect();
+    for (t, dataset) in datasets.iter().enumerate() {
+        measure(model, params, dataset, batch_size, &[(t, 0)], &mut metrics)?;
+    }
+    let samples = datasets.iter().map(MultiTaskDataset::len).sum();
+    Ok(Evaluation::from_metrics(tasks, &metrics, samples))
+}
+
+/// Runs `model` in eval mode over `dataset` and adds, for each `(task, position)` of `reads`,
+/// the task's loss and metric against the targets at that position of the data set.
+fn measure(
+    model: &(impl MultiTaskModel + ?Sized),
+    params: &Params,
+    dataset: &MultiTaskDataset,
+    batch_size: usize,
+    reads: &[(usize, usize)],
+    metrics: &mut [TaskMetric],
+) -> Result<(), MtlError> {
+    let tasks = model.tasks();
     let options = BatchOptions { batch_size, shuffle: false, seed: 0, drop_last: false };
     let mut buffers = params.buffers().clone();
     for batch in dataset.batches(&options, 0)? {
@@ -391,11 +435,12 @@ pub fn evaluate(
         let bound = params.bind_constant(&tape);
         let mut ctx = Ctx::eval(&bound).with_buffers(&mut buffers);
         let out = model.forward(tape.constant(input_tensor(&batch.inputs)), &mut ctx);
-        for (t, (spec, &o)) in tasks.iter().zip(&out.outputs).enumerate() {
-            let loss = task_loss(spec, o, &batch.targets[t])?;
+        for &(t, position) in reads {
+            let (spec, o, targets) = (&tasks[t], out.outputs[t], &batch.targets[position]);
+            let loss = task_loss(spec, o, targets)?;
             metrics[t].add_loss(loss.value().item() as f64, batch.len());
-            metrics[t].add_output(spec, &o.value(), &batch.targets[t])?;
+            metrics[t].add_output(spec, &o.value(), targets)?;
         }
     }
-    Ok(Evaluation::from_metrics(tasks, &metrics, dataset.len()))
+    Ok(())
 }

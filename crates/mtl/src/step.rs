@@ -25,13 +25,13 @@
 //! place: there is no ordering rule to remember.
 
 use tapestry_autodiff::{Tape, Tensor, Var};
-use tapestry_data::Batch;
 use tapestry_nn::optim::Optimizer;
-use tapestry_nn::{Bound, Ctx, ParamGrads, ParamId, Params};
+use tapestry_nn::{Bound, ParamGrads, ParamId, Params};
 
 use crate::affinity::{task_affinity, AffinityOptions};
 use crate::error::MtlError;
-use crate::model::{input_tensor, task_loss, MultiTaskModel};
+use crate::model::{task_loss, MultiTaskModel};
+use crate::multi_input::TaskBatches;
 use crate::task_grads::{
     gram_cosines, gram_norms, gram_on_params, layer_gradient_norms, GradMode, TaskGradients,
 };
@@ -114,14 +114,17 @@ pub struct StepReport {
     pub step: u64,
     /// The epoch, from 0.
     pub epoch: u64,
-    /// The number of samples in the batch.
+    /// The number of samples the step read (summed over its batches, with one input per task).
     pub batch_size: usize,
-    /// `L_t`, each task's loss on the batch (before the update).
+    /// The tasks this step trained, in task order: every task, unless a schedule drew some
+    /// ([`TaskBatches::only`]).
+    pub trained: Vec<usize>,
+    /// `L_t`, each task's loss on its batch (before the update); NaN for a task not trained.
     pub losses: Vec<f64>,
-    /// The task weights of this step's update (`w_t` or `α_t`).
+    /// The task weights of this step's update (`w_t` or `α_t`); 0 for a task not trained.
     pub weights: Vec<f64>,
     /// Per-task gradient norms and cosines on the shared parameters, when computed (MGDA, or
-    /// any method with diagnostics on).
+    /// any method with diagnostics on), over the trained tasks.
     pub shared: Option<GradientStats>,
     /// Per-task gradient norms and cosines at the shared representation `Z` (MGDA-UB).
     pub representation: Option<GradientStats>,
@@ -134,7 +137,8 @@ pub struct StepReport {
     /// The inter-task affinity `Z_{i→j}`, `T × T` row-major, at the steps where it is
     /// measured ([`StepOptions::affinity`]).
     pub affinity: Option<Vec<f64>>,
-    /// Each task's output on the batch (off the tape), for training metrics.
+    /// Each task's output on its batch (off the tape), for training metrics; empty (`[0]`) for
+    /// a task not trained.
     pub outputs: Vec<Tensor>,
 }
 
@@ -228,8 +232,9 @@ impl TrainStep {
         self.gradnorm_param
     }
 
-    /// Runs one step on `batch` and updates `params` with `optimizer`: [`TrainStep::gradients`],
-    /// then the optimizer, then the model's [`MultiTaskModel::after_step`].
+    /// Runs one step on `batches` and updates `params` with `optimizer`:
+    /// [`TrainStep::gradients`], then the optimizer, then the model's
+    /// [`MultiTaskModel::after_step`].
     ///
     /// A weighting that needs the losses after the update ([`Needs::losses_after_update`](crate::weighting::Needs::losses_after_update))
     /// gets them from one more forward pass on `batch` ([`losses_at`]).
@@ -237,22 +242,21 @@ impl TrainStep {
     /// # Errors
     /// As [`TrainStep::gradients`], and then `params` is unchanged; an error of the forward pass
     /// after the update comes once `params` holds the update.
-    pub fn run(
+    pub fn run<'b>(
         &self,
         model: &(impl MultiTaskModel + ?Sized),
         params: &mut Params,
         optimizer: &mut (impl Optimizer + ?Sized),
         weighting: &mut (impl Weighting + ?Sized),
-        batch: &Batch,
+        batches: impl Into<TaskBatches<'b>>,
         counters: StepCounters,
     ) -> Result<StepReport, MtlError> {
-        let (grads, report) = self.gradients(model, params, weighting, batch, counters)?;
+        let batches = batches.into();
+        let (grads, report) =
+            self.gradients(model, params, weighting, batches.clone(), counters)?;
         optimizer.step(params, &grads);
         model.after_step(params, counters.step);
-        if weighting.needs().losses_after_update {
-            let after = losses_at(model, params, batch, counters)?;
-            weighting.after_update(&after)?;
-        }
+        after_update(model, params, weighting, &batches, counters)?;
         Ok(report)
     }
 
@@ -260,42 +264,37 @@ impl TrainStep {
     /// weighting needs, and the gradient of every parameter. The step's tape lives and dies
     /// inside this call, so the parameters can be updated in place afterwards.
     ///
+    /// `batches` is one [`Batch`](tapestry_data::Batch) every task reads (`&batch` converts),
+    /// or a [`TaskBatches`] with a batch per task and the tasks to train: the model runs once
+    /// per distinct batch, and the weighting sees the trained tasks' losses and gradients.
+    ///
     /// # Errors
     /// [`MtlError::NonFiniteLoss`] (naming the task and the step) if a loss is NaN or infinite,
     /// [`MtlError::NonFiniteGradient`] if a gradient is, and the model's, targets' and
     /// weighting's errors. Only BatchNorm's running statistics in `params` change.
-    pub fn gradients(
+    pub fn gradients<'b>(
         &self,
         model: &(impl MultiTaskModel + ?Sized),
         params: &mut Params,
         weighting: &mut (impl Weighting + ?Sized),
-        batch: &Batch,
+        batches: impl Into<TaskBatches<'b>>,
         counters: StepCounters,
     ) -> Result<(ParamGrads, StepReport), MtlError> {
+        let batches = batches.into();
         let tasks = model.tasks();
-        if batch.targets.len() != tasks.len() {
-            return Err(MtlError::TaskCount {
-                dataset: "batch".into(),
-                expected: tasks.len(),
-                found: batch.targets.len(),
-            });
-        }
+        batches.check(tasks.len())?;
+        let trained = batches.trained();
         let tape = Tape::new();
         let bound = params.bind(&tape);
-        let x = tape.constant(input_tensor(&batch.inputs));
-        let out = {
-            let mut ctx = Ctx::train(&bound)
-                .with_buffers(params.buffers_mut())
-                .with_seed(counters.dropout_seed());
-            model.forward(x, &mut ctx)
-        };
-        let losses = (tasks.iter().zip(&out.outputs).zip(&batch.targets))
-            .map(|((spec, &o), targets)| task_loss(spec, o, targets))
+        let out =
+            batches.forward(model, &tape, &bound, params.buffers_mut(), counters.dropout_seed());
+        let losses = (trained.iter().zip(&out.outputs))
+            .map(|(&t, &o)| task_loss(&tasks[t], o, batches.targets(t).expect("checked")))
             .collect::<Result<Vec<Var<'_>>, _>>()?;
         let values: Vec<f64> = losses.iter().map(|l| l.value().item() as f64).collect();
         if let Some((t, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(MtlError::NonFiniteLoss {
-                task: tasks[t].name.clone(),
+                task: tasks[trained[t]].name.clone(),
                 step: counters.step,
                 epoch: counters.epoch,
                 value,
@@ -341,12 +340,12 @@ impl TrainStep {
             layer_grad_norms: layer_grad_norms.as_deref(),
             shared_gram: shared_gram.as_deref(),
         })?;
-        if answer.weights.len() != tasks.len() {
+        if answer.weights.len() != trained.len() {
             return Err(MtlError::Config(format!(
                 "weighting `{}` gave {} weights for {} tasks",
                 weighting.name(),
                 answer.weights.len(),
-                tasks.len()
+                trained.len()
             )));
         }
         let w32: Vec<f32> = answer.weights.iter().map(|&w| w as f32).collect();
@@ -399,6 +398,14 @@ impl TrainStep {
         }
         let affinity = match self.options.affinity {
             Some(a) if a.due(counters.step) => {
+                let batch = match batches.groups().as_slice() {
+                    [(batch, trained_tasks)] if trained_tasks.len() == tasks.len() => *batch,
+                    _ => {
+                        return Err(MtlError::Config(
+                            "task affinity scores every task on one batch, so it needs every task trained on a batch they all read".into(),
+                        ))
+                    }
+                };
                 let formed;
                 let g = match &shared_grads {
                     Some(g) => g,
@@ -418,19 +425,28 @@ impl TrainStep {
             }
             _ => None,
         };
+        // Every task's entry, in task order (NaN, 0 and empty for a task not trained).
+        let mut all_losses = vec![f64::NAN; tasks.len()];
+        let mut all_weights = vec![0.0; tasks.len()];
+        let mut outputs = vec![Tensor::zeros(&[0]); tasks.len()];
+        for (i, &t) in trained.iter().enumerate() {
+            (all_losses[t], all_weights[t]) = (values[i], answer.weights[i]);
+            outputs[t] = out.outputs[i].value();
+        }
         let report = StepReport {
             step: counters.step,
             epoch: counters.epoch,
-            batch_size: batch.len(),
-            losses: values,
-            weights: answer.weights,
-            shared: shared_gram.as_deref().map(|g| GradientStats::from_gram(g, tasks.len())),
+            batch_size: batches.samples(),
+            trained,
+            losses: all_losses,
+            weights: all_weights,
+            shared: shared_gram.as_deref().map(|g| GradientStats::from_gram(g, losses.len())),
             representation: representation.as_ref().map(GradientStats::of),
             layer_grad_norms,
             aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),
             diagnostics: answer.diagnostics,
             affinity,
-            outputs: out.outputs.iter().map(|o| o.value()).collect(),
+            outputs,
         };
         Ok((grads, report))
     }
@@ -470,43 +486,64 @@ impl TrainStep {
     }
 }
 
-/// The task losses of `batch` at the current parameters, from a forward pass alone: in training
-/// mode with the step's dropout masks (`counters`), on a copy of the buffers so that BatchNorm's
-/// running statistics move only once per step.
+/// The losses of the tasks `batches` trains at the current parameters, from a forward pass
+/// alone: in training mode with the step's dropout masks (`counters`), on a copy of the buffers
+/// so that BatchNorm's running statistics move only once per step.
 ///
 /// # Errors
 /// [`MtlError::NonFiniteLoss`] if a loss is NaN or infinite, and the model's and targets' errors.
-pub fn losses_at(
+pub fn losses_at<'b>(
     model: &(impl MultiTaskModel + ?Sized),
     params: &Params,
-    batch: &Batch,
+    batches: impl Into<TaskBatches<'b>>,
     counters: StepCounters,
 ) -> Result<Vec<f64>, MtlError> {
+    let batches = batches.into();
+    let tasks = model.tasks();
+    batches.check(tasks.len())?;
+    let trained = batches.trained();
     let tape = Tape::new();
     let bound = params.bind(&tape);
     let mut buffers = params.buffers().clone();
     let values = tape.no_grad(|| {
-        let x = tape.constant(input_tensor(&batch.inputs));
-        let out = {
-            let mut ctx =
-                Ctx::train(&bound).with_buffers(&mut buffers).with_seed(counters.dropout_seed());
-            model.forward(x, &mut ctx)
-        };
-        (model.tasks().iter().zip(&out.outputs).zip(&batch.targets))
-            .map(|((spec, &o), targets)| {
-                task_loss(spec, o, targets).map(|l| l.value().item() as f64)
+        let out = batches.forward(model, &tape, &bound, &mut buffers, counters.dropout_seed());
+        (trained.iter().zip(&out.outputs))
+            .map(|(&t, &o)| {
+                task_loss(&tasks[t], o, batches.targets(t).expect("checked"))
+                    .map(|l| f64::from(l.value().item()))
             })
             .collect::<Result<Vec<f64>, _>>()
     })?;
-    if let Some((t, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+    if let Some((i, &value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(MtlError::NonFiniteLoss {
-            task: model.tasks()[t].name.clone(),
+            task: tasks[trained[i]].name.clone(),
             step: counters.step,
             epoch: counters.epoch,
             value,
         });
     }
     Ok(values)
+}
+
+/// Hands `weighting` the losses after the optimizer's update when it asks for them
+/// ([`Needs::losses_after_update`](crate::weighting::Needs::losses_after_update)): one more
+/// forward pass on the step's batches. Every path that updates the parameters calls it once
+/// per update ([`TrainStep::run`], and the trainer's accumulating plan).
+///
+/// # Errors
+/// As [`losses_at`], and the weighting's.
+pub fn after_update(
+    model: &(impl MultiTaskModel + ?Sized),
+    params: &Params,
+    weighting: &mut (impl Weighting + ?Sized),
+    batches: &TaskBatches<'_>,
+    counters: StepCounters,
+) -> Result<(), MtlError> {
+    if weighting.needs().losses_after_update {
+        let after = losses_at(model, params, batches.clone(), counters)?;
+        weighting.after_update(&after)?;
+    }
+    Ok(())
 }
 
 /// The shared parameters' gradient for a cotangent `d` at the shared representation: the

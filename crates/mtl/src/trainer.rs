@@ -46,13 +46,15 @@
 
 use std::time::Instant;
 
-use tapestry_data::{BatchOptions, MultiTaskDataset};
+use tapestry_data::{Batch, BatchOptions, MultiTaskDataset};
 use tapestry_nn::optim::Optimizer;
 use tapestry_nn::Params;
 
 use crate::error::MtlError;
-use crate::metrics::{evaluate, Evaluation, TaskMetric};
-use crate::model::{check_dataset, MultiTaskModel};
+use crate::metrics::{Evaluation, TaskMetric};
+use crate::model::MultiTaskModel;
+use crate::multi_input::{check_multi_input, TaskData};
+use crate::schedule::{Schedule, StepPlan};
 use crate::step::{StepCounters, StepOptions, StepReport, TrainStep};
 use crate::weighting::Weighting;
 
@@ -71,6 +73,10 @@ pub struct TrainerConfig {
     pub seed: u64,
     /// How each step computes what the weighting needs.
     pub step: StepOptions,
+    /// Which tasks each step trains (every task by default).
+    pub schedule: Schedule,
+    /// Steps per optimizer update, on the mean of their gradients (at least 1; the default 1).
+    pub accumulate: usize,
 }
 
 impl Default for TrainerConfig {
@@ -82,6 +88,8 @@ impl Default for TrainerConfig {
             drop_last: false,
             seed: 0,
             step: StepOptions::default(),
+            schedule: Schedule::All,
+            accumulate: 1,
         }
     }
 }
@@ -153,6 +161,7 @@ pub struct Trainer {
     weighting: Box<dyn Weighting>,
     steps: u64,
     epochs: u64,
+    plan: Option<StepPlan>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -183,7 +192,7 @@ impl Trainer {
         optimizer: Box<dyn Optimizer>,
         weighting: Box<dyn Weighting>,
     ) -> Self {
-        Trainer { config, optimizer, weighting, steps: 0, epochs: 0 }
+        Trainer { config, optimizer, weighting, steps: 0, epochs: 0, plan: None }
     }
 
     /// The configuration.
@@ -201,7 +210,7 @@ impl Trainer {
         self.weighting.as_ref()
     }
 
-    /// Steps taken so far.
+    /// Steps taken so far (optimizer updates are fewer with [`TrainerConfig::accumulate`]).
     pub fn steps(&self) -> u64 {
         self.steps
     }
@@ -226,14 +235,41 @@ impl Trainer {
         validation: Option<&MultiTaskDataset>,
         observer: &mut (impl Observer + ?Sized),
     ) -> Result<Vec<EpochReport>, MtlError> {
+        self.fit_data(model, params, train.into(), validation.map(TaskData::from), observer)
+    }
+
+    /// [`Trainer::fit`] on one data set every task reads, or on one data set per task
+    /// ([`TaskData::PerTask`]: each task trains on batches of its own training set and is
+    /// evaluated on its own validation set). The schedule and the accumulation of the
+    /// configuration apply to both.
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`]; also, before any step, a schedule or accumulation the run cannot
+    /// take ([`StepPlan::new`]) and, with one data set per task, a method that works at the
+    /// representation ([`check_multi_input`]).
+    pub fn fit_data(
+        &mut self,
+        model: &(impl MultiTaskModel + ?Sized),
+        params: &mut Params,
+        train: TaskData<'_>,
+        validation: Option<TaskData<'_>>,
+        observer: &mut (impl Observer + ?Sized),
+    ) -> Result<Vec<EpochReport>, MtlError> {
         if self.config.batch_size == 0 {
             return Err(MtlError::Config("the batch size must be at least 1".into()));
         }
-        check_dataset(model, train)?;
-        if let Some(v) = validation {
-            check_dataset(model, v)?;
+        train.check(model)?;
+        if let Some(v) = &validation {
+            v.check(model)?;
+        }
+        if matches!(train, TaskData::PerTask(_)) {
+            check_multi_input(self.weighting.as_ref())?;
         }
         let tasks = model.tasks();
+        if self.plan.is_none() {
+            let (schedule, k) = (self.config.schedule.clone(), self.config.accumulate);
+            self.plan = Some(StepPlan::new(schedule, k, tasks.len(), self.weighting.as_ref())?);
+        }
         self.weighting.register(params, tasks)?;
         let step =
             TrainStep::new(model, params, self.weighting.as_ref(), self.config.step.clone())?;
@@ -255,20 +291,27 @@ impl Trainer {
             let mut weight_sums = vec![0.0; tasks.len()];
             let mut affinity = MeanMatrix::default();
             let (mut steps, mut samples) = (0u64, 0usize);
-            for batch in train.batches(&options, epoch)? {
+            let plan = self.plan.as_mut().expect("made above");
+            for batches in train.epoch(&options, epoch)? {
                 let counters = StepCounters { step: self.steps, epoch, seed: self.config.seed };
-                let report = step.run(
+                let view = batches.view();
+                let report = plan.step(
+                    &step,
                     model,
                     params,
                     self.optimizer.as_mut(),
                     self.weighting.as_mut(),
-                    &batch,
+                    view.clone(),
                     counters,
                 )?;
-                for (t, spec) in tasks.iter().enumerate() {
-                    metrics[t].add_loss(report.losses[t], batch.len());
-                    metrics[t].add_output(spec, &report.outputs[t], &batch.targets[t])?;
-                    weight_sums[t] += report.weights[t];
+                for &t in &report.trained {
+                    let (batch, targets) = (view.batch(t), view.targets(t));
+                    let targets = targets.expect("a trained task has targets");
+                    metrics[t].add_loss(report.losses[t], batch.map_or(0, Batch::len));
+                    metrics[t].add_output(&tasks[t], &report.outputs[t], targets)?;
+                }
+                for (sum, w) in weight_sums.iter_mut().zip(&report.weights) {
+                    *sum += w;
                 }
                 if let Some(z) = &report.affinity {
                     affinity.add(z);
@@ -276,11 +319,12 @@ impl Trainer {
                 observer.on_step(&report);
                 self.steps += 1;
                 steps += 1;
-                samples += batch.len();
+                samples += report.batch_size;
             }
+            plan.finish(model, params, self.optimizer.as_mut(), self.steps.saturating_sub(1));
             let seconds = start.elapsed().as_secs_f64();
             let validation =
-                validation.map(|v| evaluate(model, params, v, eval_batch)).transpose()?;
+                validation.map(|v| v.evaluate(model, params, eval_batch)).transpose()?;
             let report = EpochReport {
                 epoch,
                 steps,
