@@ -29,13 +29,16 @@
 //! task j with the most negative `(G w_i)_j / ‖g_j‖`, solve the equality-constrained problem on
 //! the active tasks (a Cholesky solve of `G_PP z = −(G e_i)_P`), and, where some `z` is not
 //! positive, step towards it until a weight reaches 0 and drop that task. In exact arithmetic
-//! the active gradients stay linearly independent and the method ends after finitely many
-//! steps; here a task whose gradient lies in the span of the active ones up to rounding
-//! (squared distance at most 1e-14 of its squared norm, where its `(G w_i)_j` is 0 up to
-//! rounding) is not added, and a fixed cap bounds the steps. The projection `π(g_i)` is unique;
-//! λ need not be (linearly dependent gradients), and the one found is deterministic. Each solve
-//! reports its KKT residual, `max_j max(−(Gw_i)_j, λ_ij |(Gw_i)_j|) / (‖g_j‖ Σ_k w_ik ‖g_k‖)`
-//! (the denominator bounds `|(Gw_i)_j|`, so rounding is about 1e-16).
+//! the active gradients stay linearly independent (at the optimum on the active set, a gradient
+//! in their span has `(G w_i)_j = 0` and never enters), so `G_PP` is positive definite and the
+//! method ends after finitely many steps. In floating point a task enters only below
+//! `−10⁻¹³ ‖g_j‖ Σ_k w_ik ‖g_k‖` (rounding is about 10⁻¹⁶ of that), a task whose entry fails
+//! all the same (the Cholesky factorisation fails, or its weight comes out non-positive) is set
+//! aside until the active set next shrinks, and a cap of `10 T + 10` steps bounds the whole.
+//! The projection `π(g_i)` is unique; λ need not be (linearly dependent gradients), and the one
+//! found is deterministic. Each solve reports its KKT residual,
+//! `max_j max(−(Gw_i)_j, λ_ij |(Gw_i)_j|) / (‖g_j‖ Σ_k w_ik ‖g_k‖)` (the denominator bounds
+//! `|(Gw_i)_j|`, so rounding is about 1e-16).
 //!
 //! TorchJD divides `G` by its trace and adds `10⁻⁴ I` (`reg_eps`) so that quadprog sees a
 //! positive definite matrix; the active-set solve needs neither, so these are the paper's
@@ -51,9 +54,6 @@ use crate::min_norm::validated_symmetric;
 
 /// A task enters the active set when `(G w_i)_j < −ENTER · ‖g_j‖ Σ_k w_ik ‖g_k‖`.
 const ENTER: f64 = 1e-13;
-/// A task whose gradient's squared distance to the span of the active ones is at most this
-/// times its squared norm counts as linearly dependent on them.
-const DEPENDENT: f64 = 1e-14;
 
 /// The weights of one projection `π(g_i) = Σ_j w_j g_j`.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,20 +143,6 @@ fn sub(gram: &[f64], t: usize, rows: &[usize]) -> DMatrix<f64> {
     DMatrix::from_fn(rows.len(), rows.len(), |a, b| gram[rows[a] * t + rows[b]])
 }
 
-/// Whether `g_j`'s squared distance to the span of the gradients `active` is at most
-/// [`DEPENDENT`] times its squared norm (the last Cholesky pivot of `G` on `active` then j).
-fn dependent(gram: &[f64], t: usize, active: &[usize], j: usize) -> bool {
-    let mut rows = active.to_vec();
-    rows.push(j);
-    match sub(gram, t, &rows).cholesky() {
-        Some(c) => {
-            let pivot = c.l_dirty()[(active.len(), active.len())];
-            pivot * pivot <= DEPENDENT * gram[j * t + j]
-        }
-        None => true,
-    }
-}
-
 /// The minimiser on the active tasks without the sign constraint: `G_PP z = −(G e_i)_P`.
 fn unconstrained(gram: &[f64], t: usize, active: &[usize], i: usize) -> Option<Vec<f64>> {
     let rhs = DVector::from_fn(active.len(), |a, _| -gram[active[a] * t + i]);
@@ -194,11 +180,6 @@ fn project(gram: &[f64], t: usize, i: usize) -> Projection {
             .filter(|&j| p[j] < -ENTER * norms[j] * m)
             .min_by(|&a, &b| (p[a] / norms[a]).total_cmp(&(p[b] / norms[b])));
         let Some(j) = entering else { break };
-        let set: Vec<usize> = (0..t).filter(|&k| active[k]).collect();
-        if dependent(gram, t, &set, j) {
-            blocked[j] = true;
-            continue;
-        }
         iterations += 1;
         active[j] = true;
         let mut first = true;
@@ -273,5 +254,26 @@ impl Weighting for Upgrad {
             ],
             ..Default::default()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kkt_residual_sees_each_violated_condition() {
+        // g_1 = (1, 0), g_2 = (−1, 1): π(g_1) = g_1 + ½ g_2 = (½, ½), orthogonal to g_2.
+        let gram = [1.0, -1.0, -1.0, 2.0];
+        let norms = [1.0, 2f64.sqrt()];
+        let p = project(&gram, 2, 0);
+        assert!(p.weights[0] == 1.0 && (p.weights[1] - 0.5).abs() < 1e-15, "{p:?}");
+        assert_eq!(kkt_residual(&gram, 2, 0, &[0.0, 0.5], &norms), 0.0);
+        // λ = 0 leaves ⟨g_1, g_2⟩ = −1 < 0: dual infeasible, 1/(√2 · 1).
+        let r = kkt_residual(&gram, 2, 0, &[0.0, 0.0], &norms);
+        assert!((r - 1.0 / 2f64.sqrt()).abs() < 1e-15, "{r}");
+        // λ_2 = 1 is feasible ((Gw) = (0, 1)) but not complementary: 1·1/(√2 (1 + √2)).
+        let r = kkt_residual(&gram, 2, 0, &[0.0, 1.0], &norms);
+        assert!((r - 1.0 / (2f64.sqrt() * (1.0 + 2f64.sqrt()))).abs() < 1e-15, "{r}");
     }
 }
