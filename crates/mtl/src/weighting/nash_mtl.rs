@@ -264,7 +264,7 @@ fn newton(gram: &[f64], t: usize, max_cancellation: f64) -> Newton {
         let Some(chol) = (DMatrix::identity(t, t) + &state.m).cholesky() else { break state };
         let delta = chol.solve(&(-&state.r));
         let decrement = -state.r.dot(&delta);
-        if !(decrement > 1e-30) {
+        if decrement.is_nan() || decrement <= 1e-30 {
             break state;
         }
         let step = if decrement <= FULL_STEP {
