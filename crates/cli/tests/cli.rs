@@ -373,6 +373,18 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
         (&["train", "--method", "ew", "--param", "tau", "--out", "never"], "NAME=VALUE"),
         (&["train", "--method", "dwa", "--param", "tau=x", "--out", "never"], "not a number"),
         (&["train", "--param", "alpha=1", "--param", "alpha=2", "--out", "never"], "twice"),
+        (
+            &[
+                "train",
+                "--method",
+                "nash-mtl",
+                "--param",
+                "update_weights_every=2",
+                "--out",
+                "never",
+            ],
+            "nash-mtl: no hyper-parameter `update_weights_every`; it takes none",
+        ),
         (&["compare", "--methods", "ew,mgda", "--param", "tau=1", "--out", "never"], "none of"),
         (&["compare", "--methods", "dwa", "--param", "tau=0", "--out", "never"], "tau must lie"),
         (&["train", "--affinity", "--affinity-every", "0"], "affinity's interval"),

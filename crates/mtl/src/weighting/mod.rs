@@ -24,8 +24,10 @@ mod hyper;
 mod imtl;
 mod imtl_l;
 mod mgda;
+mod nash_mtl;
 mod pcgrad;
 mod rlw;
+mod upgrad;
 mod uw;
 
 use std::collections::BTreeMap;
@@ -51,8 +53,12 @@ pub use hyper::{Hyper, HyperValues, Interval};
 pub use imtl::ImtlG;
 pub use imtl_l::ImtlL;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
+pub use nash_mtl::{
+    NashFallback, NashMtl, NashSolution, NASH_MAX_ITERATIONS, NASH_RIDGE, NASH_TOLERANCE,
+};
 pub use pcgrad::PcGrad;
 pub use rlw::RandomLossWeighting;
+pub use upgrad::{Projection, Upgrad, UpgradSolution};
 pub use uw::UncertaintyWeighting;
 
 /// What a weighting needs computed each step, besides the losses (which it always gets).
@@ -426,6 +432,8 @@ pub const METHODS: &[Method] = &[
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", hypers: &[], build: |_, o| Box::new(MgdaUb { normalization: o.normalization }) },
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", hypers: &[], build: |_, _| Box::new(PcGrad) },
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", hypers: &[], build: |_, _| Box::new(ImtlG) },
+    Method { name: "nash-mtl", summary: "Nash bargaining weights: the α > 0 with α_t (Gα)_t = 1 on the Gram", hypers: &[], build: |_, _| Box::new(NashMtl) },
+    Method { name: "upgrad", summary: "mean of each task's gradient projected onto the dual cone of all of them", hypers: &[], build: |_, _| Box::new(Upgrad) },
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
     Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", hypers: &[GRADDROP_LEAK], build: |h, _| Box::new(GradDrop { leak: h.get("leak") as f32 }) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", hypers: &[GRADNORM_ALPHA, GRADNORM_LR], build: |h, o| Box::new(GradNorm::with_config(GradNormConfig { optimizer: o.gradnorm_optimizer, ..GradNormConfig::new(h.get("alpha"), h.get("lr")) })) },
