@@ -15,7 +15,8 @@ use tapestry_mtl::model::{input_tensor, task_loss, HardSharing, MultiTaskModel};
 use tapestry_mtl::step::{StepCounters, StepOptions, TrainStep};
 use tapestry_mtl::task_grads::{gram_on_params, GradMode, TaskGradients};
 use tapestry_mtl::weighting::{
-    AlignedMtl, ImtlG, Mgda, Needs, StepInput, StepWeights, Weighting, WeightingError,
+    AlignedMtl, ImtlG, Mgda, NashMtl, Needs, StepInput, StepWeights, Upgrad, Weighting,
+    WeightingError,
 };
 use tapestry_nn::{Ctx, Flatten, Linear, MaxPool2d, Params, Relu, Sequential};
 
@@ -174,11 +175,13 @@ fn mgda_on_the_gram_path_matches_the_materialised_path() {
 fn imtl_g_and_aligned_mtl_on_the_gram_path_match_the_materialised_path() {
     same_step(|| Box::new(ImtlG));
     same_step(|| Box::new(AlignedMtl));
+    same_step(|| Box::new(NashMtl));
+    same_step(|| Box::new(Upgrad));
 }
 
 #[test]
 fn the_gram_only_methods_ask_for_the_gram_alone() {
-    for w in [&Mgda::default() as &dyn Weighting, &ImtlG, &AlignedMtl] {
+    for w in [&Mgda::default() as &dyn Weighting, &ImtlG, &AlignedMtl, &NashMtl, &Upgrad] {
         assert_eq!(w.needs(), Needs { shared_gram: true, ..Needs::LOSSES }, "{}", w.name());
     }
 }

@@ -239,13 +239,13 @@ impl Weighting for Upgrad {
     }
 
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        Needs { shared_gram: true, ..Needs::LOSSES }
     }
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("upgrad", input.losses)?;
-        let grads = input.shared_gradients("upgrad")?;
-        let solution = Self::weights_from_gram(grads.gram(), grads.tasks())?;
+        let gram = input.shared_gram("upgrad")?;
+        let solution = Self::weights_from_gram(gram, input.losses.len())?;
         Ok(StepWeights {
             weights: solution.weights,
             diagnostics: vec![
