@@ -224,7 +224,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { run, out } => {
             let config = run.config()?;
-            note_ignored(&config, &[config.method.clone()]);
+            note_ignored(&config, std::slice::from_ref(&config.method));
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
             run::train(&config, &out, run.quiet)?;
