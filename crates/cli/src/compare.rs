@@ -13,7 +13,8 @@ use crate::error::Result;
 use crate::invalid;
 use crate::output::write_atomic;
 use crate::plots::{self, Series};
-use crate::run::{metric_name, train, RunSummary};
+use crate::run::{fmt_opt, metric_name, pad, train, RunSummary};
+use unicode_width::UnicodeWidthStr;
 
 /// Δp of `metrics` against `baseline`, in percent: `(100 / T) Σ_t (−1)^{l_t} (M_t − B_t) / B_t`,
 /// where `l_t = 1` when task `t`'s metric is better lower. Tasks whose baseline is 0 or unknown
@@ -209,10 +210,14 @@ pub fn compare(
     let ew_seconds = results[0].1.train_seconds;
 
     let mut table = String::new();
-    let width = results.iter().map(|(m, _)| m.len()).max().unwrap_or(6).max(6);
-    let mut header = format!("{:<width$}", "method");
-    for t in &tasks {
-        header.push_str(&format!("  {:>18}", format!("{} {}", t.name, metric_name(t.metric))));
+    let width = results.iter().map(|(m, _)| m.width()).max().unwrap_or(6).max(6);
+    let mut header = pad("method", width);
+    // Each task's column is as wide as its heading, at least 18.
+    let headings: Vec<String> =
+        tasks.iter().map(|t| format!("{} {}", t.name, metric_name(t.metric))).collect();
+    let columns: Vec<usize> = headings.iter().map(|h| h.width().max(18)).collect();
+    for (h, &w) in headings.iter().zip(&columns) {
+        header.push_str(&format!("  {}{h}", " ".repeat(w - h.width())));
     }
     header.push_str(&format!("  {:>9}  {:>9}  {:>6}\n", "Δp (%)", "train s", "× EW"));
     table.push_str(&header);
@@ -221,12 +226,9 @@ pub fn compare(
     for (method, summary) in &results {
         let v = values(summary);
         let dp = delta_p(&v, &ew, &up);
-        let mut line = format!("{method:<width$}");
-        for x in &v {
-            line.push_str(&format!(
-                "  {:>18}",
-                x.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into())
-            ));
+        let mut line = pad(method, width);
+        for (x, &w) in v.iter().zip(&columns) {
+            line.push_str(&format!("  {:>w$}", fmt_opt(*x)));
         }
         let time_ratio = summary.train_seconds / ew_seconds.max(1e-9);
         line.push_str(&format!(

@@ -27,7 +27,7 @@ pub const ARCHS: [&str; 3] = ["hard", "soft", "cross-stitch"];
 /// The optimizers the command knows.
 pub const OPTIMIZERS: [&str; 3] = ["adam", "sgd", "adamw"];
 /// The model presets the command knows; `auto` picks the data set's default.
-pub const MODELS: [&str; 6] = ["auto", "mlp", "conv", "lenet", "multitasknet", "linear"];
+pub const MODELS: [&str; 5] = ["auto", "mlp", "conv", "lenet", "multitasknet"];
 /// The rules GradNorm's weights can follow: Adam (as in the paper) or plain gradient descent.
 pub const GRADNORM_OPTIMIZERS: [&str; 2] = ["adam", "gd"];
 /// The gradient normalisations of MGDA and MGDA-UB.
@@ -176,7 +176,8 @@ impl RunConfig {
             let line = e
                 .span()
                 .map(|s| {
-                    format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1))
+                    let before = &text.as_bytes()[..s.start.min(text.len())];
+                    format!(" (line {})", before.iter().filter(|&&b| b == b'\n').count() + 1)
                 })
                 .unwrap_or_default();
             invalid!("config file {}{line}: {}", path.display(), e.message().trim())
@@ -184,6 +185,10 @@ impl RunConfig {
     }
 
     /// The configuration as TOML text.
+    ///
+    /// # Panics
+    /// If an integer exceeds `i64::MAX`, the largest TOML holds ([`RunConfig::validate`]
+    /// refuses those).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a run configuration always serialises")
     }
@@ -220,6 +225,21 @@ impl RunConfig {
         self.optimizer = one_of("optimizer", &self.optimizer, &OPTIMIZERS)?;
         self.gradnorm_optimizer =
             one_of("GradNorm optimizer", &self.gradnorm_optimizer, &GRADNORM_OPTIMIZERS)?;
+        // TOML integers are i64: a larger value could not be written to config.toml.
+        for (what, value) in [
+            ("seed", Some(self.seed)),
+            ("number of epochs", Some(self.epochs as u64)),
+            ("batch size", Some(self.batch_size as u64)),
+            ("sample limit", self.limit.map(|l| l as u64)),
+            ("task relation's update interval", Some(self.task_relation_every)),
+        ] {
+            if let Some(v) = value.filter(|&v| v > i64::MAX as u64) {
+                return Err(invalid!(
+                    "the {what} {v} is too large: config.toml holds integers up to {}",
+                    i64::MAX
+                ));
+            }
+        }
         if self.epochs == 0 {
             return Err(invalid!("the number of epochs must be at least 1"));
         }
@@ -395,6 +415,32 @@ impl RunConfig {
             other => return Err(invalid!("unknown optimizer `{other}`")),
         })
     }
+}
+
+/// The methods that read `--normalization`.
+pub const NORMALIZED_METHODS: [&str; 2] = ["mgda", "mgda-ub"];
+
+/// One line for each option of `config` that none of `methods` reads (a normalisation other
+/// than `none`, a GradNorm optimizer other than `adam`), so that it is not dropped silently.
+pub fn ignored_options(config: &RunConfig, methods: &[String]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let list = methods.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+    if config.normalization != "none"
+        && !methods.iter().any(|m| NORMALIZED_METHODS.contains(&m.as_str()))
+    {
+        notes.push(format!(
+            "--normalization {} has no effect on {list}: only {} read it",
+            config.normalization,
+            NORMALIZED_METHODS.join(" and ")
+        ));
+    }
+    if config.gradnorm_optimizer != "adam" && !methods.iter().any(|m| m == "gradnorm") {
+        notes.push(format!(
+            "--gradnorm-optimizer {} has no effect on {list}: only gradnorm reads it",
+            config.gradnorm_optimizer
+        ));
+    }
+    notes
 }
 
 /// Parses `NAME=VALUE` hyper-parameter assignments into a map; a name given twice is an error.

@@ -38,8 +38,22 @@ impl CliError {
     }
 
     /// The message as one line: inner line breaks become `; `, and it ends with a full stop.
+    /// Training stopped by a value that overflowed gets a hint about the learning rate.
     pub fn sentence(&self) -> String {
-        one_sentence(&self.to_string())
+        use tapestry_mtl::MtlError;
+        let hint = matches!(
+            self,
+            CliError::Mtl(
+                MtlError::NonFiniteLoss { .. }
+                    | MtlError::NonFiniteGradient { .. }
+                    | MtlError::NonFiniteTaskGradient { .. }
+            )
+        );
+        let mut text = self.to_string();
+        if hint {
+            text.push_str(" (a smaller learning rate, --lr, may keep it finite)");
+        }
+        one_sentence(&text)
     }
 }
 
@@ -55,6 +69,37 @@ pub fn one_sentence(message: &str) -> String {
         s.push('.');
     }
     s
+}
+
+/// A command-line parse error as one sentence (without the `see --help` the caller adds): the
+/// message with what clap lists under it (the missing arguments, the valid values, a similar
+/// name), without the usage lines.
+pub fn clap_sentence(e: &clap::Error) -> String {
+    use clap::error::ErrorKind;
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return "a command is needed: train, eval, compare or methods".into();
+    }
+    let text = e.render().to_string();
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches('[').trim_end_matches(']'));
+    let mut sentence =
+        lines.next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+    let rest: Vec<&str> = lines.collect();
+    if !rest.is_empty() {
+        // "…not provided:" followed by the arguments, one per line; or tips.
+        let joined = rest.join(", ");
+        if sentence.ends_with(':') {
+            sentence.push(' ');
+        } else {
+            sentence.push_str("; ");
+        }
+        sentence.push_str(&joined);
+    }
+    one_sentence(&sentence).trim_end_matches('.').to_string()
 }
 
 /// The command's result type.

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::RunConfig;
-use crate::error::{one_sentence, CliError, Result};
+use crate::error::{clap_sentence, one_sentence, CliError, Result};
 
 /// Train, evaluate and compare multi-task models.
 #[derive(Debug, Parser)]
@@ -42,6 +42,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Train a multi-task model (defaults: MultiDigits, an MLP, GradNorm, Adam, 25 epochs).
+    #[command(allow_negative_numbers = true)]
     Train {
         #[command(flatten)]
         run: RunArgs,
@@ -63,6 +64,7 @@ enum Command {
     },
     /// Train several weighting methods and architectures on the same data and seed and compare
     /// them (Δp over hard-sharing EW).
+    #[command(allow_negative_numbers = true)]
     Compare {
         /// Comma-separated methods (`tapestry methods` lists them; `all` is every one); ew is
         /// the baseline, run first. A `--param` applies to every listed method that takes it.
@@ -371,6 +373,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train { run, out } => {
             let config = run.config()?;
+            note_ignored(&config, std::slice::from_ref(&config.method));
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
             run::train(&config, &out, run.quiet)?;
@@ -382,6 +385,11 @@ fn run(cli: Cli) -> Result<()> {
             run::eval(&checkpoint, limit, threads)?;
         }
         Command::Compare { methods, archs, run, out } => {
+            if let Some(m) = &run.method {
+                return Err(CliError::Invalid(format!(
+                    "compare takes --methods (a comma-separated list, for example --methods {m}), not --method"
+                )));
+            }
             let methods = compare::parse_methods(&methods)?;
             let archs = compare::parse_archs(&archs)?;
             // The hyper-parameters go to the methods that take them, not to the base run's.
@@ -390,6 +398,7 @@ fn run(cli: Cli) -> Result<()> {
             compare::check_params(&methods, &params)?;
             let mut config = config.validate()?;
             config.params = params;
+            note_ignored(&config, &methods);
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
             let table = compare::compare(&config, &methods, &archs, &out, run.quiet)?;
@@ -410,6 +419,13 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Prints one line on stderr for each option none of `methods` reads.
+fn note_ignored(config: &RunConfig, methods: &[String]) {
+    for note in config::ignored_options(config, methods) {
+        eprintln!("tapestry: note: {note}.");
+    }
+}
+
 fn main() -> ExitCode {
     std::panic::set_hook(Box::new(|info| {
         let message = info
@@ -428,13 +444,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.trim_start_matches("error: ");
-            eprintln!(
-                "tapestry: {} (see tapestry --help)",
-                one_sentence(first).trim_end_matches('.')
-            );
+            eprintln!("tapestry: {} (see tapestry --help)", clap_sentence(&e));
             return ExitCode::from(2);
         }
     };

@@ -22,9 +22,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .create(true)
             .truncate(true)
             .open(&tmp)
-            .map_err(|e| CliError::io("create", &tmp, e))?;
-        file.write_all(bytes).map_err(|e| CliError::io("write", &tmp, e))?;
-        file.sync_all().map_err(|e| CliError::io("flush", &tmp, e))?;
+            .map_err(|e| CliError::io("write", path, e))?;
+        // Errors name the file the user asked for, not the hidden temporary one.
+        file.write_all(bytes).map_err(|e| CliError::io("write", path, e))?;
+        file.sync_all().map_err(|e| CliError::io("flush", path, e))?;
         drop(file);
         fs::rename(&tmp, path).map_err(|e| CliError::io("write", path, e))
     })();
@@ -47,4 +48,18 @@ pub fn json_lines(records: &[serde_json::Value]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_names_the_file_not_its_temporary_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("missing").join("config.toml");
+        let err = write_atomic(&target, b"x").unwrap_err().to_string();
+        assert!(err.contains(&target.display().to_string()), "{err}");
+        assert!(!err.contains(".config.toml.tmp"), "{err}");
+    }
 }

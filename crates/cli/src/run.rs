@@ -1,23 +1,24 @@
 //! `tapestry train` and `tapestry eval`: a training run with progress bars, a metric table each
 //! epoch, `metrics.jsonl`, plots and a checkpoint; and the evaluation of a saved run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
-use tapestry_data::{DatasetConfig, MetricKind, Splits, TaskSpec};
+use tapestry_data::{DatasetConfig, MetricKind, Splits, TaskSpec, TaskTargets};
 use tapestry_mtl::metrics::Evaluation;
 use tapestry_mtl::trainer::{EpochReport, Observer, Trainer, TrainerConfig};
 use tapestry_mtl::{StepOptions, StepReport};
-use tapestry_nn::checkpoint;
+use tapestry_nn::checkpoint::{self, Checkpoint};
+use unicode_width::UnicodeWidthStr;
 
 use crate::config::{parse_target, RunConfig};
 use crate::error::{CliError, Result};
 use crate::inputs::RunData;
 use crate::invalid;
-use crate::models::{build_model, BuiltModel};
+use crate::models::{build_model, resolve_preset, BuiltModel};
 use crate::output::{create_dir, json_lines, write_atomic};
 use crate::plots::{self, Series};
 
@@ -53,6 +54,10 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
     if let DatasetConfig::Fashion(fashion) = &mut dataset {
         fashion.max_samples = config.limit;
     }
+    // Multi-Fashion composes only the images the limit keeps (the same ones, faster).
+    if let DatasetConfig::MultiFashion(fashion) = &mut dataset {
+        fashion.max_images = config.limit;
+    }
     let mut splits = dataset.load()?;
     if let Some(limit) = config.limit {
         for split in [&mut splits.train, &mut splits.test] {
@@ -62,13 +67,54 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
             }
         }
     }
+    let source = match &config.data_path {
+        Some(path) => format!("`{}` ({})", config.dataset, path.display()),
+        None => format!("`{}`", config.dataset),
+    };
     if splits.train.is_empty() {
-        return Err(invalid!("the training split of `{}` is empty", config.dataset));
+        return Err(invalid!("the training split of {source} is empty"));
     }
     if splits.test.is_empty() {
-        return Err(invalid!("the test split of `{}` is empty", config.dataset));
+        return Err(invalid!("the test split of {source} is empty"));
+    }
+    if let (DatasetConfig::Csv(csv), "csv") = (&dataset, config.dataset.as_str()) {
+        check_learnable(&splits, &csv.path)?;
     }
     Ok(splits)
+}
+
+/// Refuses the tasks of a table that a run can neither learn nor score: a classification whose
+/// training rows hold one class, and a task without any label in the training or test rows.
+fn check_learnable(splits: &Splits, file: &Path) -> Result<()> {
+    for (t, spec) in splits.train.tasks.iter().enumerate() {
+        let what = match &splits.train.targets[t] {
+            TaskTargets::Classes { .. } => "label",
+            _ => "value",
+        };
+        for (split, name) in [(&splits.train, "training"), (&splits.test, "test")] {
+            if split.targets[t].present() == 0 {
+                return Err(invalid!(
+                    "{}: no {name} row has a {what} for task {:?}, so it can be neither learned \
+                     nor scored; give more rows with a {what}",
+                    file.display(),
+                    spec.name
+                ));
+            }
+        }
+        if let TaskTargets::Classes { labels } = &splits.train.targets[t] {
+            let classes: BTreeSet<i64> = labels.iter().copied().filter(|&l| l >= 0).collect();
+            if classes.len() == 1 {
+                return Err(invalid!(
+                    "{}: the training rows give task {:?} only one class (label {}), so there is \
+                     nothing to learn",
+                    file.display(),
+                    spec.name,
+                    classes.first().expect("one class")
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a finished run reports.
@@ -174,30 +220,55 @@ fn evaluation_json(e: &Evaluation) -> Value {
     )
 }
 
-fn fmt_opt(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into())
+/// A value for a table: four decimals, or four significant digits and an exponent when that
+/// would not fit in 10 columns (`6.635e28`); `-` for none.
+pub fn fmt_opt(v: Option<f64>) -> String {
+    match v {
+        Some(v) => {
+            let fixed = format!("{v:.4}");
+            if fixed.len() > 10 && v.is_finite() {
+                format!("{v:.3e}")
+            } else {
+                fixed
+            }
+        }
+        None => "-".into(),
+    }
+}
+
+/// `text` padded with spaces to `width` terminal columns (wide characters take two).
+pub fn pad(text: &str, width: usize) -> String {
+    format!("{text}{}", " ".repeat(width.saturating_sub(text.width())))
 }
 
 /// The per-task table of an epoch (or of an evaluation when `train` is `None`).
 pub fn metric_table(train: Option<&Evaluation>, test: &Evaluation) -> String {
     let mut out = String::new();
-    let width = test.tasks.iter().map(|t| t.task.len()).max().unwrap_or(4).max(4);
+    let width = test.tasks.iter().map(|t| t.task.width()).max().unwrap_or(4).max(4);
     match train {
         Some(_) => out.push_str(&format!(
-            "  {:<width$}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}\n",
-            "task", "train loss", "test loss", "metric", "train", "test"
+            "  {}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}\n",
+            pad("task", width),
+            "train loss",
+            "test loss",
+            "metric",
+            "train",
+            "test"
         )),
         None => out.push_str(&format!(
-            "  {:<width$}  {:>10}  {:>8}  {:>10}\n",
-            "task", "loss", "metric", "value"
+            "  {}  {:>10}  {:>8}  {:>10}\n",
+            pad("task", width),
+            "loss",
+            "metric",
+            "value"
         )),
     }
     for (i, t) in test.tasks.iter().enumerate() {
         let name = metric_name(t.metric);
         match train {
             Some(tr) => out.push_str(&format!(
-                "  {:<width$}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}\n",
-                t.task,
+                "  {}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}\n",
+                pad(&t.task, width),
                 fmt_opt(tr.tasks[i].loss),
                 fmt_opt(t.loss),
                 name,
@@ -205,8 +276,8 @@ pub fn metric_table(train: Option<&Evaluation>, test: &Evaluation) -> String {
                 fmt_opt(t.value)
             )),
             None => out.push_str(&format!(
-                "  {:<width$}  {:>10}  {:>8}  {:>10}\n",
-                t.task,
+                "  {}  {:>10}  {:>8}  {:>10}\n",
+                pad(&t.task, width),
                 fmt_opt(t.loss),
                 name,
                 fmt_opt(t.value)
@@ -476,6 +547,9 @@ pub fn locate_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
     }
     let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let config = dir.join(CONFIG_FILE);
+    if config.exists() && !config.is_file() {
+        return Err(invalid!("{} is not a file", config.display()));
+    }
     if !config.is_file() {
         return Err(invalid!(
             "no {CONFIG_FILE} next to {}: the model cannot be rebuilt without the run's configuration",
@@ -497,6 +571,11 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     }
     config = config.validate()?;
     crate::init_threads(config.threads)?;
+    // The checkpoint is read (and verified) first: its own record of the run must agree with
+    // the configuration the model is rebuilt from.
+    let checkpoint = Checkpoint::read(&file)?;
+    let meta = checkpoint.user_metadata();
+    check_run_record(&meta, &config, &config_path, &file)?;
     let data = RunData::load(&config)?;
     let BuiltModel { model, mut params, preset, .. } =
         build_model(&config, data.sample_shape(), &data.tasks())?;
@@ -505,13 +584,15 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
         .weighting()?
         .register(&mut params, model.tasks())
         .map_err(tapestry_mtl::MtlError::from)?;
-    let meta = checkpoint::load(&file, &mut params, None)?;
+    checkpoint.restore(&file, &mut params, None)?;
     let evaluation = data.test().evaluate(&model, &params, EVAL_BATCH)?;
+    let epochs = meta.get("epoch").map(String::as_str).unwrap_or("?");
     println!(
-        "tapestry eval: {} ({} after {} epochs of {}) on the {} test split ({} samples)",
+        "tapestry eval: {} ({} after {} {} of {}) on the {} test split ({} samples)",
         file.display(),
         preset,
-        meta.get("epoch").map(String::as_str).unwrap_or("?"),
+        epochs,
+        if epochs == "1" { "epoch" } else { "epochs" },
         config.method,
         config.data_name(),
         evaluation.samples
@@ -520,8 +601,52 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     Ok(evaluation)
 }
 
+/// Refuses a configuration that does not describe the run whose checkpoint `meta` comes from:
+/// the method, data set, architecture and model the checkpoint records (those it records) must
+/// be the configuration's.
+fn check_run_record(
+    meta: &BTreeMap<String, String>,
+    config: &RunConfig,
+    config_path: &Path,
+    file: &Path,
+) -> Result<()> {
+    let preset = resolve_preset(&config.model, &config.dataset);
+    let data = config.data_name();
+    let differences: Vec<String> = [
+        ("method", config.method.as_str()),
+        ("dataset", data.as_str()),
+        ("arch", config.arch.as_str()),
+        ("model", preset.as_str()),
+    ]
+    .into_iter()
+    .filter_map(|(key, ours)| {
+        let recorded = meta.get(key)?;
+        (recorded != ours)
+            .then(|| format!("{key} `{ours}` where the checkpoint records `{recorded}`"))
+    })
+    .collect();
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(invalid!(
+        "{} does not describe the run that wrote {}: it gives {}",
+        config_path.display(),
+        file.display(),
+        differences.join(", ")
+    ))
+}
+
 /// Makes sure `out` can be used: an existing file there is an error.
 pub fn check_out_dir(out: &Path) -> Result<()> {
+    if !out.exists() {
+        if let Ok(target) = std::fs::read_link(out) {
+            return Err(invalid!(
+                "output path {} is a symbolic link to {}, which does not exist",
+                out.display(),
+                target.display()
+            ));
+        }
+    }
     if out.exists() && !out.is_dir() {
         return Err(CliError::Invalid(format!(
             "output path {} exists and is not a directory",

@@ -1,7 +1,8 @@
 //! Multi-target CSV tables: chosen feature columns, one or more target columns per task.
 //!
 //! Cells are separated by a delimiter (`,` by default); a cell may be quoted with `"`, with `""`
-//! standing for a quote inside it (a quoted cell cannot span lines). Blank lines are skipped. A
+//! standing for a quote inside it (a quoted cell cannot span lines). Lines end at `\n`, `\r\n`
+//! or `\r`; blank lines are skipped, and a leading byte order mark is dropped. A
 //! target cell that is empty, `NA`, `N/A`, `NaN` or `?` (any case) is missing: the sample is
 //! masked out of that task's loss and metric. A feature cell must be a number.
 
@@ -15,6 +16,11 @@ use crate::dataset::{MultiTaskDataset, Splits, TaskTargets};
 use crate::error::{DataError, Result};
 use crate::seeded_rng;
 use crate::task::{TaskSpec, MISSING_LABEL};
+
+/// The most classes an integer-labelled task may have when the count is taken from the labels
+/// (the largest label plus one): one stray large label would otherwise ask for a head of that
+/// many outputs.
+pub const MAX_CSV_CLASSES: usize = 100_000;
 
 /// A column, by header name or by 0-based position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -212,12 +218,15 @@ fn split_record(line: &str, delimiter: char) -> std::result::Result<Vec<String>,
 fn read_table(path: &Path, has_header: bool, delimiter: char) -> Result<Table> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| DataError::Io { path: path.into(), source })?;
+    // A byte order mark (Excel's "CSV UTF-8") is not part of the first cell.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let mut header = None;
     let mut rows = Vec::new();
     let mut width = None;
-    for (index, line) in text.lines().enumerate() {
+    // A line ends at `\n`, `\r\n` or a lone `\r` (old Mac files).
+    let text = text.replace("\r\n", "\n");
+    for (index, line) in text.split(['\n', '\r']).enumerate() {
         let line_number = index + 1;
-        let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             continue;
         }
@@ -261,7 +270,8 @@ impl Table {
             Column::Index(i) => Err(DataError::Format {
                 path: path.into(),
                 message: format!(
-                    "column index {i} is out of range: the file has {} columns",
+                    "column {} is out of range: the file has {} columns",
+                    i + 1,
                     self.width
                 ),
             }),
@@ -272,10 +282,28 @@ impl Table {
                         "column {name:?} is named but the file is read without a header"
                     ),
                 })?;
-                header.iter().position(|h| h == name).ok_or_else(|| DataError::Format {
-                    path: path.into(),
-                    message: format!("no column is named {name:?}; the header has {header:?}"),
-                })
+                let matches: Vec<usize> =
+                    (0..header.len()).filter(|&j| header[j] == *name).collect();
+                match matches[..] {
+                    [j] => Ok(j),
+                    [] => Err(DataError::Format {
+                        path: path.into(),
+                        message: format!("no column is named {name:?}; the header has {header:?}"),
+                    }),
+                    _ => {
+                        let numbers: Vec<String> =
+                            matches.iter().map(|j| (j + 1).to_string()).collect();
+                        let (last, rest) = numbers.split_last().expect("two or more");
+                        Err(DataError::Format {
+                            path: path.into(),
+                            message: format!(
+                                "the header name {name:?} names columns {} and {last}; \
+                                 give the column by its number instead",
+                                rest.join(", ")
+                            ),
+                        })
+                    }
+                }
             }
         }
     }
@@ -297,6 +325,17 @@ impl Table {
     }
 }
 
+/// Why `cell` is not a number a feature or regression cell can hold.
+fn not_a_number(cell: &str) -> String {
+    match cell.parse::<f64>() {
+        Ok(v) if v.is_finite() => {
+            format!("{cell:?} is too large for a 32-bit float (at most about 3.4e38)")
+        }
+        Ok(_) => format!("{cell:?} is not a finite number"),
+        Err(_) => format!("cannot parse {cell:?} as a number"),
+    }
+}
+
 /// Whether a target cell is missing.
 fn is_missing(cell: &str) -> bool {
     let cell = cell.trim();
@@ -306,19 +345,59 @@ fn is_missing(cell: &str) -> bool {
 /// Reads the whole table as one data set named after the file, without splitting or
 /// standardising.
 ///
-/// Fails with [`DataError::Io`] when the file cannot be read; [`DataError::Format`] when a
-/// column does not exist, a task has the wrong number of columns, a column is both a feature
-/// and a target, or a classification column has no label at all; and [`DataError::Csv`] (file,
-/// line, column) when a row has the wrong number of cells, a feature cell is missing or not a
-/// number, a regression cell is not a number, or a class label is not an integer in range.
+/// # Errors
+///
+/// [`DataError::Io`] when the file cannot be read; [`DataError::Format`] when the file has no
+/// data rows, a column does not exist, a header name used to pick a column names several
+/// columns, a task has the wrong number of columns, a column is the target of two tasks or both
+/// a feature and a target, no feature column is left, or a classification (regression) column
+/// has no label (value) at all; and [`DataError::Csv`] (file, line, column) when a row has the
+/// wrong number of cells, a feature cell is missing or not a finite 32-bit number, a regression
+/// cell is not one, or a class label is not an integer in range (below the class count given,
+/// or below [`MAX_CSV_CLASSES`] when the count is taken from the labels).
 pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
     let path = config.path.as_path();
     let table = read_table(path, config.has_header, config.delimiter)?;
+    if table.rows.is_empty() {
+        return Err(DataError::Format {
+            path: path.into(),
+            message: "the file has a header but no data rows".into(),
+        });
+    }
     let mut used = Vec::new();
+    let mut owners: Vec<&str> = Vec::new();
     let mut task_columns = Vec::new();
     for task in &config.tasks {
         let columns =
             task.columns.iter().map(|c| table.resolve(c, path)).collect::<Result<Vec<_>>>()?;
+        let mut seen: Vec<usize> = Vec::new();
+        for &j in &columns {
+            let reuse = if seen.contains(&j) {
+                Some(format!("is listed twice in task {:?}", task.name))
+            } else {
+                used.iter().position(|&u| u == j).map(|k| {
+                    format!("is the target of both task {:?} and task {:?}", owners[k], task.name)
+                })
+            };
+            if let Some(reuse) = reuse {
+                return Err(DataError::Format {
+                    path: path.into(),
+                    message: format!("column {} {reuse}", table.describe(j)),
+                });
+            }
+            seen.push(j);
+        }
+        if let CsvTargetKind::Classification { classes: Some(c) } = task.kind {
+            if c > MAX_CSV_CLASSES {
+                return Err(DataError::Format {
+                    path: path.into(),
+                    message: format!(
+                        "task {:?} asks for {c} classes, more than the {MAX_CSV_CLASSES} a task may have",
+                        task.name
+                    ),
+                });
+            }
+        }
         let arity_ok = match task.kind {
             CsvTargetKind::Classification { .. } | CsvTargetKind::NamedClasses => {
                 columns.len() == 1
@@ -335,6 +414,7 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
                 ),
             });
         }
+        owners.extend(columns.iter().map(|_| task.name.as_str()));
         used.extend_from_slice(&columns);
         task_columns.push(columns);
     }
@@ -345,10 +425,20 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
         None => (0..table.width).filter(|j| !used.contains(j)).collect(),
     };
     if features.is_empty() {
-        return Err(DataError::Format {
-            path: path.into(),
-            message: "no feature columns are left".into(),
-        });
+        let first = table.header.as_ref().unwrap_or(&table.rows[0].1)[0].as_str();
+        let other =
+            [';', '\t', '|', ','].into_iter().find(|&c| c != config.delimiter && first.contains(c));
+        let message = match other {
+            Some(c) if table.width == 1 => format!(
+                "every line is one column, so no feature column is left; the cells look separated \
+                 by `{}`, but the file is read with `{}` between cells",
+                c.escape_default(),
+                config.delimiter.escape_default()
+            ),
+            _ if table.width == 1 => "the file has one column, so no feature column is left".into(),
+            _ => "no feature columns are left".into(),
+        };
+        return Err(DataError::Format { path: path.into(), message });
     }
     if let Some(&j) = features.iter().find(|j| used.contains(j)) {
         return Err(DataError::Format {
@@ -373,9 +463,7 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
                 _ if is_missing(cell) => {
                     return Err(cell_error(*line, j, "a feature value is missing".into()))
                 }
-                _ => {
-                    return Err(cell_error(*line, j, format!("cannot parse {cell:?} as a number")))
-                }
+                _ => return Err(cell_error(*line, j, not_a_number(cell))),
             };
         }
     }
@@ -408,6 +496,18 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
                             ),
                         )
                     })?;
+                    if classes.is_none() && label >= MAX_CSV_CLASSES as i64 {
+                        return Err(cell_error(
+                            *line,
+                            j,
+                            format!(
+                                "class label {label} would make {} classes, more than the \
+                                 {MAX_CSV_CLASSES} a task may have; correct it if it is a typo, or \
+                                 read the column as named classes if the labels are identifiers",
+                                label as u64 + 1
+                            ),
+                        ));
+                    }
                     if let Some(c) = classes.filter(|&c| label >= c as i64) {
                         return Err(cell_error(
                             *line,
@@ -452,18 +552,18 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
                         match cell.parse::<f32>() {
                             Ok(v) if v.is_finite() => values[[i, k]] = v,
                             _ if is_missing(cell) => mask[i] = false,
-                            _ => {
-                                return Err(cell_error(
-                                    *line,
-                                    j,
-                                    format!("cannot parse {cell:?} as a number"),
-                                ))
-                            }
+                            _ => return Err(cell_error(*line, j, not_a_number(cell))),
                         }
                     }
                     if !mask[i] {
                         values.row_mut(i).fill(0.0);
                     }
+                }
+                if !mask.contains(&true) {
+                    return Err(DataError::Format {
+                        path: path.into(),
+                        message: format!("regression task {:?} has no value in any row", task.name),
+                    });
                 }
                 let mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
                 specs.push(TaskSpec::regression(task.name.clone(), columns.len()));

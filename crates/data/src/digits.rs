@@ -129,10 +129,11 @@ pub fn parse_uci_digits(text: &str, path: &Path) -> Result<UciDigits> {
 /// How to build MultiDigits.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MultiDigitsConfig {
-    /// Seed of the pairing and of the shifts.
+    /// Seed of the pairing and of the shifts of the training images.
     pub seed: u64,
-    /// Seed of the split of the 1797 source digits into train and test sources; kept apart from
-    /// `seed` so that runs with different seeds can share one test set.
+    /// Seed of the split of the 1797 source digits into train and test sources and of the
+    /// composition of the test images; kept apart from `seed` so that runs with different seeds
+    /// share one test set.
     pub split_seed: u64,
     /// The fraction of the source digits kept for the test split.
     pub test_fraction: f64,
@@ -217,7 +218,9 @@ pub fn multidigits(config: &MultiDigitsConfig) -> Result<PairedSplits> {
         &mut rng,
         "multidigits/train",
     )?;
-    let mut rng = seeded_rng(config.seed, 2);
+    // The test images follow the split seed alone, so runs with different seeds are scored on
+    // the same test set.
+    let mut rng = seeded_rng(config.split_seed, 2);
     let (test, test_sources) =
         compose_digits(&digits, test_pool, config.test_len, &layout, &mut rng, "multidigits/test")?;
     Ok(PairedSplits { splits: Splits { train, test }, train_sources, test_sources })

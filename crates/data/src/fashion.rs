@@ -43,7 +43,7 @@ pub struct MnistFolder {
 ///
 /// Besides the errors of [`read_idx`](crate::read_idx), fails with [`DataError::Format`] when an
 /// images file and its labels file disagree on the count, images are not square, the two splits
-/// have different image sizes, or a label is not below 10.
+/// have different image sizes, images have no pixel, or a label is not below 10.
 pub fn read_mnist_folder(dir: impl AsRef<Path>) -> Result<MnistFolder> {
     let dir = dir.as_ref();
     let train = read_labelled(dir, "train")?;
@@ -74,6 +74,15 @@ fn read_labelled(dir: &Path, prefix: &str) -> Result<LabelledImages> {
                 labels.len(),
                 images_path.display(),
                 images.count
+            ),
+        });
+    }
+    if images.rows == 0 || images.cols == 0 {
+        return Err(DataError::Format {
+            path: images_path,
+            message: format!(
+                "images are {}x{}: an image needs at least one pixel",
+                images.rows, images.cols
             ),
         });
     }
@@ -150,6 +159,9 @@ pub struct MultiFashionConfig {
     pub copies: usize,
     /// Use only the first this many source images of each split (for quick runs).
     pub max_sources: Option<usize>,
+    /// Compose only the first this many images of each split: the same images a full build
+    /// starts with, without the time and memory of the rest (for quick runs).
+    pub max_images: Option<usize>,
 }
 
 impl Default for MultiFashionConfig {
@@ -161,6 +173,7 @@ impl Default for MultiFashionConfig {
             max_shift: 4,
             copies: 2,
             max_sources: None,
+            max_images: None,
         }
     }
 }
@@ -213,15 +226,20 @@ fn compose_split(
     name: &str,
 ) -> Result<(MultiTaskDataset, Vec<[usize; 2]>)> {
     let n = config.max_sources.map_or(source.labels.len(), |m| m.min(source.labels.len()));
-    let len = n * config.copies;
     let side = layout.canvas;
     let mut rng = seeded_rng(config.seed, stream);
-    let mut sources = Vec::with_capacity(len);
+    let mut sources = Vec::with_capacity(n * config.copies);
     for _ in 0..config.copies {
         let mut perm: Vec<usize> = (0..n).collect();
         perm.shuffle(&mut rng);
         sources.extend(perm.into_iter().enumerate().map(|(i, j)| [i, j]));
     }
+    // The pairs are drawn first and the shifts image by image, so a prefix of the images is
+    // the same whether or not the rest is composed.
+    if let Some(max) = config.max_images {
+        sources.truncate(max);
+    }
+    let len = sources.len();
     let mut pixels = vec![0.0f32; len * side * side];
     for (canvas, &[a, b]) in pixels.chunks_exact_mut(side * side).zip(&sources) {
         let offsets = layout.draw_offsets(&mut rng);

@@ -227,6 +227,12 @@ pub(crate) fn find_idx_file(dir: &Path, stem: &str) -> Result<PathBuf> {
     if let Some(found) = candidates.iter().map(|name| dir.join(name)).find(|path| path.is_file()) {
         return Ok(found);
     }
+    if let Some(folder) = candidates.iter().map(|name| dir.join(name)).find(|path| path.is_dir()) {
+        return Err(DataError::Format {
+            path: folder,
+            message: "is a folder, not an IDX file".into(),
+        });
+    }
     Err(DataError::Io {
         path: dir.join(stem),
         source: std::io::Error::new(

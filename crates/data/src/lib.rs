@@ -41,7 +41,7 @@ mod task;
 pub use batch::{Batch, BatchIter, BatchOptions};
 pub use csv::{
     csv_splits, read_csv, Column, CsvConfig, CsvData, CsvTable, CsvTargetKind, CsvTask,
-    Standardizer,
+    Standardizer, MAX_CSV_CLASSES,
 };
 pub use dataset::{MultiTaskDataset, Splits, TaskTargets};
 pub use digits::{

@@ -144,7 +144,7 @@ fn unknown_columns_and_missing_files_are_named() {
     assert!(err.to_string().starts_with(&path.display().to_string()), "{err}");
 
     let config = CsvConfig { features: Some(vec![Column::Index(6)]), ..two_tasks(path) };
-    assert!(read_csv(&config).unwrap_err().to_string().contains("column index 6 is out of range"));
+    assert!(read_csv(&config).unwrap_err().to_string().contains("column 7 is out of range"));
 
     let err = read_csv(&two_tasks(dir.path().join("absent.csv"))).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("absent.csv"), "{err}");
@@ -238,4 +238,138 @@ fn leaks_and_empty_tasks_are_refused() {
     let path = write(&dir, "unlabelled.csv", "x,y\n1,\n2,NA\n");
     let err = read_csv(&CsvConfig::last_column_classification(path)).unwrap_err();
     assert!(err.to_string().contains("has no label in any row"), "{err}");
+}
+
+/// The last-column classification of `text`, read whole.
+fn read_text(dir: &tempfile::TempDir, name: &str, text: &str) -> Result<CsvTable, DataError> {
+    read_csv(&CsvConfig::last_column_classification(write(dir, name, text)))
+}
+
+#[test]
+fn a_stray_huge_class_label_is_refused_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for label in ["1000000000000", "9223372036854775807"] {
+        let text = format!("a,b,y\n0.1,0.2,0\n0.3,0.4,1\n0.5,0.6,{label}\n0.7,0.8,1\n");
+        let err = read_text(&dir, "stray.csv", &text).unwrap_err();
+        assert!(
+            matches!(&err, DataError::Csv { line: 4, column, .. } if column == "3 (\"y\")"),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(text.contains(label) && text.contains("named classes"), "{text}");
+    }
+    // The largest class count accepted still works.
+    let text = format!("a,y\n1,0\n2,{}\n", tapestry_data::MAX_CSV_CLASSES - 1);
+    let table = read_text(&dir, "wide.csv", &text).unwrap();
+    assert_eq!(
+        table.dataset.tasks[0].kind,
+        TaskKind::Classification { classes: tapestry_data::MAX_CSV_CLASSES }
+    );
+}
+
+#[test]
+fn a_byte_order_mark_is_not_part_of_the_first_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "excel.csv", "\u{feff}a,b,y\n1,2,0\n3,4,1\n");
+    let config = CsvConfig {
+        tasks: vec![CsvTask {
+            name: "a".into(),
+            columns: vec![Column::Name("a".into())],
+            kind: CsvTargetKind::Regression,
+        }],
+        ..CsvConfig::last_column_classification(path)
+    };
+    let table = read_csv(&config).unwrap();
+    assert_eq!(table.feature_names, ["b", "y"]);
+    let table = read_text(&dir, "excel_features.csv", "\u{feff}a,b,y\n1,2,0\n3,4,1\n").unwrap();
+    assert_eq!(table.feature_names, ["a", "b"]);
+}
+
+#[test]
+fn a_column_number_out_of_range_is_counted_from_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "three.csv", "a,b,y\n1,2,0\n3,4,1\n");
+    let config = CsvConfig {
+        tasks: vec![CsvTask {
+            name: "column_4".into(),
+            columns: vec![Column::Index(3)],
+            kind: CsvTargetKind::Classification { classes: None },
+        }],
+        ..CsvConfig::last_column_classification(path)
+    };
+    let err = read_csv(&config).unwrap_err().to_string();
+    assert!(err.ends_with("column 4 is out of range: the file has 3 columns"), "{err}");
+}
+
+#[test]
+fn a_regression_column_without_any_value_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(&dir, "novalue.csv", "a,b,v\n1,2,\n3,4,NA\n5,6,?\n");
+    let config = CsvConfig {
+        tasks: vec![CsvTask {
+            name: "v".into(),
+            columns: vec![Column::Name("v".into())],
+            kind: CsvTargetKind::Regression,
+        }],
+        ..CsvConfig::last_column_classification(path)
+    };
+    let err = read_csv(&config).unwrap_err().to_string();
+    assert!(err.contains("regression task \"v\" has no value in any row"), "{err}");
+}
+
+#[test]
+fn duplicate_names_and_reused_columns_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = |name: &str, column: Column, kind| CsvTask {
+        name: name.into(),
+        columns: vec![column],
+        kind,
+    };
+    let path = write(&dir, "twice.csv", "a,a,y\n1,2,0\n3,4,1\n");
+    let config = CsvConfig {
+        tasks: vec![task("a", Column::Name("a".into()), CsvTargetKind::Regression)],
+        ..CsvConfig::last_column_classification(path.clone())
+    };
+    let err = read_csv(&config).unwrap_err().to_string();
+    assert!(err.contains("\"a\" names columns 1 and 2"), "{err}");
+    // By number the duplicate name is no ambiguity.
+    let config = CsvConfig {
+        tasks: vec![task("column_2", Column::Index(1), CsvTargetKind::Regression)],
+        ..CsvConfig::last_column_classification(path)
+    };
+    assert_eq!(read_csv(&config).unwrap().feature_names, ["a", "y"]);
+
+    let path = write(&dir, "reuse.csv", "a,b,label\n1,2,0\n3,4,1\n");
+    let class = CsvTargetKind::Classification { classes: None };
+    let config = CsvConfig {
+        tasks: vec![
+            task("column_3", Column::Index(2), class.clone()),
+            task("label", Column::Name("label".into()), class),
+        ],
+        ..CsvConfig::last_column_classification(path)
+    };
+    let err = read_csv(&config).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "column 3 (\"label\") is the target of both task \"column_3\" and task \"label\""
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn odd_files_get_messages_that_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    // Semicolons: every line is one cell.
+    let err = read_text(&dir, "semi.csv", "a;b;y\n1;2;0\n3;4;1\n").unwrap_err().to_string();
+    assert!(err.contains("one column") && err.contains("`;`"), "{err}");
+    // Old Mac line ends are line ends.
+    let table = read_text(&dir, "cr.csv", "a,b,y\r1,2,0\r3,4,1\r").unwrap();
+    assert_eq!(table.dataset.len(), 2);
+    // A header and nothing else.
+    let err = read_text(&dir, "header.csv", "a,b,y\n").unwrap_err().to_string();
+    assert!(err.contains("header.csv") && err.contains("no data rows"), "{err}");
+    // A number outside f32 is called that, not unparsable.
+    let err = read_text(&dir, "big.csv", "a,b,y\n1e39,2,0\n3,4,1\n").unwrap_err().to_string();
+    assert!(err.contains("\"1e39\" is too large"), "{err}");
 }

@@ -145,3 +145,15 @@ fn impossible_configurations_are_refused() {
     let err = multidigits(&MultiDigitsConfig { test_fraction: 1.0, ..small(0) }).unwrap_err();
     assert!(matches!(err, DataError::Config(_)), "{err}");
 }
+
+#[test]
+fn runs_with_different_seeds_share_one_test_set() {
+    let a = multidigits(&small(11)).unwrap();
+    let c = multidigits(&small(12)).unwrap();
+    assert_eq!(a.splits.test.inputs, c.splits.test.inputs);
+    assert_eq!(a.splits.test.targets, c.splits.test.targets);
+    assert_eq!(a.test_sources, c.test_sources);
+    // The split seed decides it.
+    let other = multidigits(&MultiDigitsConfig { split_seed: 1, ..small(11) }).unwrap();
+    assert_ne!(other.splits.test.inputs, a.splits.test.inputs);
+}

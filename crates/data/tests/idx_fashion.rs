@@ -313,3 +313,50 @@ fn real_fashion_mnist_gives_120000_and_20000_images() {
     assert!(train.inputs.iter().all(|&p| (0.0..=1.0).contains(&p)));
     assert!(train.inputs.iter().any(|&p| p == 1.0));
 }
+
+#[test]
+fn images_without_pixels_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (prefix, n) in [("train", 4), ("t10k", 2)] {
+        write_idx(dir.path().join(format!("{prefix}-images-idx3-ubyte")), &[n, 0, 0], &[], false)
+            .unwrap();
+        write_idx(dir.path().join(format!("{prefix}-labels-idx1-ubyte")), &[n], &vec![0; n], false)
+            .unwrap();
+    }
+    let err = multifashion(&MultiFashionConfig { dir: dir.path().into(), ..Default::default() })
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("train-images-idx3-ubyte") && text.contains("0x0"), "{text}");
+}
+
+#[test]
+fn a_folder_in_place_of_an_idx_file_is_called_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_mnist(dir.path(), 28, 3, 2, false);
+    let images = dir.path().join("t10k-images-idx3-ubyte");
+    std::fs::remove_file(&images).unwrap();
+    std::fs::create_dir(&images).unwrap();
+    let text = read_mnist_folder(dir.path()).unwrap_err().to_string();
+    assert!(text.contains("t10k-images-idx3-ubyte") && text.contains("is a folder"), "{text}");
+}
+
+/// `max_images` composes only the first images, and they are those a full build starts with.
+#[test]
+fn max_images_gives_the_first_images_of_the_full_build() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_mnist(dir.path(), 28, 30, 12, false);
+    let config = MultiFashionConfig { dir: dir.path().into(), seed: 5, ..Default::default() };
+    let full = multifashion(&config).unwrap();
+    let cut = multifashion(&MultiFashionConfig { max_images: Some(7), ..config }).unwrap();
+    for (a, b, sources_a, sources_b) in [
+        (&full.splits.train, &cut.splits.train, &full.train_sources, &cut.train_sources),
+        (&full.splits.test, &cut.splits.test, &full.test_sources, &cut.test_sources),
+    ] {
+        assert_eq!(b.len(), 7);
+        let keep: Vec<usize> = (0..7).collect();
+        let first = a.subset(a.name.clone(), &keep);
+        assert_eq!(first.inputs, b.inputs);
+        assert_eq!(first.targets, b.targets);
+        assert_eq!(&sources_a[..7], &sources_b[..]);
+    }
+}

@@ -63,7 +63,10 @@ pub enum MtlError {
         message: String,
     },
     /// A task's loss was NaN or infinite: training stops there.
-    #[error("loss of task `{task}` is {value} at step {step} (epoch {epoch}); training stopped")]
+    #[error(
+        "loss of task `{task}` is {value} at step {step} (counting from 0), in epoch {}; training stopped",
+        epoch + 1
+    )]
     NonFiniteLoss {
         /// The task.
         task: String,
@@ -81,6 +84,24 @@ pub enum MtlError {
         param: String,
         /// The optimisation step, from 0.
         step: u64,
+    },
+    /// The norm of one task's gradient on a layer (GradNorm's) was NaN or infinite.
+    #[error(
+        "the gradient of task `{task}` on `{param}` has norm {value} at step {step} (counting \
+         from 0), in epoch {}; training stopped",
+        epoch + 1
+    )]
+    NonFiniteTaskGradient {
+        /// The task.
+        task: String,
+        /// The layer's parameter.
+        param: String,
+        /// The optimisation step, from 0.
+        step: u64,
+        /// The epoch, from 0.
+        epoch: u64,
+        /// The norm.
+        value: f64,
     },
     /// A parameter named in the configuration does not exist or is not shared.
     #[error("parameter `{name}`: {reason}")]

@@ -270,7 +270,8 @@ impl TrainStep {
     ///
     /// # Errors
     /// [`MtlError::NonFiniteLoss`] (naming the task and the step) if a loss is NaN or infinite,
-    /// [`MtlError::NonFiniteGradient`] if a gradient is, and the model's, targets' and
+    /// [`MtlError::NonFiniteGradient`] if a gradient is, [`MtlError::NonFiniteTaskGradient`] if
+    /// a task's gradient norm on GradNorm's layer is, and the model's, targets' and
     /// weighting's errors. Only BatchNorm's running statistics in `params` change.
     pub fn gradients<'b>(
         &self,
@@ -326,7 +327,19 @@ impl TrainStep {
             (false, _) => None,
         };
         let layer_grad_norms = match (needs.layer_gradient_norms, self.gradnorm_param) {
-            (true, Some(id)) => Some(layer_gradient_norms(&tape, &losses, bound.var(id))),
+            (true, Some(id)) => {
+                let norms = layer_gradient_norms(&tape, &losses, bound.var(id));
+                if let Some((t, &value)) = norms.iter().enumerate().find(|(_, n)| !n.is_finite()) {
+                    return Err(MtlError::NonFiniteTaskGradient {
+                        task: tasks[trained[t]].name.clone(),
+                        param: params.name(id).to_string(),
+                        step: counters.step,
+                        epoch: counters.epoch,
+                        value,
+                    });
+                }
+                Some(norms)
+            }
             _ => None,
         };
         let own_loss = weighting.combined_loss(&losses, &bound);

@@ -9,13 +9,14 @@
 //!
 //! Writes are atomic: the bytes go to a temporary file in the same directory, which is flushed
 //! to disk and then renamed over the target, so a crash leaves either the old file or the new
-//! one. The metadata carries a checksum (64-bit FNV-1a over names, dtypes, shapes, data and the
-//! other metadata); a truncated or corrupted file is rejected with [`NnError::Corrupt`] naming
-//! the file. Loading
-//! checks every name, shape and dtype first and reports all differences at once
-//! ([`NnError::Mismatch`]); nothing is changed unless everything fits.
+//! one. The same contents give the same bytes (the metadata is written in key order). The
+//! metadata carries a checksum (64-bit FNV-1a over names, dtypes, shapes, data and the other
+//! metadata); a truncated or corrupted file, or one with `tapestry.` keys but no checksum, is
+//! rejected with [`NnError::Corrupt`] naming the file. Loading checks every name, shape and
+//! dtype first and reports all differences at once ([`NnError::Mismatch`]), then that every
+//! value is finite ([`NnError::NonFinite`]); nothing is changed unless everything fits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ use crate::error::{MismatchReport, NnError};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::params::{BufferDtype, Params, OPTIMIZER_PREFIX};
 
+/// The prefix of the metadata keys this crate writes (besides the optimizer's).
+const RESERVED_PREFIX: &str = "tapestry.";
 /// Metadata key of the format version.
 const FORMAT_KEY: &str = "tapestry.format";
 /// Metadata key of the checksum.
@@ -194,12 +197,28 @@ impl Checkpoint {
         Ok(checkpoint)
     }
 
-    /// The file's bytes in safetensors format.
+    /// The file's bytes in safetensors format, the same bytes for the same contents.
+    ///
+    /// `safetensors::serialize` writes the metadata from a `HashMap`, in an order that changes
+    /// from run to run; so the tensors are serialised alone and the metadata, in key order, is
+    /// put into the header afterwards.
     fn to_bytes(&self) -> Result<Vec<u8>, String> {
-        let metadata: HashMap<String, String> =
-            self.metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        safetensors::serialize(self.tensors.iter().map(|(k, v)| (k.as_str(), v)), &Some(metadata))
-            .map_err(|e| e.to_string())
+        let bare = safetensors::serialize(self.tensors.iter().map(|(k, v)| (k.as_str(), v)), &None)
+            .map_err(|e| e.to_string())?;
+        let n = u64::from_le_bytes(bare[..8].try_into().expect("8 bytes")) as usize;
+        let tensors: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&bare[8..8 + n]).map_err(|e| e.to_string())?;
+        let mut header = serde_json::Map::new();
+        header.insert("__metadata__".into(), serde_json::json!(self.metadata));
+        header.extend(tensors);
+        let mut text = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+        // Padded with spaces to a multiple of 8 bytes, as safetensors does.
+        text.resize(text.len().div_ceil(8) * 8, b' ');
+        let mut bytes = Vec::with_capacity(8 + text.len() + bare.len() - 8 - n);
+        bytes.extend_from_slice(&(text.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&text);
+        bytes.extend_from_slice(&bare[8 + n..]);
+        Ok(bytes)
     }
 
     /// Parses and verifies the bytes of a checkpoint file.
@@ -246,13 +265,24 @@ impl Checkpoint {
                 }),
             });
         }
-        if let Some(expected) = checkpoint.metadata.get(CHECKSUM_KEY) {
-            let actual = checkpoint.checksum();
-            if &actual != expected {
+        match checkpoint.metadata.get(CHECKSUM_KEY) {
+            Some(expected) => {
+                let actual = checkpoint.checksum();
+                if &actual != expected {
+                    return Err(corrupt(format!(
+                        "checksum mismatch (header says {expected}, data gives {actual})"
+                    )));
+                }
+            }
+            // A file this crate wrote always carries its checksum: one without it (a damaged
+            // key name, say) is not trusted. Files from elsewhere have no `tapestry.` key.
+            None if checkpoint.metadata.keys().any(|k| k.starts_with(RESERVED_PREFIX)) => {
                 return Err(corrupt(format!(
-                    "checksum mismatch (header says {expected}, data gives {actual})"
+                    "no checksum (`{CHECKSUM_KEY}`), although the header has the keys of a \
+                     tapestry checkpoint, so nothing can be verified"
                 )));
             }
+            None => {}
         }
         Ok(checkpoint)
     }
@@ -260,8 +290,9 @@ impl Checkpoint {
     /// Reads and verifies a checkpoint file.
     ///
     /// Errors with [`NnError::Io`] if the file cannot be read, and [`NnError::Corrupt`] if it is
-    /// not a valid safetensors file or its checksum does not match (files without a checksum,
-    /// for example written by Python, are accepted as they are).
+    /// not a valid safetensors file, its checksum does not match, or it has `tapestry.` keys but
+    /// no checksum (files without any `tapestry.` key, for example written by Python, are
+    /// accepted as they are).
     pub fn read(path: impl AsRef<Path>) -> Result<Self, NnError> {
         let path = path.as_ref();
         let bytes = fs::read(path).map_err(|source| NnError::Io {
@@ -349,7 +380,9 @@ impl Checkpoint {
     }
 
     /// Copies the checkpoint into `params` (and `optimizer`), after checking that every name,
-    /// shape and dtype fits. On any difference nothing is changed and the error lists them all.
+    /// shape and dtype fits and that every value is finite. On any difference nothing is changed
+    /// and the error lists them all ([`NnError::Mismatch`]); a NaN or infinite value is
+    /// [`NnError::NonFinite`], naming the first tensor that holds one.
     ///
     /// `path` is only used in error messages.
     pub fn restore(
@@ -409,6 +442,31 @@ impl Checkpoint {
         }
         if !report.is_empty() {
             return Err(NnError::Mismatch { path: path.to_path_buf(), report: Box::new(report) });
+        }
+        // Values from outside are checked like names and shapes: a NaN in a hidden layer turns
+        // into plausible outputs after a ReLU, so it has to be caught here.
+        let buffers = params.buffers();
+        let stored = param_values
+            .iter()
+            .map(|(id, t)| (params.name(*id).to_string(), t.data.to_f32()))
+            .chain(
+                buffer_values
+                    .iter()
+                    .map(|(id, t)| (buffers.name(*id).to_string(), t.data.to_f32())),
+            );
+        let slots = opt_state.iter().flat_map(|state| &state.slots).map(|(slot, id, tensor)| {
+            (format!("{OPTIMIZER_PREFIX}{}.{slot}", params.name(*id)), tensor.to_vec())
+        });
+        for (name, values) in stored.chain(slots) {
+            let count = values.iter().filter(|v| !v.is_finite()).count();
+            if count > 0 {
+                return Err(NnError::NonFinite {
+                    path: path.to_path_buf(),
+                    name,
+                    count,
+                    numel: values.len(),
+                });
+            }
         }
         if let (Some(opt), Some(state)) = (optimizer, opt_state) {
             opt.load_state(params, &state).map_err(|e| NnError::Mismatch {
@@ -496,9 +554,10 @@ pub fn save(
 
 /// Loads `path` into `params` (and `optimizer`, if given) and returns the user metadata.
 ///
-/// Errors with [`NnError::Corrupt`] for a truncated or corrupted file and with
+/// Errors with [`NnError::Corrupt`] for a truncated or corrupted file, with
 /// [`NnError::Mismatch`] listing every missing or unexpected name, shape and dtype difference
-/// (and a missing or different optimizer state); nothing is changed then.
+/// (and a missing or different optimizer state), and with [`NnError::NonFinite`] for a NaN or
+/// infinite value; nothing is changed then.
 pub fn load(
     path: impl AsRef<Path>,
     params: &mut Params,

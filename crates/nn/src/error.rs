@@ -70,6 +70,21 @@ pub enum NnError {
         /// Every difference found.
         report: Box<MismatchReport>,
     },
+    /// A checkpoint holds NaN or infinite values.
+    #[error(
+        "checkpoint `{path}` holds values that are not finite (NaN or infinite) in `{name}`: \
+         {count} of {numel}"
+    )]
+    NonFinite {
+        /// The file.
+        path: PathBuf,
+        /// The first tensor found holding one.
+        name: String,
+        /// How many of its values are not finite.
+        count: usize,
+        /// Its number of values.
+        numel: usize,
+    },
     /// Optimizer state of another kind, or for other parameters.
     #[error("optimizer state does not fit: {0}")]
     OptimizerState(String),

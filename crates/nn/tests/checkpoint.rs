@@ -380,3 +380,107 @@ fn resume_with_batchnorm_and_dropout_is_bit_identical() {
     assert_eq!(params_b.buffers().get(count).item(), n as f32);
     assert_eq!(opt.state(), opt_b.state());
 }
+
+/// The header of a checkpoint file as JSON, and the data after it.
+fn split_file(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, Vec<u8>) {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    (serde_json::from_slice(&bytes[8..8 + n]).unwrap(), bytes[8 + n..].to_vec())
+}
+
+/// A checkpoint file from a header and data (the header padded with spaces, as safetensors
+/// does).
+fn join_file(header: &serde_json::Map<String, serde_json::Value>, data: &[u8]) -> Vec<u8> {
+    let mut text = serde_json::to_vec(header).unwrap();
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn identical_saves_give_identical_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = Params::new();
+    let m = model(&mut params, 5);
+    let mut opt = Adam::new(0.01);
+    train_step(&m, &mut params, &mut opt, &tapestry_nn::optim::Constant(0.01));
+    let metadata = meta(&[("epoch", "1"), ("step", "1"), ("method", "ew"), ("model", "mlp")]);
+    let files: Vec<Vec<u8>> = (0..6)
+        .map(|i| {
+            let path = dir.path().join(format!("c{i}.safetensors"));
+            checkpoint::save(&path, &params, Some(&opt), &metadata).unwrap();
+            fs::read(&path).unwrap()
+        })
+        .collect();
+    assert!(files.iter().all(|f| f == &files[0]), "the bytes differ between identical saves");
+}
+
+#[test]
+fn a_checkpoint_of_this_program_without_its_checksum_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _) = saved_model(dir.path());
+    let bytes = fs::read(&path).unwrap();
+    let (header, data) = split_file(&bytes);
+    let meta = header["__metadata__"].as_object().unwrap().clone();
+    assert!(meta.contains_key("tapestry.checksum") && meta.contains_key("tapestry.format"));
+
+    // One changed byte in the checksum's key name, and one in the data.
+    let mut bad = bytes.clone();
+    let at = bad.windows(17).position(|w| w == b"tapestry.checksum").unwrap() + 16;
+    bad[at] = b'M';
+    let last = bad.len() - 1;
+    bad[last] ^= 0x20;
+    let file = dir.path().join("renamed.safetensors");
+    fs::write(&file, &bad).unwrap();
+    let msg = expect_corrupt(&file);
+    assert!(msg.contains("no checksum"), "{msg}");
+
+    // The checksum removed altogether.
+    let mut stripped = header.clone();
+    stripped["__metadata__"].as_object_mut().unwrap().remove("tapestry.checksum");
+    let file = dir.path().join("stripped.safetensors");
+    fs::write(&file, join_file(&stripped, &data)).unwrap();
+    assert!(expect_corrupt(&file).contains("no checksum"));
+
+    // A file from elsewhere (no `tapestry.` key at all) is read as it is.
+    let mut foreign = header.clone();
+    foreign.remove("__metadata__");
+    let file = dir.path().join("foreign.safetensors");
+    fs::write(&file, join_file(&foreign, &data)).unwrap();
+    let mut params = Params::new();
+    model(&mut params, 4);
+    checkpoint::load(&file, &mut params, None).unwrap();
+}
+
+#[test]
+fn non_finite_values_are_refused_naming_the_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, numel) in
+        [("trunk.2.weight", f32::NAN, 64), ("stats.running_mean", f32::INFINITY, 8)]
+    {
+        let mut params = Params::new();
+        model(&mut params, 3);
+        match params.id(name) {
+            Some(id) => params.update(id, |v| v[1] = value),
+            None => {
+                let id = params.buffer_id(name).unwrap();
+                params.buffers_mut().update(id, |b| b[1] = value)
+            }
+        }
+        let path = dir.path().join("bad.safetensors");
+        checkpoint::save(&path, &params, None, &BTreeMap::new()).unwrap();
+
+        let mut fresh = Params::new();
+        model(&mut fresh, 4);
+        let before = bits(&fresh);
+        let err = checkpoint::load(&path, &mut fresh, None).unwrap_err();
+        assert!(matches!(err, NnError::NonFinite { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("`{name}`")) && msg.contains(&format!("1 of {numel}")),
+            "{msg}"
+        );
+        assert_eq!(bits(&fresh), before, "a refused load changes nothing");
+    }
+}
