@@ -64,7 +64,7 @@ enum Command {
         /// baseline, run first.
         #[arg(long, default_value = "ew,mgda,mgda-ub,gradnorm")]
         methods: String,
-        /// Comma-separated architectures (hard, soft, cross-stitch); hard is added as the
+        /// Comma-separated architectures (hard, soft, cross-stitch, mmoe, cgc, ple, mtan); hard is added as the
         /// baseline. Every method runs on every architecture it can run on.
         #[arg(long, default_value = "hard")]
         archs: String,
@@ -102,9 +102,17 @@ struct RunArgs {
     #[arg(long)]
     hidden: Option<usize>,
     /// Architecture: hard (one shared trunk), soft (a tower per task, coupled by
-    /// λ Σ_{i≠j} ‖θ_i − θ_j‖²), cross-stitch (a tower per task, mixed between stages).
+    /// λ Σ_{i≠j} ‖θ_i − θ_j‖²), cross-stitch (a tower per task, mixed between stages), mmoe
+    /// (experts mixed by a gate per task), cgc (shared and per-task experts), ple (CGC levels,
+    /// one per stage), mtan (a shared trunk, an attention mask per task and stage).
     #[arg(long)]
     arch: Option<String>,
+    /// MMoE's experts; CGC's and PLE's shared experts (default 4).
+    #[arg(long)]
+    experts: Option<usize>,
+    /// CGC's and PLE's experts of each task (default 1).
+    #[arg(long)]
+    task_experts: Option<usize>,
     /// Soft sharing's λ.
     #[arg(long)]
     soft_lambda: Option<f64>,
@@ -186,6 +194,7 @@ impl RunArgs {
         set!(dataset, model, hidden, method, normalization, grad_mode, gradnorm_alpha, gradnorm_lr);
         set!(gradnorm_optimizer, arch, soft_lambda, soft_layers, trace_norm, trace_norm_layer);
         set!(task_relation, task_relation_every, task_relation_layer, task_relation_eps);
+        set!(experts, task_experts);
         set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
         if self.data_path.is_some() {
             c.data_path = self.data_path.clone();
