@@ -36,10 +36,13 @@ pub const GATES_PREFIX: &str = "gate_specific.";
 /// # Panics
 /// If `experts` is empty or the shapes do not fit (`gate` is not `[B, K]`, the experts differ).
 pub fn mix_experts<'t>(gate: Var<'t>, experts: &[Var<'t>]) -> Var<'t> {
+    // Stacked on a new first axis, `[K, B, ...]`: each expert stays one contiguous block, so its
+    // cotangent in the backward pass is a plain copy (on axis 1 it would be a strided gather).
     let shape = experts[0].shape();
-    let mut gate_shape = vec![shape[0], experts.len()];
+    let mut gate_shape = vec![experts.len(), shape[0]];
     gate_shape.resize(shape.len() + 1, 1);
-    (Var::stack(experts, 1) * gate.reshape(&gate_shape)).sum(&[1], false)
+    let gate = gate.transpose(0, 1).reshape(&gate_shape);
+    (Var::stack(experts, 0) * gate).sum(&[0], false)
 }
 
 /// A gate's weights: `softmax(W flat(x) + b)` over its experts, `[B, K]`.
