@@ -103,7 +103,11 @@ fn unsupported(method: &str, arch: &str) -> Option<&'static str> {
     {
         Some("soft sharing shares no parameter")
     } else if needs.representation_gradients && arch != "hard" {
-        Some("the towers give one representation per task")
+        Some(match arch {
+            "mmoe" | "cgc" | "ple" => "the gates give one representation per task",
+            "mtan" => "the attention masks give one representation per task",
+            _ => "the towers give one representation per task",
+        })
     } else {
         None
     }
@@ -295,6 +299,19 @@ mod tests {
         assert!(parse_archs("soft,soft").is_err());
         assert_eq!(unsupported("mgda", "soft"), Some("soft sharing shares no parameter"));
         assert_eq!(unsupported("mgda", "cross-stitch"), None);
+        assert_eq!(unsupported("mgda", "mmoe"), None);
+        assert_eq!(
+            unsupported("mgda-ub", "ple"),
+            Some("the gates give one representation per task")
+        );
+        assert_eq!(
+            unsupported("graddrop", "mtan"),
+            Some("the attention masks give one representation per task")
+        );
+        assert_eq!(
+            parse_archs("mmoe,cgc,ple,mtan").unwrap(),
+            ["hard", "mmoe", "cgc", "ple", "mtan"]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub fn method_names() -> Vec<&'static str> {
     weighting::method_names()
 }
 /// The architectures the command knows.
-pub const ARCHS: [&str; 3] = ["hard", "soft", "cross-stitch"];
+pub const ARCHS: [&str; 7] = ["hard", "soft", "cross-stitch", "mmoe", "cgc", "ple", "mtan"];
 /// The optimizers the command knows.
 pub const OPTIMIZERS: [&str; 3] = ["adam", "sgd", "adamw"];
 /// The model presets the command knows; `auto` picks the data set's default.
@@ -52,9 +52,13 @@ pub struct RunConfig {
     pub model: String,
     /// The width of the MLP's hidden layers.
     pub hidden: usize,
-    /// The architecture (see [`ARCHS`]): one shared trunk, or a tower per task coupled by a
-    /// penalty or by cross-stitch units.
+    /// The architecture (see [`ARCHS`]): one shared trunk, a tower per task coupled by a
+    /// penalty or by cross-stitch units, mixtures of experts, or attention masks.
     pub arch: String,
+    /// MMoE's experts; CGC's and PLE's shared experts.
+    pub experts: usize,
+    /// CGC's and PLE's experts of each task.
+    pub task_experts: usize,
     /// Soft sharing's λ in `λ Σ_{i≠j} ‖θ_i − θ_j‖²`.
     pub soft_lambda: f64,
     /// The tower layers soft sharing couples (`3.weight`, ...); empty means all.
@@ -127,6 +131,8 @@ impl Default for RunConfig {
             model: "auto".into(),
             hidden: 128,
             arch: "hard".into(),
+            experts: 4,
+            task_experts: 1,
             soft_lambda: 1e-3,
             soft_layers: Vec::new(),
             trace_norm: 0.0,
@@ -215,6 +221,15 @@ impl RunConfig {
             return Err(invalid!(
                 "the task relation's eps must be a positive number, got {}",
                 self.task_relation_eps
+            ));
+        }
+        if !(1..=64).contains(&self.experts) {
+            return Err(invalid!("the number of experts must lie in 1..=64, got {}", self.experts));
+        }
+        if self.task_experts > 64 {
+            return Err(invalid!(
+                "the number of experts per task must lie in 0..=64, got {}",
+                self.task_experts
             ));
         }
         if !self.soft_layers.is_empty() && self.arch != "soft" {

@@ -70,7 +70,7 @@ enum Command {
         /// the baseline, run first. A `--param` applies to every listed method that takes it.
         #[arg(long, default_value = "ew,mgda,mgda-ub,gradnorm")]
         methods: String,
-        /// Comma-separated architectures (hard, soft, cross-stitch); hard is added as the
+        /// Comma-separated architectures (hard, soft, cross-stitch, mmoe, cgc, ple, mtan); hard is added as the
         /// baseline. Every method runs on every architecture it can run on.
         #[arg(long, default_value = "hard")]
         archs: String,
@@ -219,9 +219,17 @@ struct RunArgs {
     #[arg(long)]
     hidden: Option<usize>,
     /// Architecture: hard (one shared trunk), soft (a tower per task, coupled by
-    /// λ Σ_{i≠j} ‖θ_i − θ_j‖²), cross-stitch (a tower per task, mixed between stages).
+    /// λ Σ_{i≠j} ‖θ_i − θ_j‖²), cross-stitch (a tower per task, mixed between stages), mmoe
+    /// (experts mixed by a gate per task), cgc (shared and per-task experts), ple (CGC levels,
+    /// one per stage), mtan (a shared trunk, an attention mask per task and stage).
     #[arg(long)]
     arch: Option<String>,
+    /// MMoE's experts; CGC's and PLE's shared experts (default 4).
+    #[arg(long)]
+    experts: Option<usize>,
+    /// CGC's and PLE's experts of each task (default 1).
+    #[arg(long)]
+    task_experts: Option<usize>,
     /// Soft sharing's λ.
     #[arg(long)]
     soft_lambda: Option<f64>,
@@ -333,6 +341,7 @@ impl RunArgs {
         set!(dataset, model, hidden, method, normalization, grad_mode);
         set!(gradnorm_optimizer, arch, soft_lambda, soft_layers, trace_norm, trace_norm_layer);
         set!(task_relation, task_relation_every, task_relation_layer, task_relation_eps);
+        set!(experts, task_experts);
         set!(cosines, optimizer, lr, epochs, batch_size, seed, threads);
         set!(affinity, affinity_every);
         if self.affinity_lr.is_some() {

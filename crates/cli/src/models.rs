@@ -5,14 +5,17 @@
 //! A preset is a trunk in stages and a head per task. The architecture (`--arch`) decides how
 //! the trunk is used: once, shared by every task (`hard`, under `trunk.`); once per task, coupled
 //! by a penalty (`soft`, under `towers.<task>.`); or once per task with cross-stitch units
-//! between the stages (`cross-stitch`). The structure-encoding penalties (trace norm, task
-//! relations) wrap any of them.
+//! between the stages (`cross-stitch`); as the experts of a mixture (`mmoe`, `cgc`, `ple`, under
+//! `experts_shared.<k>.` and `experts_specific.<task>.<k>.`, PLE with a level per stage); or
+//! once, with an attention mask per task after every stage (`mtan`). The structure-encoding
+//! penalties (trace norm, task relations) wrap any of them.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tapestry_data::{TaskKind, TaskSpec};
 use tapestry_mtl::model::{
-    CrossStitch, HardSharing, MultiTaskModel, Regularized, Regularizer, SoftSharing,
+    CrossStitch, HardSharing, Mmoe, Mtan, MultiTaskModel, Ple, Regularized, Regularizer,
+    SoftSharing,
 };
 use tapestry_nn::{
     Conv2d, Flatten, GlobalAvgPool, Linear, MaxPool2d, Module, Params, Relu, Sequential, Upsample2,
@@ -283,6 +286,41 @@ fn joined(stages: Vec<Sequential>) -> Sequential {
     stages.into_iter().fold(Sequential::new(), |s, stage| s.push(stage))
 }
 
+/// `count` copies of the preset's trunk as experts, copy `k` under `{prefix}.{k}.`: each one's
+/// stages, with the representation and description of one copy.
+struct Experts {
+    stages: Vec<Vec<Sequential>>,
+    rep: Option<Representation>,
+    description: String,
+}
+
+fn experts(
+    preset: &str,
+    prefix: &str,
+    count: usize,
+    p: &mut Params,
+    sample: &[usize],
+    config: &RunConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Experts> {
+    let mut out = Experts { stages: Vec::new(), rep: None, description: String::new() };
+    for k in 0..count {
+        let t = trunk(preset, &format!("{prefix}.{k}"), p, sample, config, rng)?;
+        out.stages.push(t.stages);
+        (out.rep, out.description) = (Some(t.rep), t.description);
+    }
+    Ok(out)
+}
+
+/// An expert as CGC (one stage, the whole trunk) or PLE (a level per stage) takes it.
+fn expert_levels(stages: Vec<Sequential>, per_stage: bool) -> Vec<Box<dyn Module>> {
+    if per_stage {
+        stages.into_iter().map(|s| Box::new(s) as Box<dyn Module>).collect()
+    } else {
+        vec![Box::new(joined(stages))]
+    }
+}
+
 /// Builds the preset and architecture of `config` for samples of shape `sample` and the given
 /// tasks, after checking that they fit.
 pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> Result<BuiltModel> {
@@ -345,6 +383,69 @@ pub fn build_model(config: &RunConfig, sample: &[usize], tasks: &[TaskSpec]) -> 
                 towers.description
             );
             (Box::new(model), description, towers.last_weight)
+        }
+        "mmoe" => {
+            let shared =
+                experts(&preset, "experts_shared", config.experts, p, sample, config, &mut rng)?;
+            let rep = shared.rep.expect("at least one expert");
+            let mut b = Mmoe::builder();
+            for stages in shared.stages {
+                b = b.expert(joined(stages));
+            }
+            for task in tasks {
+                b = b.head(task.clone(), head(&preset, p, task, rep, &mut rng)?);
+            }
+            let model = b.input_shape(sample).build(p, &mut rng)?;
+            let description = format!(
+                "MMoE: {} experts mixed by a softmax gate per task on the input; each expert {}",
+                config.experts, shared.description
+            );
+            (Box::new(model), description, "weight".into())
+        }
+        "cgc" | "ple" => {
+            let per_stage = config.arch == "ple";
+            let shared =
+                experts(&preset, "experts_shared", config.experts, p, sample, config, &mut rng)?;
+            let rep = shared.rep.expect("at least one expert");
+            let levels = if per_stage { shared.stages[0].len() } else { 1 };
+            let mut b = Ple::builder();
+            for stages in shared.stages {
+                b = b.shared_expert(expert_levels(stages, per_stage));
+            }
+            for task in tasks {
+                let prefix = format!("experts_specific.{}", task.name);
+                let own =
+                    experts(&preset, &prefix, config.task_experts, p, sample, config, &mut rng)?;
+                let own = own.stages.into_iter().map(|s| expert_levels(s, per_stage)).collect();
+                b = b.task(task.clone(), own, head(&preset, p, task, rep, &mut rng)?);
+            }
+            let model = b.input_shape(sample).build(p, &mut rng)?;
+            let name = if per_stage {
+                format!("PLE ({levels} levels, one per stage)")
+            } else {
+                "CGC".to_string()
+            };
+            let description = format!(
+                "{name}: {} shared experts and {} per task, mixed by a softmax gate per task; each expert {}",
+                config.experts, config.task_experts, shared.description
+            );
+            (Box::new(model), description, "weight".into())
+        }
+        "mtan" => {
+            let t = trunk(&preset, "trunk", p, sample, config, &mut rng)?;
+            let stages = t.stages.len();
+            let mut b = Mtan::builder(
+                t.stages.into_iter().map(|s| Box::new(s) as Box<dyn Module>).collect(),
+            );
+            for task in tasks {
+                b = b.head(task.clone(), head(&preset, p, task, t.rep, &mut rng)?);
+            }
+            let model = b.input_shape(sample).build(p, &mut rng)?;
+            let description = format!(
+                "MTAN: a sigmoid attention mask per task on each of the {stages} stages of {}",
+                t.description
+            );
+            (Box::new(model), description, "weight".into())
         }
         other => return Err(invalid!("unknown architecture `{other}`")),
     };

@@ -771,3 +771,85 @@ fn a_killed_run_leaves_whole_files() {
     let out = tapestry(&["eval", "--checkpoint", "k", "--limit", "64"], dir.path());
     assert!(out.status.success(), "stderr: {}", text(&out.stderr));
 }
+
+/// MMoE, CGC, PLE and MTAN: each trains on MultiDigits (MLP experts or backbone) and on the
+/// scenes (MultiTaskNet's conv stages, per-pixel heads), writes its checkpoint and evaluates;
+/// the gates and masks are logged; the methods that need one shared representation are refused,
+/// and skipped by compare.
+#[test]
+fn the_mixtures_of_experts_and_mtan_train_and_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = |arch: &str| match arch {
+        "mtan" => "mtan.mask.left_digit",
+        "ple" => "ple.shared_gate.0",
+        "cgc" => "cgc.gate.left_digit",
+        _ => "mmoe.gate.left_digit",
+    };
+    for arch in ["mmoe", "cgc", "ple", "mtan"] {
+        let mut args = vec!["train", "--arch", arch, "--method", "mgda", "--out", arch, "--quiet"];
+        args.extend_from_slice(&["--experts", "2"]);
+        args.extend_from_slice(TINY);
+        let out = tapestry(&args, d);
+        assert!(out.status.success(), "{arch}: {}", text(&out.stderr));
+        assert!(d.join(arch).join("checkpoint.safetensors").is_file(), "{arch}");
+        let log = fs::read_to_string(d.join(arch).join("metrics.jsonl")).unwrap();
+        assert!(log.contains(key(arch)), "{arch}: no {} in the log", key(arch));
+        let out = tapestry(&["eval", "--checkpoint", arch], d);
+        assert!(out.status.success(), "{arch} eval: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("digit_sum"), "{arch} eval: {}", text(&out.stdout));
+
+        let scenes = format!("scenes-{arch}");
+        let args = [
+            "train",
+            "--dataset",
+            "scenes",
+            "--arch",
+            arch,
+            "--experts",
+            "2",
+            "--method",
+            "ew",
+            "--limit",
+            "16",
+            "--batch-size",
+            "16",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--quiet",
+            "--out",
+            &scenes,
+        ];
+        let out = tapestry(&args, d);
+        assert!(out.status.success(), "{scenes}: {}", text(&out.stderr));
+        let out = tapestry(&["eval", "--checkpoint", &scenes], d);
+        assert!(out.status.success(), "{scenes} eval: {}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("mIoU"), "{scenes} eval: {}", text(&out.stdout));
+
+        for method in ["mgda-ub", "graddrop"] {
+            let out = tapestry(&["train", "--arch", arch, "--method", method, "--out", "never"], d);
+            assert_bad(&out, "works at a representation shared by every task");
+        }
+    }
+    assert_bad(&tapestry(&["train", "--arch", "mmoe", "--experts", "0"], d), "1..=64, got 0");
+    assert_bad(&tapestry(&["train", "--arch", "cgc", "--task-experts", "65"], d), "0..=64");
+    assert!(!d.join("never").exists(), "a refused run wrote nothing");
+
+    let mut args =
+        vec!["compare", "--methods", "ew,mgda-ub", "--archs", "mmoe,mtan", "--out", "cmp", "-q"];
+    args.extend_from_slice(&["--experts", "2"]);
+    args.extend_from_slice(TINY);
+    let out = tapestry(&args, d);
+    assert!(out.status.success(), "compare: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("skipping mgda-ub on mmoe: the gates give one representation per task"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("skipping mgda-ub on mtan: the attention masks give"), "{stdout}");
+    for row in ["hard-ew", "hard-mgda-ub", "mmoe-ew", "mtan-ew"] {
+        assert!(stdout.lines().any(|l| l.starts_with(row)), "no row {row}: {stdout}");
+    }
+}

@@ -13,8 +13,8 @@
 //! - [`weighting`]: equal weighting, uncertainty weighting, MGDA, MGDA-UB and GradNorm behind
 //!   one interface, and the registry of methods.
 //! - [`model`]: multi-task models ([`MultiTaskModel`]): hard sharing, soft sharing,
-//!   cross-stitch, and the structure-encoding regularisers (trace norm, task relations); each
-//!   task's loss.
+//!   cross-stitch, mixtures of experts (MMoE, CGC, PLE), MTAN's attention, and the
+//!   structure-encoding regularisers (trace norm, task relations); each task's loss.
 //! - [`step`]: one training step that computes exactly what the weighting needs.
 //! - [`multi_input`]: one batch every task reads, or a batch of its own data set per task.
 //! - [`schedule`]: which tasks a step trains, and gradient accumulation over micro-batches.
@@ -44,7 +44,10 @@ pub mod weighting;
 pub mod guide {}
 
 pub use error::MtlError;
-pub use model::{CrossStitch, HardSharing, ModelOutput, MultiTaskModel, Regularized, SoftSharing};
+pub use model::{
+    CrossStitch, HardSharing, Mmoe, ModelOutput, Mtan, MultiTaskModel, Ple, Regularized,
+    SoftSharing,
+};
 pub use step::{GradientStats, StepOptions, StepReport, TrainStep};
 pub use task_grads::TaskGradients;
 pub use trainer::{EpochReport, Observer, Trainer, TrainerConfig};

@@ -104,6 +104,21 @@ fn record<'t>(x: Var<'t>, value: Tensor, op: S) -> Var<'t> {
     x.record(value, Op::Shape(op))
 }
 
+/// Row-major `values` joined along `axis` (an existing axis for concat, a new one for stack)
+/// into `shape`: per index of the axes before `axis` each value holds one contiguous run, and
+/// the output is those runs in input order, copied whole.
+fn join_runs(values: &[Tensor], axis: usize, shape: &[usize]) -> Tensor {
+    let outer: usize = values[0].shape()[..axis].iter().product();
+    let runs: Vec<usize> = values.iter().map(|v| v.shape()[axis..].iter().product()).collect();
+    let mut data = Vec::with_capacity(values.iter().map(Tensor::len).sum());
+    for o in 0..outer {
+        for (v, &run) in values.iter().zip(&runs) {
+            data.extend_from_slice(&v.as_slice()[o * run..(o + 1) * run]);
+        }
+    }
+    Tensor::from_vec(shape, data).expect("the joined shape")
+}
+
 impl<'t> Var<'t> {
     /// The same elements, in row-major order, under `shape`.
     ///
@@ -231,10 +246,10 @@ impl<'t> Var<'t> {
                 shape_panic("concat", first, v.shape());
             }
         }
-        let views: Vec<_> = values.iter().map(Tensor::view).collect();
-        let value = ndarray::concatenate(Axis(axis), &views).expect("shapes checked");
+        let mut shape = first.to_vec();
+        shape[axis] = values.iter().map(|v| v.shape()[axis]).sum();
         let op = S::Concat { xs: xs.iter().map(|x| x.id).collect(), axis };
-        record(xs[0], Tensor::from_array(value), op)
+        record(xs[0], join_runs(&values, axis, &shape), op)
     }
 
     /// The values, all of one shape, joined along a new axis at position `axis`
@@ -252,10 +267,10 @@ impl<'t> Var<'t> {
         if let Some(v) = values.iter().find(|v| v.shape() != first) {
             shape_panic("stack", first, v.shape());
         }
-        let views: Vec<_> = values.iter().map(Tensor::view).collect();
-        let value = ndarray::stack(Axis(axis), &views).expect("shapes checked");
+        let mut shape = first.to_vec();
+        shape.insert(axis, values.len());
         let op = S::Stack { xs: xs.iter().map(|x| x.id).collect(), axis };
-        record(xs[0], Tensor::from_array(value), op)
+        record(xs[0], join_runs(&values, axis, &shape), op)
     }
 
     /// The entries at `index` along `axis`, in that order; indices may repeat

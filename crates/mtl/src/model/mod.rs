@@ -10,6 +10,9 @@
 //! | [`HardSharing`] | `hard.rs` | the trunk | one `Z` | none |
 //! | [`SoftSharing`] | `soft.rs` | nothing | one per task | `λ Σ_{i≠j} ‖θ_i − θ_j‖²` over chosen layers |
 //! | [`CrossStitch`] | `cross_stitch.rs` | the stitch units | one per task | none |
+//! | [`Mmoe`] | `mmoe.rs` | the experts | one per task (its gate's mixture) | none |
+//! | [`Ple`] (CGC is one level) | `ple.rs` | the shared experts (and all of the lower levels) | one per task | none |
+//! | [`Mtan`] | `mtan.rs` | the backbone | one per task (its attended features) | none |
 //! | [`Regularized`] (any model) | `structure.rs` | as the inner model | as the inner model | trace norm, task relations |
 //!
 //! Parameters follow PyTorch-style names: the trunk's under `trunk.`, task `t`'s head under
@@ -44,20 +47,28 @@
 
 mod cross_stitch;
 mod hard;
+mod mmoe;
+mod mtan;
+mod ple;
 mod soft;
 mod structure;
 
 pub use cross_stitch::{cross_stitch, CrossStitch, CrossStitchBuilder, STITCH_PREFIX};
 pub use hard::{HardSharing, HardSharingBuilder};
+pub use mmoe::{mix_experts, Mmoe, MmoeBuilder, EXPERTS_SHARED_PREFIX, GATES_PREFIX};
+pub use mtan::{Mtan, MtanBuilder, ATTENTION_PREFIX};
+pub use ple::{Ple, PleBuilder, EXPERTS_SPECIFIC_PREFIX, SHARED_GATES_PREFIX};
 pub use soft::{soft_sharing_penalty, SoftSharing, SoftSharingBuilder};
 pub use structure::{
     nuclear_norm, task_relation_omega, trace_norm_subgradient, Regularized, Regularizer,
 };
 
+use std::sync::Mutex;
+
 use ndarray::ArrayD;
-use tapestry_autodiff::{Reduction, Tensor, Var};
+use tapestry_autodiff::{Reduction, Tape, Tensor, Var};
 use tapestry_data::{LossKind, MultiTaskDataset, TaskKind, TaskSpec, TaskTargets, MISSING_LABEL};
-use tapestry_nn::{Ctx, ParamId, Params};
+use tapestry_nn::{Ctx, Module, ParamId, Params};
 
 use crate::error::MtlError;
 
@@ -213,6 +224,65 @@ pub(crate) fn check_tasks(tasks: &[TaskSpec]) -> Result<(), MtlError> {
         }
     }
     Ok(())
+}
+
+/// The per-sample output shape of each of `stages`, run in turn (in eval mode) on a batch of
+/// one zero sample of shape `input`: how a builder sizes the gates and attention layers it adds.
+///
+/// # Panics
+/// If a stage does not fit the output of the one before (the autodiff engine's shape panic).
+pub(crate) fn stage_shapes(
+    params: &mut Params,
+    input: &[usize],
+    stages: &[&dyn Module],
+) -> Vec<Vec<usize>> {
+    let tape = Tape::new();
+    let bound = params.bind(&tape);
+    let mut ctx = Ctx::eval(&bound).with_buffers(params.buffers_mut());
+    let mut x = tape.constant(Tensor::zeros(&[&[1], input].concat()));
+    stages
+        .iter()
+        .map(|stage| {
+            x = stage.forward(x, &mut ctx);
+            x.shape()[1..].to_vec()
+        })
+        .collect()
+}
+
+/// Name → values pairs a model measured on its last training batch (mean gate weights,
+/// mean attention masks), kept for [`MultiTaskModel::diagnostics`].
+#[derive(Debug, Default)]
+pub(crate) struct LastBatchLog(Mutex<Vec<(String, Vec<f64>)>>);
+
+impl LastBatchLog {
+    /// Keeps `entries` if `ctx` is training (evaluation passes leave the log alone).
+    pub(crate) fn record(
+        &self,
+        ctx: &Ctx<'_, '_>,
+        entries: impl FnOnce() -> Vec<(String, Vec<f64>)>,
+    ) {
+        if ctx.is_training() {
+            *self.0.lock().expect("the log") = entries();
+        }
+    }
+
+    /// The entries of the last training batch (none before the first).
+    pub(crate) fn entries(&self) -> Vec<(String, Vec<f64>)> {
+        self.0.lock().expect("the log").clone()
+    }
+}
+
+/// The mean over the batch (the first axis) of each column of a `[B, K]` value.
+pub(crate) fn column_means(value: &Tensor) -> Vec<f64> {
+    let k = value.shape()[1];
+    let rows = value.len() / k.max(1);
+    let mut sums = vec![0.0f64; k];
+    for row in value.as_slice().chunks(k) {
+        for (s, &v) in sums.iter_mut().zip(row) {
+            *s += f64::from(v);
+        }
+    }
+    sums.iter().map(|s| s / rows.max(1) as f64).collect()
 }
 
 /// A batch's inputs as a tensor.
