@@ -313,7 +313,7 @@ fn check_method(method: MinNormMethod, t: usize) -> Result<(), MinNormError> {
 
 /// Checks the input and returns its symmetric part, with rounding-level negative diagonal
 /// entries set to zero.
-fn validated_symmetric(gram: &[f64], t: usize) -> Result<Vec<f64>, MinNormError> {
+pub(crate) fn validated_symmetric(gram: &[f64], t: usize) -> Result<Vec<f64>, MinNormError> {
     if t == 0 {
         return Err(MinNormError::NoTasks);
     }

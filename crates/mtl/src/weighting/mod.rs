@@ -13,6 +13,7 @@
 //! reads its names from.
 
 mod aligned;
+mod cagrad;
 mod dwa;
 mod ew;
 mod gls;
@@ -38,6 +39,7 @@ use crate::min_norm::MinNormError;
 use crate::task_grads::TaskGradients;
 
 pub use aligned::AlignedMtl;
+pub use cagrad::{CaGrad, CaGradSolution};
 pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
@@ -355,6 +357,12 @@ const GRADDROP_LEAK: Hyper = Hyper {
     range: Interval::UNIT,
     about: "GradDrop's share of every gradient kept whatever the draw",
 };
+const CAGRAD_C: Hyper = Hyper {
+    name: "c",
+    default: 0.5,
+    range: Interval::NON_NEGATIVE,
+    about: "CAGrad's radius of the ball around the mean gradient, relative to its norm",
+};
 
 /// Every weighting, one line each.
 #[rustfmt::skip]
@@ -371,6 +379,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", hypers: &[], build: |_, _| Box::new(ImtlG) },
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
     Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", hypers: &[GRADDROP_LEAK], build: |h, _| Box::new(GradDrop { leak: h.get("leak") as f32 }) },
+    Method { name: "cagrad", summary: "the update within c·‖g_0‖ of the mean gradient that best helps the worst task", hypers: &[CAGRAD_C], build: |h, _| Box::new(CaGrad { c: h.get("c") }) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", hypers: &[GRADNORM_ALPHA, GRADNORM_LR], build: |h, o| Box::new(GradNorm::with_config(GradNormConfig { optimizer: o.gradnorm_optimizer, ..GradNormConfig::new(h.get("alpha"), h.get("lr")) })) },
 ];
 
