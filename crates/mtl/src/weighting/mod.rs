@@ -21,6 +21,7 @@ mod graddrop;
 mod gradnorm;
 mod hyper;
 mod imtl;
+mod imtl_hybrid;
 mod imtl_l;
 mod mgda;
 mod pcgrad;
@@ -47,6 +48,7 @@ pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
 pub use hyper::{Hyper, HyperValues, Interval};
 pub use imtl::ImtlG;
+pub use imtl_hybrid::Imtl;
 pub use imtl_l::ImtlL;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
 pub use pcgrad::PcGrad;
@@ -376,6 +378,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", hypers: &[], build: |_, o| Box::new(Mgda { normalization: o.normalization }) },
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", hypers: &[], build: |_, o| Box::new(MgdaUb { normalization: o.normalization }) },
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", hypers: &[], build: |_, _| Box::new(PcGrad) },
+    Method { name: "imtl", summary: "IMTL-G's impartial weights on the gradients of IMTL-L's learned-scale losses", hypers: &[], build: |_, _| Box::new(Imtl::default()) },
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", hypers: &[], build: |_, _| Box::new(ImtlG) },
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
     Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", hypers: &[GRADDROP_LEAK], build: |h, _| Box::new(GradDrop { leak: h.get("leak") as f32 }) },
