@@ -19,6 +19,7 @@ mod ew;
 mod gls;
 mod graddrop;
 mod gradnorm;
+mod gradvac;
 mod hyper;
 mod imtl;
 mod imtl_hybrid;
@@ -46,6 +47,7 @@ pub use ew::EqualWeighting;
 pub use gls::GeometricLossStrategy;
 pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
+pub use gradvac::{GradVac, GradVacGrouping};
 pub use hyper::{Hyper, HyperValues, Interval};
 pub use imtl::ImtlG;
 pub use imtl_hybrid::Imtl;
@@ -365,6 +367,12 @@ const CAGRAD_C: Hyper = Hyper {
     range: Interval::NON_NEGATIVE,
     about: "CAGrad's radius of the ball around the mean gradient, relative to its norm",
 };
+const GRADVAC_BETA: Hyper = Hyper {
+    name: "beta",
+    default: 0.5,
+    range: Interval::UNIT,
+    about: "GradVac's rate of the moving average of the target cosines",
+};
 
 /// Every weighting, one line each.
 #[rustfmt::skip]
@@ -378,6 +386,7 @@ pub const METHODS: &[Method] = &[
     Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", hypers: &[], build: |_, o| Box::new(Mgda { normalization: o.normalization }) },
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", hypers: &[], build: |_, o| Box::new(MgdaUb { normalization: o.normalization }) },
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", hypers: &[], build: |_, _| Box::new(PcGrad) },
+    Method { name: "gradvac", summary: "move each task's gradient towards a learned target cosine with each other task's, then sum", hypers: &[GRADVAC_BETA], build: |h, _| Box::new(GradVac::new(h.get("beta"), GradVacGrouping::WholeModel)) },
     Method { name: "imtl", summary: "IMTL-G's impartial weights on the gradients of IMTL-L's learned-scale losses", hypers: &[], build: |_, _| Box::new(Imtl::default()) },
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", hypers: &[], build: |_, _| Box::new(ImtlG) },
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
