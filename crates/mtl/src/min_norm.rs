@@ -312,7 +312,10 @@ fn check_method(method: MinNormMethod, t: usize) -> Result<(), MinNormError> {
 }
 
 /// Checks the input and returns its symmetric part, with rounding-level negative diagonal
-/// entries set to zero.
+/// entries set to zero (also the input check of CAGrad's solve).
+///
+/// # Errors
+/// The [`MinNormError`]s of the size, finiteness, symmetry, diagonal and 2 x 2 minor checks.
 pub(crate) fn validated_symmetric(gram: &[f64], t: usize) -> Result<Vec<f64>, MinNormError> {
     if t == 0 {
         return Err(MinNormError::NoTasks);

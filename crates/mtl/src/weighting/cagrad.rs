@@ -74,7 +74,8 @@ pub struct CaGradSolution {
     pub alpha: Vec<f64>,
     /// The minimiser `w` on the simplex.
     pub inner: Vec<f64>,
-    /// `λ = √φ / ‖g_w‖`, or `None` where the minimiser is `g_w = 0` (then `α = 1/T + β`).
+    /// `λ = √φ / ‖g_w‖`, or `None` where the minimiser is `g_w = 0` (then `α = 1/T + β`) or
+    /// `√φ = 0` (c = 0 or `g_0 = 0`: then `α = 1/T`).
     pub lambda: Option<f64>,
     /// The optimality (KKT) residual, dimensionless: the largest of the dual violation
     /// `max(ν − ⟨g_t, d⟩, 0)`, the complementarity gap `w_t |⟨g_t, d⟩ − ν|` (each over
