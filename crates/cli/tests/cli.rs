@@ -364,6 +364,14 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
         ),
         (&["compare", "--archs", "hard,tree"], "unknown architecture `tree`"),
         (&["train", "--method", "dwa", "--param", "tau=-1", "--out", "never"], "tau must lie in"),
+        (
+            &["train", "--method", "cagrad", "--param", "c=-0.5", "--out", "never"],
+            "cagrad: c must lie in [0, ∞), got -0.5",
+        ),
+        (
+            &["train", "--method", "gradvac", "--param", "beta=1.5", "--out", "never"],
+            "gradvac: beta must lie in [0, 1], got 1.5",
+        ),
         (&["train", "--method", "dwa", "--param", "c=0.5", "--out", "never"], "takes tau"),
         (&["train", "--method", "famo", "--param", "w_lr=0", "--out", "never"], "w_lr must lie in"),
         (

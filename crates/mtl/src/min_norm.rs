@@ -268,7 +268,11 @@ fn check_method(method: MinNormMethod, t: usize) -> Result<(), MinNormError> {
 }
 
 /// Checks the input and returns its symmetric part, with rounding-level negative diagonal
-/// entries set to zero. The other solvers on the Gram (Nash-MTL, UPGrad) check theirs with it.
+/// entries set to zero. The other solvers on the Gram (CAGrad, Nash-MTL, UPGrad) check theirs
+/// with it.
+///
+/// # Errors
+/// The [`MinNormError`]s of the size, finiteness, symmetry, diagonal and 2 x 2 minor checks.
 pub(crate) fn validated_symmetric(gram: &[f64], t: usize) -> Result<Vec<f64>, MinNormError> {
     if t == 0 {
         return Err(MinNormError::NoTasks);

@@ -62,33 +62,23 @@ fn close(got: &[f32], want: &[f32], tol: f32) {
     }
 }
 
-/// PCGrad's direction `Σ_k w_k g_k` of the gradients `rows`, from the coefficients computed on
-/// their Gram.
-fn pcgrad_direction(rows: &[Vec<f32>], orders: &[Vec<usize>]) -> (Vec<f32>, usize) {
-    let t = rows.len();
-    let g = TaskGradients::from_matrix(t, rows[0].len(), rows.concat());
-    let (w, n) = PcGrad::coefficients(g.gram(), orders);
-    let d = (0..rows[0].len()).map(|j| (0..t).map(|k| w[k] * f64::from(rows[k][j])).sum::<f64>());
-    (d.map(|v| v as f32).collect(), n)
-}
-
 #[test]
 fn pcgrad_matches_the_published_algorithm() {
     let rows = vec![vec![1.0, 2.0, -1.0], vec![-1.0, 0.5, 2.0], vec![0.5, -2.0, 0.0]];
     let orders = vec![vec![2, 1, 0], vec![0, 2, 1], vec![1, 0, 2]];
-    let (d, projections) = pcgrad_direction(&rows, &orders);
+    let (d, projections) = common::pcgrad_direction(&rows, &orders);
     close(&d, &[1.335_434_2, 0.072_829_13, 1.792_016_8], 1e-6);
     assert!(projections >= 2);
     // Identical gradients never conflict: the sum passes unchanged.
     let same = vec![vec![1.0, -2.0]; 3];
-    let (d, n) = pcgrad_direction(&same, &PcGrad::orders(0, 0, 3));
+    let (d, n) = common::pcgrad_direction(&same, &PcGrad::orders(0, 0, 3));
     assert_eq!(n, 0);
     close(&d, &[3.0, -6.0], 1e-7);
     // Opposite gradients cancel: each loses its whole component along the other.
-    let (d, _) = pcgrad_direction(&[vec![1.0, 1.0], vec![-1.0, -1.0]], &[vec![1], vec![0]]);
+    let (d, _) = common::pcgrad_direction(&[vec![1.0, 1.0], vec![-1.0, -1.0]], &[vec![1], vec![0]]);
     close(&d, &[0.0, 0.0], 1e-6);
     // A zero gradient is skipped, not divided by.
-    let (d, _) = pcgrad_direction(&[vec![0.0, 0.0], vec![1.0, -1.0]], &[vec![1], vec![0]]);
+    let (d, _) = common::pcgrad_direction(&[vec![0.0, 0.0], vec![1.0, -1.0]], &[vec![1], vec![0]]);
     assert_eq!(d, vec![1.0, -1.0]);
 }
 
@@ -111,7 +101,7 @@ fn pcgrad_through_the_interface_returns_a_shared_direction() {
     let out = PcGrad.weights(&input).unwrap();
     assert_eq!(out.weights, vec![1.0, 1.0]);
     let Some(Direction::Shared(d)) = &out.direction else { panic!("a shared direction") };
-    let (want, _) = pcgrad_direction(&[g.row(0), g.row(1)], &PcGrad::orders(1, 4, 2));
+    let (want, _) = common::pcgrad_direction(&[g.row(0), g.row(1)], &PcGrad::orders(1, 4, 2));
     close(d, &want, 1e-6);
     assert!(d.iter().all(|v| v.is_finite()));
     // The direction conflicts with neither task (for two tasks PCGrad removes the conflict).
@@ -153,7 +143,7 @@ fn a_pcgrad_step_updates_the_trunk_along_its_direction() {
     let shared = step.shared_params().to_vec();
     let g = TaskGradients::on_params(&tape, &losses, &bound, &shared, Default::default());
     let rows: Vec<Vec<f32>> = (0..g.tasks()).map(|t| g.row(t)).collect();
-    let (want, _) = pcgrad_direction(&rows, &PcGrad::orders(5, 2, g.tasks()));
+    let (want, _) = common::pcgrad_direction(&rows, &PcGrad::orders(5, 2, g.tasks()));
     close(&grads.flatten(&shared), &want, 1e-5);
     assert!(report.diagnostic("pcgrad.projections").is_some());
 }

@@ -15,7 +15,7 @@ use tapestry_mtl::model::{input_tensor, task_loss, HardSharing, MultiTaskModel};
 use tapestry_mtl::step::{StepCounters, StepOptions, TrainStep};
 use tapestry_mtl::task_grads::{gram_on_params, GradMode, TaskGradients};
 use tapestry_mtl::weighting::{
-    AlignedMtl, ImtlG, Mgda, NashMtl, Needs, StepInput, StepWeights, Upgrad, Weighting,
+    AlignedMtl, CaGrad, ImtlG, Mgda, NashMtl, Needs, StepInput, StepWeights, Upgrad, Weighting,
     WeightingError,
 };
 use tapestry_nn::{Ctx, Flatten, Linear, MaxPool2d, Params, Relu, Sequential};
@@ -177,11 +177,13 @@ fn imtl_g_and_aligned_mtl_on_the_gram_path_match_the_materialised_path() {
     same_step(|| Box::new(AlignedMtl));
     same_step(|| Box::new(NashMtl));
     same_step(|| Box::new(Upgrad));
+    same_step(|| Box::new(CaGrad { c: 0.5 }));
 }
 
 #[test]
 fn the_gram_only_methods_ask_for_the_gram_alone() {
-    for w in [&Mgda::default() as &dyn Weighting, &ImtlG, &AlignedMtl, &NashMtl, &Upgrad] {
+    let cagrad = CaGrad { c: 0.5 };
+    for w in [&Mgda::default() as &dyn Weighting, &ImtlG, &AlignedMtl, &NashMtl, &Upgrad, &cagrad] {
         assert_eq!(w.needs(), Needs { shared_gram: true, ..Needs::LOSSES }, "{}", w.name());
     }
 }

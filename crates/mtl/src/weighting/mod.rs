@@ -13,6 +13,7 @@
 //! reads its names from.
 
 mod aligned;
+mod cagrad;
 mod db_mtl;
 mod dwa;
 mod ew;
@@ -20,8 +21,10 @@ mod famo;
 mod gls;
 mod graddrop;
 mod gradnorm;
+mod gradvac;
 mod hyper;
 mod imtl;
+mod imtl_hybrid;
 mod imtl_l;
 mod mgda;
 mod nash_mtl;
@@ -42,6 +45,7 @@ use crate::min_norm::MinNormError;
 use crate::task_grads::TaskGradients;
 
 pub use aligned::AlignedMtl;
+pub use cagrad::{CaGrad, CaGradSolution};
 pub use db_mtl::DbMtl;
 pub use dwa::DynamicWeightAverage;
 pub use ew::EqualWeighting;
@@ -49,8 +53,10 @@ pub use famo::Famo;
 pub use gls::GeometricLossStrategy;
 pub use graddrop::GradDrop;
 pub use gradnorm::GradNorm;
+pub use gradvac::{GradVac, GradVacGrouping};
 pub use hyper::{Hyper, HyperValues, Interval};
 pub use imtl::ImtlG;
+pub use imtl_hybrid::Imtl;
 pub use imtl_l::ImtlL;
 pub use mgda::{GradNormalization, Mgda, MgdaUb};
 pub use nash_mtl::{
@@ -393,6 +399,18 @@ const GRADDROP_LEAK: Hyper = Hyper {
     range: Interval::UNIT,
     about: "GradDrop's share of every gradient kept whatever the draw",
 };
+const CAGRAD_C: Hyper = Hyper {
+    name: "c",
+    default: 0.5,
+    range: Interval::NON_NEGATIVE,
+    about: "CAGrad's radius of the ball around the mean gradient, relative to its norm",
+};
+const GRADVAC_BETA: Hyper = Hyper {
+    name: "beta",
+    default: 0.5,
+    range: Interval::UNIT,
+    about: "GradVac's rate of the moving average of the target cosines",
+};
 
 const FAMO_GAMMA: Hyper = Hyper {
     name: "gamma",
@@ -431,11 +449,14 @@ pub const METHODS: &[Method] = &[
     Method { name: "mgda", summary: "min-norm point of the shared-parameter gradients", hypers: &[], build: |_, o| Box::new(Mgda { normalization: o.normalization }) },
     Method { name: "mgda-ub", summary: "MGDA on the gradients at the representation (upper bound)", hypers: &[], build: |_, o| Box::new(MgdaUb { normalization: o.normalization }) },
     Method { name: "pcgrad", summary: "project each task's gradient off those it conflicts with, then sum", hypers: &[], build: |_, _| Box::new(PcGrad) },
+    Method { name: "gradvac", summary: "move each task's gradient towards a learned target cosine with each other task's, then sum", hypers: &[GRADVAC_BETA], build: |h, _| Box::new(GradVac::new(h.get("beta"), GradVacGrouping::WholeModel)) },
+    Method { name: "imtl", summary: "IMTL-G's impartial weights on the gradients of IMTL-L's learned-scale losses", hypers: &[], build: |_, _| Box::new(Imtl::default()) },
     Method { name: "imtl-g", summary: "weights whose combined gradient projects equally on every task's unit gradient", hypers: &[], build: |_, _| Box::new(ImtlG) },
     Method { name: "nash-mtl", summary: "Nash bargaining weights: the α > 0 with α_t (Gα)_t = 1 on the Gram", hypers: &[], build: |_, _| Box::new(NashMtl) },
     Method { name: "upgrad", summary: "mean of each task's gradient projected onto the dual cone of all of them", hypers: &[], build: |_, _| Box::new(Upgrad) },
     Method { name: "aligned-mtl", summary: "weights from the Gram's eigendecomposition that make the task gradients well-conditioned", hypers: &[], build: |_, _| Box::new(AlignedMtl) },
     Method { name: "graddrop", summary: "keep one sign of the gradients at the representation per element, drawn by how much has it", hypers: &[GRADDROP_LEAK], build: |h, _| Box::new(GradDrop { leak: h.get("leak") as f32 }) },
+    Method { name: "cagrad", summary: "the update within c·‖g_0‖ of the mean gradient that best helps the worst task", hypers: &[CAGRAD_C], build: |h, _| Box::new(CaGrad { c: h.get("c") }) },
     Method { name: "gradnorm", summary: "weights that balance gradient norms on one shared layer", hypers: &[GRADNORM_ALPHA, GRADNORM_LR], build: |h, o| Box::new(GradNorm::with_config(GradNormConfig { optimizer: o.gradnorm_optimizer, ..GradNormConfig::new(h.get("alpha"), h.get("lr")) })) },
     Method { name: "famo", summary: "softmax weights of log-losses, learned from how much each log-loss fell after the update", hypers: &[FAMO_GAMMA, FAMO_W_LR], build: |h, _| Box::new(Famo::new(h.get("gamma"), h.get("w_lr"))) },
     Method { name: "db-mtl", summary: "log-losses, and moving averages of their shared gradients scaled to the largest norm", hypers: &[DB_MTL_BETA, DB_MTL_BETA_SIGMA], build: |h, _| Box::new(DbMtl::new(h.get("beta"), h.get("beta_sigma"))) },

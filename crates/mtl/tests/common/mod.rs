@@ -125,3 +125,13 @@ pub fn dataset(n: usize, seed: u64) -> MultiTaskDataset {
 pub fn param_bits(params: &Params) -> Vec<u32> {
     params.iter().flat_map(|(_, _, v)| v.to_vec()).map(f32::to_bits).collect()
 }
+
+/// PCGrad's direction `Σ_k w_k g_k` of the gradients `rows`, from the coefficients computed on
+/// their Gram ([`tapestry_mtl::weighting::PcGrad::coefficients`]).
+pub fn pcgrad_direction(rows: &[Vec<f32>], orders: &[Vec<usize>]) -> (Vec<f32>, usize) {
+    let t = rows.len();
+    let g = tapestry_mtl::task_grads::TaskGradients::from_matrix(t, rows[0].len(), rows.concat());
+    let (w, n) = tapestry_mtl::weighting::PcGrad::coefficients(g.gram(), orders);
+    let d = (0..rows[0].len()).map(|j| (0..t).map(|k| w[k] * f64::from(rows[k][j])).sum::<f64>());
+    (d.map(|v| v as f32).collect(), n)
+}
