@@ -7,6 +7,8 @@
 //!
 //! Every method runs in every round, in registry order, so a slow phase of a shared machine
 //! touches them all alike; the figure is the median over rounds of the mean over the timed steps.
+//! A last row times the forward pass alone (`losses_at`), the floor of what one extra forward
+//! pass costs.
 //!
 //! ```text
 //! RAYON_NUM_THREADS=1 cargo run --release --example method_costs
@@ -15,7 +17,7 @@
 
 use std::time::Instant;
 
-use tapestry::mtl::step::{StepCounters, StepOptions, TrainStep};
+use tapestry::mtl::step::{losses_at, StepCounters, StepOptions, TrainStep};
 use tapestry::mtl::weighting::{self, MethodOptions, Needs, Weighting, METHODS};
 use tapestry::nn::optim::Adam;
 
@@ -35,7 +37,11 @@ enum Class {
 }
 
 fn class(needs: Needs) -> Class {
-    if needs.shared_gradients || needs.representation_gradients || needs.layer_gradient_norms {
+    if needs.shared_gradients
+        || needs.shared_gram
+        || needs.representation_gradients
+        || needs.layer_gradient_norms
+    {
         Class::Gradients
     } else if needs.losses_after_update {
         Class::LossesAfterUpdate
@@ -122,11 +128,19 @@ fn main() {
     for run in &mut runs {
         run.steps(&batch, 1); // warm-up: buffers, pools, caches
     }
+    let forward_model = reference::reference_model(0);
+    let mut forward_times = Vec::new();
     for _ in 0..rounds {
         for run in &mut runs {
             let t = run.steps(&batch, n);
             run.times.push(t);
         }
+        let start = Instant::now();
+        for s in 0..n {
+            let counters = StepCounters { step: s as u64, ..StepCounters::default() };
+            losses_at(&forward_model.0, &forward_model.1, &batch, counters).unwrap();
+        }
+        forward_times.push(start.elapsed().as_secs_f64() / n as f64);
     }
     let ms =
         |name: &str| 1e3 * median(&runs.iter().find(|r| r.name == name).expect("a baseline").times);
@@ -154,4 +168,10 @@ fn main() {
             if ok { "yes" } else { "no" }
         );
     }
+    let forward = 1e3 * median(&forward_times);
+    println!(
+        "| (forward pass alone) | | {forward:.1} | {:.2} | {:.2} | |",
+        forward / ew,
+        forward / mgda
+    );
 }
