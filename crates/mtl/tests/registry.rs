@@ -52,3 +52,44 @@ fn the_guide_documents_every_method_and_hyper_parameter() {
         }
     }
 }
+
+/// Every registered method, trained twice from the same seed on the GradNorm toy (two epochs,
+/// Adam), ends with the same parameters bit for bit, and with parameters that moved.
+#[test]
+fn every_method_repeats_bit_for_bit_for_a_seed() {
+    use tapestry_mtl::toy::{gradnorm_toy, gradnorm_toy_model, GradNormToyConfig};
+    use tapestry_mtl::trainer::{NoObserver, Trainer, TrainerConfig};
+    use tapestry_nn::optim::Adam;
+    use tapestry_nn::Params;
+
+    let config = GradNormToyConfig {
+        sigmas: vec![1.0, 10.0, 3.0],
+        input_dim: 20,
+        output_dim: 4,
+        train: 120,
+        test: 10,
+        ..GradNormToyConfig::default()
+    };
+    let splits = gradnorm_toy(&config);
+    let run = |name: &str| {
+        let mut params = Params::new();
+        let model = gradnorm_toy_model(&mut params, &config, 16, 2, 0).unwrap();
+        let mut weighting = by_name(name, &MethodOptions::default()).unwrap();
+        weighting.register(&mut params, tapestry_mtl::MultiTaskModel::tasks(&model)).unwrap();
+        let start = params.clone();
+        let trainer_config =
+            TrainerConfig { epochs: 2, batch_size: 40, seed: 3, ..TrainerConfig::default() };
+        let mut trainer = Trainer::from_boxed(trainer_config, Box::new(Adam::new(1e-3)), weighting);
+        trainer.fit(&model, &mut params, &splits.train, None, &mut NoObserver).unwrap();
+        (start, params)
+    };
+    for m in METHODS {
+        let ((start, a), (_, b)) = (run(m.name), run(m.name));
+        let mut moved = false;
+        for id in a.ids() {
+            assert_eq!(a.get(id).as_slice(), b.get(id).as_slice(), "{}: {}", m.name, a.name(id));
+            moved |= a.get(id).as_slice() != start.get(id).as_slice();
+        }
+        assert!(moved, "{}: training moved no parameter", m.name);
+    }
+}
