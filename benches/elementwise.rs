@@ -15,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use tapestry::autodiff::ops::loss::Reduction;
 use tapestry::autodiff::{Tape, Tensor, Var};
 use tapestry_kernels::elementwise as ew;
+use tapestry_kernels::path::{forced, Force};
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -52,23 +53,25 @@ fn simd_vs_portable(c: &mut Criterion) {
     let mut y = vec![0.0f32; len];
     let mut grp = c.benchmark_group("isa");
     grp.throughput(Throughput::Elements(len as u64));
-    for (label, force) in [(format!("{:?}", ew::detected_isa()), false), ("Scalar".into(), true)] {
-        ew::set_force_scalar(force);
+    for isa in [ew::detected_isa(), ew::Isa::Scalar] {
+        let label = format!("{isa:?}");
+        let force = Force { isa: Some(isa), ..Force::NONE };
         grp.bench_function(BenchmarkId::new("exp", &label), |b| {
             b.iter(|| {
-                ew::exp(&x, &mut y);
+                forced(force, || ew::exp(&x, &mut y));
                 black_box(&y);
             })
         });
-        grp.bench_function(BenchmarkId::new("sum", &label), |b| b.iter(|| black_box(ew::sum(&x))));
+        grp.bench_function(BenchmarkId::new("sum", &label), |b| {
+            b.iter(|| black_box(forced(force, || ew::sum(&x)).0))
+        });
         grp.bench_function(BenchmarkId::new("softmax_rows_16", &label), |b| {
             b.iter(|| {
-                ew::softmax_rows(&x, 16, &mut y);
+                forced(force, || ew::softmax_rows(&x, 16, &mut y));
                 black_box(&y);
             })
         });
     }
-    ew::set_force_scalar(false);
     grp.finish();
 }
 

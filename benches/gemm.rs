@@ -16,16 +16,43 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
 }
 
-/// Benchmarks row-major `C (m×n) = A (m×k) · B (k×n)`.
-fn bench_shape(c: &mut Criterion, group: &str, label: &str, (m, k, n): (usize, usize, usize)) {
+/// How an operand is stored: row-major as it is, or the transpose of a row-major matrix (the
+/// same buffer with its strides swapped, as the autodiff passes `Wᵀ` and `gᵀ`).
+#[derive(Clone, Copy)]
+enum Stored {
+    AsIs,
+    Transposed,
+}
+
+/// Strides of an `rows`×`cols` operand stored as `how`.
+fn strides(rows: usize, cols: usize, how: Stored) -> (isize, isize) {
+    match how {
+        Stored::AsIs => (cols as isize, 1),
+        Stored::Transposed => (1, rows as isize),
+    }
+}
+
+/// Benchmarks `calls` products `C (m×n) = A (m×k) · B (k×n)` per iteration, A and B stored as
+/// given, C row-major.
+fn bench_shape(
+    c: &mut Criterion,
+    group: &str,
+    label: &str,
+    (m, k, n): (usize, usize, usize),
+    (sa, sb): (Stored, Stored),
+    calls: usize,
+) {
     let a = random(m * k, 1);
-    let b = random(k * n, 2);
-    let mut out = vec![0.0f32; m * n];
+    let b: Vec<Vec<f32>> = (0..calls).map(|i| random(k * n, 2 + i as u64)).collect();
+    let mut out: Vec<Vec<f32>> = vec![vec![0.0f32; m * n]; calls];
+    let ((rsa, csa), (rsb, csb)) = (strides(m, k, sa), strides(k, n, sb));
     let mut g = c.benchmark_group(group);
-    g.throughput(Throughput::Elements((2 * m * n * k) as u64));
+    g.throughput(Throughput::Elements((2 * m * n * k * calls) as u64));
     g.bench_function(BenchmarkId::from_parameter(label), |bench| {
         bench.iter(|| {
-            sgemm(m, k, n, 1.0, &a, k as isize, 1, &b, n as isize, 1, 0.0, &mut out, n as isize, 1);
+            for (b, out) in b.iter().zip(out.iter_mut()) {
+                sgemm(m, k, n, 1.0, &a, rsa, csa, b, rsb, csb, 0.0, out, n as isize, 1);
+            }
             black_box(&out);
         })
     });
@@ -33,36 +60,22 @@ fn bench_shape(c: &mut Criterion, group: &str, label: &str, (m, k, n): (usize, u
 }
 
 fn gemm(c: &mut Criterion) {
+    use Stored::{AsIs, Transposed};
     for s in [64, 128, 256, 512, 1024] {
-        bench_shape(c, "gemm_square", &s.to_string(), (s, s, s));
+        bench_shape(c, "gemm_square", &s.to_string(), (s, s, s), (AsIs, AsIs), 1);
     }
-    // The reference model's shapes, m x k x n.
-    for (label, shape) in [
-        ("fc_forward_128x3136x256", (128, 3136, 256)),
-        ("fc_dw_3136x128x256", (3136, 128, 256)),
-        ("fc_dx_128x256x3136", (128, 256, 3136)),
-        ("head_128x256x10", (128, 256, 10)),
-        ("heads3_128x256x30", (128, 256, 30)),
+    // The reference model's products as the autodiff runs them (`ops/matmul.rs`), m x k x n:
+    // the fully connected layer x [128, 3136] · Wᵀ (W stored [256, 3136]), its input gradient
+    // g · W, its weight gradient gᵀ · x (g stored [128, 256]); a head x · Wᵀ (W [10, 256]), and
+    // the three heads as three such products.
+    for (label, shape, layouts, calls) in [
+        ("fc_forward_x_wt_128x3136x256", (128, 3136, 256), (AsIs, Transposed), 1),
+        ("fc_dx_g_w_128x256x3136", (128, 256, 3136), (AsIs, AsIs), 1),
+        ("fc_dw_gt_x_256x128x3136", (256, 128, 3136), (Transposed, AsIs), 1),
+        ("head_x_wt_128x256x10", (128, 256, 10), (AsIs, Transposed), 1),
+        ("heads3_x_wt_3x128x256x10", (128, 256, 10), (AsIs, Transposed), 3),
     ] {
-        bench_shape(c, "gemm_model", label, shape);
-    }
-    // A classifier head as the autodiff calls it: y = x · Wᵀ with W stored [out, in].
-    for n in [10, 30] {
-        let (m, k) = (128, 256);
-        let x = random(m * k, 3);
-        let w = random(n * k, 4);
-        let mut y = vec![0.0f32; m * n];
-        let mut g = c.benchmark_group("gemm_head_wt");
-        g.throughput(Throughput::Elements((2 * m * n * k) as u64));
-        g.bench_function(BenchmarkId::from_parameter(format!("128x256x{n}")), |bench| {
-            bench.iter(|| {
-                sgemm(
-                    m, k, n, 1.0, &x, k as isize, 1, &w, 1, k as isize, 0.0, &mut y, n as isize, 1,
-                );
-                black_box(&y);
-            })
-        });
-        g.finish();
+        bench_shape(c, "gemm_model", label, shape, layouts, calls);
     }
 }
 

@@ -27,12 +27,21 @@ SHAPES = [
     ("gemm_square/256", 256, 256, 256),
     ("gemm_square/512", 512, 512, 512),
     ("gemm_square/1024", 1024, 1024, 1024),
-    ("gemm_model/fc_forward_128x3136x256", 128, 3136, 256),
-    ("gemm_model/fc_dw_3136x128x256", 3136, 128, 256),
-    ("gemm_model/fc_dx_128x256x3136", 128, 256, 3136),
-    ("gemm_model/head_128x256x10", 128, 256, 10),
-    ("gemm_model/heads3_128x256x30", 128, 256, 30),
+    ("gemm_model/fc_forward_x_wt_128x3136x256", 128, 3136, 256),
+    ("gemm_model/fc_dx_g_w_128x256x3136", 128, 256, 3136),
+    ("gemm_model/fc_dw_gt_x_256x128x3136", 256, 128, 3136),
+    ("gemm_model/head_x_wt_128x256x10", 128, 256, 10),
+    ("gemm_model/heads3_x_wt_3x128x256x10", 128, 256, 10),
 ]
+
+# How benches/gemm.rs stores A and B for each shape ("t": the transpose of a row-major matrix,
+# as the autodiff passes W^T and g^T), and how many products one call makes.
+LAYOUTS = {
+    "gemm_model/fc_forward_x_wt_128x3136x256": ("", "t", 1),
+    "gemm_model/fc_dw_gt_x_256x128x3136": ("t", "", 1),
+    "gemm_model/head_x_wt_128x256x10": ("", "t", 1),
+    "gemm_model/heads3_x_wt_3x128x256x10": ("", "t", 3),
+}
 
 
 def blas_core():
@@ -55,19 +64,31 @@ def run_child():
     rng = np.random.default_rng(0)
     print(f"# numpy {np.__version__}, BLAS core: {blas_core()}, "
           f"threads: {os.environ.get('OPENBLAS_NUM_THREADS')}", flush=True)
+    def stored(rows, cols, how):
+        # A transposed operand is the transpose view of a row-major [cols, rows] array.
+        if how == "t":
+            return rng.uniform(-1, 1, (cols, rows)).astype(np.float32).T
+        return rng.uniform(-1, 1, (rows, cols)).astype(np.float32)
+
     for name, m, k, n in SHAPES:
-        a = rng.uniform(-1, 1, (m, k)).astype(np.float32)
-        b = rng.uniform(-1, 1, (k, n)).astype(np.float32)
-        c = np.empty((m, n), dtype=np.float32)
-        flops = 2 * m * n * k
+        la, lb, calls = LAYOUTS.get(name, ("", "", 1))
+        a = stored(m, k, la)
+        bs = [stored(k, n, lb) for _ in range(calls)]
+        cs = [np.empty((m, n), dtype=np.float32) for _ in range(calls)]
+        flops = 2 * m * n * k * calls
+
+        def call():
+            for b, c in zip(bs, cs):
+                np.matmul(a, b, out=c)
+
         reps = max(1, int(2e8 / flops))
-        np.matmul(a, b, out=c)
+        call()
         samples = []
         deadline = time.perf_counter() + 3.0
         while time.perf_counter() < deadline or len(samples) < 5:
             t = CLOCK()
             for _ in range(reps):
-                np.matmul(a, b, out=c)
+                call()
             samples.append((CLOCK() - t) / reps)
         med, best = statistics.median(samples), min(samples)
         print(f"{name:44s} median {med * 1e6:10.1f} us {flops / med / 1e9:8.1f} GFLOP/s"

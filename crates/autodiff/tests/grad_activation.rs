@@ -98,14 +98,41 @@ fn batched_backward_equals_separate_passes() {
 }
 
 #[test]
-fn extreme_inputs_stay_finite() {
+fn extreme_inputs_reach_their_limits() {
+    // At |x| ≥ 100 every activation is at its asymptote to f32 precision: 0 or the identity
+    // (slope 0.1 for leaky relu), ±1 for tanh and 0 or 1 for sigmoid, with derivatives 0 or the
+    // asymptote's slope (e^-100 ≈ 3.7e-44 counts as 0).
     let tape = Tape::new();
-    let x = tape.leaf(Tensor::from(vec![-1e30, -1e4, -100.0, 100.0, 1e4, 1e30]));
+    let xs = [-1e30f32, -1e4, -100.0, 100.0, 1e4, 1e30];
+    let x = tape.leaf(Tensor::from(xs.to_vec()));
+    let identity_above = |slope_below: f32| -> (Vec<f32>, Vec<f32>) {
+        let y = xs.iter().map(|&v| if v > 0.0 { v } else { slope_below * v }).collect();
+        let g = xs.iter().map(|&v| if v > 0.0 { 1.0 } else { slope_below }).collect();
+        (y, g)
+    };
+    let step = |lo: f32, hi: f32| -> (Vec<f32>, Vec<f32>) {
+        (xs.iter().map(|&v| if v > 0.0 { hi } else { lo }).collect(), vec![0.0; 6])
+    };
     for (name, act) in activations() {
+        let (want_y, want_g) = match name {
+            "leaky_relu" => identity_above(0.1),
+            "sigmoid" => step(0.0, 1.0),
+            "tanh" => step(-1.0, 1.0),
+            _ => identity_above(0.0),
+        };
         let y = act(x);
         let g = tape.backward(y.sum_all()).wrt(x);
-        assert!(y.value().all_finite(), "{name}: {:?}", y.value());
-        assert!(g.all_finite(), "{name}: gradient {g:?}");
+        for (what, got, want) in
+            [("value", y.value().to_vec(), want_y), ("gradient", g.to_vec(), want_g)]
+        {
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-6 * b.abs() + 1e-30,
+                    "{name} {what} at {}: {a} vs {b}",
+                    xs[i]
+                );
+            }
+        }
     }
     let s = x.sigmoid().value().to_vec();
     assert_eq!((s[0], s[5]), (0.0, 1.0));

@@ -53,6 +53,14 @@ fn unary_ops() {
     check("mul_scalar", |_, v| v[0] * -2.5, std::slice::from_ref(&x));
     check("pow_scalar", |_, v| v[0].pow_scalar(2.7), std::slice::from_ref(&pos));
     check("pow_scalar int", |_, v| v[0].pow_scalar(3.0), std::slice::from_ref(&x));
+    // Exponents below 1: a root (the derivative grows towards 0) and negative powers.
+    for p in [0.5, 0.3, -0.5, -2.0] {
+        check(
+            &format!("pow_scalar {p}"),
+            move |_, v| v[0].pow_scalar(p),
+            std::slice::from_ref(&pos),
+        );
+    }
     check("exp", |_, v| v[0].exp(), std::slice::from_ref(&x));
     check("log", |_, v| v[0].log(), std::slice::from_ref(&pos));
     check("sqrt", |_, v| v[0].sqrt(), std::slice::from_ref(&pos));

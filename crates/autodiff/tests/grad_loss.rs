@@ -135,20 +135,44 @@ fn all_ignored_gives_zero_loss_and_gradient() {
 }
 
 #[test]
-fn extreme_logits_stay_finite() {
+fn extreme_logits_give_their_limits() {
+    // Logits ±1e4 make every softmax one-hot: row 0 [1, 0, 0], row 1 [0, 0, 1]; each labelled
+    // class is 2e4 below its row's maximum. So cross-entropy is 2e4 per row with gradient
+    // softmax − one-hot; the column softmax sums to 3 whatever x (gradient 0); and BCE with
+    // logits is max(x, 0) − x·t + ln(1 + e^−|x|) = 1e4 four times, ln 2 once (x = 0) and 0 once,
+    // with gradient σ(x) − t.
     let tape = Tape::new();
     let x = tape.leaf(Tensor::from_vec(&[2, 3], vec![1e4, -1e4, 0.0, -1e4, -1e4, 1e4]).unwrap());
-    for loss in [
-        x.cross_entropy(&[1, 0], None, Reduction::Mean),
-        x.log_softmax(1).nll_loss(&[1, 0], None, Reduction::Sum),
-        x.softmax(0).sum_all(),
-        x.bce_with_logits(
-            tape.constant(Tensor::from_vec(&[2, 3], vec![0.0, 1.0, 0.5, 1.0, 0.0, 0.0]).unwrap()),
-            Reduction::Mean,
+    let t = Tensor::from_vec(&[2, 3], vec![0.0, 1.0, 0.5, 1.0, 0.0, 0.0]).unwrap();
+    let ln2 = std::f64::consts::LN_2;
+    let cases: [(&str, Var<'_>, f64, [f32; 6]); 4] = [
+        (
+            "ce mean",
+            x.cross_entropy(&[1, 0], None, Reduction::Mean),
+            2e4,
+            [0.5, -0.5, 0.0, -0.5, 0.0, 0.5],
         ),
-    ] {
-        assert!(loss.value().all_finite(), "{:?}", loss.value());
-        assert!(tape.backward(loss).wrt(x).all_finite());
+        (
+            "nll sum",
+            x.log_softmax(1).nll_loss(&[1, 0], None, Reduction::Sum),
+            4e4,
+            [1.0, -1.0, 0.0, -1.0, 0.0, 1.0],
+        ),
+        ("softmax over rows", x.softmax(0).sum_all(), 3.0, [0.0; 6]),
+        (
+            "bce mean",
+            x.bce_with_logits(tape.constant(t), Reduction::Mean),
+            (4e4 + ln2) / 6.0,
+            [1.0 / 6.0, -1.0 / 6.0, 0.0, -1.0 / 6.0, 0.0, 1.0 / 6.0],
+        ),
+    ];
+    for (name, loss, value, grad) in cases {
+        let got = loss.value().item() as f64;
+        assert!((got - value).abs() <= 1e-6 * value, "{name}: {got} vs {value}");
+        let g = tape.backward(loss).wrt(x).to_vec();
+        for (a, b) in g.iter().zip(&grad) {
+            assert!((a - b).abs() <= 1e-6, "{name}: gradient {g:?} vs {grad:?}");
+        }
     }
     assert!((x.cross_entropy(&[1, 0], None, Reduction::Sum).value().item() - 4e4).abs() < 1.0);
 }
@@ -220,6 +244,27 @@ fn regression_losses() {
         &inputs,
     );
     check_catches_one_percent("mse_loss", |_, v| v[0].mse_loss(v[1], Reduction::Sum), &inputs);
+}
+
+#[test]
+fn smooth_l1_with_beta_zero_is_l1() {
+    // β = 0 is documented as plain L1 (PyTorch's convention): the same value and gradient, and
+    // the gradient check holds away from the kink.
+    let inputs = pair(51, &[3, 5], |r| signed(r, 0.2, 1.5));
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let tape = Tape::new();
+        let (p, t) = (tape.leaf(inputs[0].clone()), tape.leaf(inputs[1].clone()));
+        let (smooth, l1) = (p.smooth_l1_loss(t, 0.0, reduction), p.l1_loss(t, reduction));
+        assert_eq!(smooth.value().item(), l1.value().item(), "{reduction:?}");
+        let (gs, gl) = (tape.backward(smooth), tape.backward(l1));
+        assert_eq!(gs.wrt(p).to_vec(), gl.wrt(p).to_vec(), "{reduction:?}");
+        assert_eq!(gs.wrt(t).to_vec(), gl.wrt(t).to_vec(), "{reduction:?}");
+        check(
+            "smooth_l1_loss beta 0",
+            move |_, v| v[0].smooth_l1_loss(v[1], 0.0, reduction),
+            &inputs,
+        );
+    }
 }
 
 #[test]

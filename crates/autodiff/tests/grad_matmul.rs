@@ -8,8 +8,13 @@ use tapestry_autodiff::{Tape, Tensor};
 #[test]
 fn matmul_2d_and_batched_with_broadcasting() {
     let mut r = rng(11);
-    let shapes: [(&[usize], &[usize]); 6] = [
+    // Square operands too: there a missing transpose in a rule keeps the shapes and shows as a
+    // wrong value, not as a shape panic.
+    let shapes: [(&[usize], &[usize]); 9] = [
         (&[1, 1], &[1, 1]),
+        (&[3, 3], &[3, 3]),
+        (&[2, 4, 4], &[4, 4]),
+        (&[4, 4], &[2, 4, 4]),
         (&[3, 5], &[5, 2]),
         (&[7, 1], &[1, 4]),
         (&[2, 3, 4], &[4, 5]),
@@ -26,10 +31,14 @@ fn matmul_2d_and_batched_with_broadcasting() {
 #[test]
 fn linear_with_and_without_bias() {
     let mut r = rng(12);
-    for xs in [&[1usize, 3][..], &[5, 3], &[2, 4, 3]] {
+    // (input shape, out features): a square weight and input first, then a square weight,
+    // then the usual shapes.
+    for (xs, out) in
+        [(&[3usize, 3][..], 3), (&[2, 3], 3), (&[1, 3], 4), (&[5, 3], 4), (&[2, 4, 3], 4)]
+    {
         let x = uniform(&mut r, xs, -1.0, 1.0);
-        let w = uniform(&mut r, &[4, 3], -1.0, 1.0);
-        let b = uniform(&mut r, &[4], -1.0, 1.0);
+        let w = uniform(&mut r, &[out, 3], -1.0, 1.0);
+        let b = uniform(&mut r, &[out], -1.0, 1.0);
         check("linear+b", |_, v| v[0].linear(v[1], Some(v[2])), &[x.clone(), w.clone(), b]);
         check("linear", |_, v| v[0].linear(v[1], None), &[x, w]);
     }

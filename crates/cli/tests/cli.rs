@@ -290,6 +290,12 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
             "training stopped",
         ),
         (&["compare", "--batch-size", "0"], "batch size"),
+        (
+            &["train", "--method", "gradnorm", "--param", "alpha=-1"],
+            "alpha must lie in [0, ∞), got -1",
+        ),
+        (&["train", "--method", "gradnorm", "--param", "lr=-1"], "lr must lie in [0, ∞), got -1"),
+        (&["train", "--threads", "5000"], "at most 1024 threads, got 5000"),
         (&["train", "--arch", "tree"], "unknown architecture `tree`"),
         (
             &["train", "--arch", "soft", "--soft-lambda=-1"],
@@ -748,7 +754,10 @@ fn a_multi_input_run_trains_and_tests_each_task_on_its_own_data() {
 }
 
 /// A run killed mid-way leaves every output file whole: the log parses line by line, each plot
-/// is a complete SVG, and the checkpoint loads.
+/// is a complete SVG, and the checkpoint loads. The kill comes on an event, not after a time:
+/// the moment the first epoch's log appears, which is when the run goes on to write its
+/// checkpoint and plots. Wherever it lands, every file that exists under its final name must be
+/// whole (each is written to a temporary name and renamed).
 #[test]
 fn a_killed_run_leaves_whole_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -758,26 +767,98 @@ fn a_killed_run_leaves_whole_files() {
         .spawn()
         .unwrap();
     let run = dir.path().join("k");
-    // Wait for a first checkpoint (at most 20 s), then a little more, then kill.
-    for _ in 0..200 {
-        if run.join("checkpoint.safetensors").exists() {
-            break;
+    let log = run.join("metrics.jsonl");
+    // Poll for the event (a short sleep leaves the cores to the run); the run ending first (an
+    // error) also stops the wait. The deadline only turns a hang into a failure.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !log.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended before its first epoch was logged: {status}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(std::time::Instant::now() < deadline, "no epoch logged in 10 minutes");
+        std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    std::thread::sleep(std::time::Duration::from_millis(700));
     child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(run.join("checkpoint.safetensors").exists(), "no epoch finished in 20 s");
-    for line in fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines() {
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed, not finished");
+    let lines: Vec<String> = fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    assert!(lines.iter().any(|l| l.contains(r#""kind":"epoch""#)), "the first epoch is logged");
+    for line in &lines {
         serde_json::from_str::<serde_json::Value>(line).expect("a whole JSON line");
     }
     for svg in ["loss.svg", "weights.svg", "metrics.svg", "cosines.svg"] {
-        let s = fs::read_to_string(run.join(svg)).unwrap();
-        assert!(s.trim_end().ends_with("</svg>"), "{svg} is cut short");
+        if let Ok(s) = fs::read_to_string(run.join(svg)) {
+            assert!(s.trim_end().ends_with("</svg>"), "{svg} is cut short");
+        }
     }
-    let out = tapestry(&["eval", "--checkpoint", "k", "--limit", "64"], dir.path());
-    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    if run.join("checkpoint.safetensors").exists() {
+        let out = tapestry(&["eval", "--checkpoint", "k", "--limit", "64"], dir.path());
+        assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    }
+}
+
+/// The first step's task weights in a run's log.
+fn first_weights(run: &Path) -> Vec<f64> {
+    let step: serde_json::Value =
+        serde_json::from_str(&step_records(&run.join("metrics.jsonl"))[0]).unwrap();
+    step["weights"].as_array().unwrap().iter().map(|w| w.as_f64().unwrap()).collect()
+}
+
+#[test]
+fn rarely_used_options_run_and_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |out: &str, extra: &[&str]| -> std::path::PathBuf {
+        let mut args = vec!["train", "--out", out, "--quiet"];
+        args.extend_from_slice(TINY);
+        args.extend_from_slice(extra);
+        let o = tapestry(&args, dir.path());
+        assert!(o.status.success(), "{extra:?}: stderr: {}", text(&o.stderr));
+        dir.path().join(out)
+    };
+    let config = |run: &Path| fs::read_to_string(run.join("config.toml")).unwrap();
+    // Each MGDA normalisation is recorded and changes the weights of the first step.
+    let mut weights = vec![];
+    for norm in ["none", "l2", "loss", "loss+"] {
+        let run = train(norm, &["--method", "mgda", "--normalization", norm]);
+        assert!(config(&run).contains(&format!("normalization = \"{norm}\"")), "{norm}");
+        weights.push(first_weights(&run));
+    }
+    for i in 0..weights.len() {
+        for j in i + 1..weights.len() {
+            let gap =
+                weights[i].iter().zip(&weights[j]).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+            assert!(
+                gap > 1e-6,
+                "normalisations {i} and {j} gave the same weights {:?}",
+                weights[i]
+            );
+        }
+    }
+    // T reverse sweeps give the gradients of the one batched sweep: the same MGDA weights.
+    let param = train("param", &["--method", "mgda", "--grad-mode", "param"]);
+    assert!(config(&param).contains("grad_mode = \"param\""), "{}", config(&param));
+    for (a, b) in first_weights(&param).iter().zip(&weights[0]) {
+        assert!((a - b).abs() < 1e-5, "param {a} vs batched {b}");
+    }
+    for (out, extra, recorded) in [
+        ("adamw", &["--optimizer", "adamw"][..], "optimizer = \"adamw\""),
+        ("gd", &["--method", "gradnorm", "--gradnorm-optimizer", "gd"][..], "gd"),
+        ("conv", &["--model", "conv"][..], "model = \"conv\""),
+        ("mlp", &["--model", "mlp"][..], "model = \"mlp\""),
+    ] {
+        let run = train(out, extra);
+        assert!(config(&run).contains(recorded), "{extra:?}: {}", config(&run));
+    }
+    // compare with cosines on logs them for every method.
+    let mut args =
+        vec!["compare", "--methods", "mgda-ub", "--out", "cmp", "--quiet", "--cosines", "true"];
+    args.extend_from_slice(TINY);
+    let o = tapestry(&args, dir.path());
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    for method in ["ew", "mgda-ub"] {
+        let steps = step_records(&dir.path().join("cmp").join(method).join("metrics.jsonl"));
+        assert!(steps[0].contains("\"cosines\""), "{method}: {}", steps[0]);
+    }
 }
 
 /// MMoE, CGC, PLE and MTAN: each trains on MultiDigits (MLP experts or backbone) and on the

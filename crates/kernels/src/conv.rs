@@ -5,8 +5,7 @@
 //!
 //! 1. **Winograd F(2×2, 3×3)** (`conv_winograd.rs`) for 3x3 kernels at stride 1 and dilation 1
 //!    whose channel counts are multiples of 16, on AVX-512: 2.25 times fewer multiplications,
-//!    run as 16 GEMMs per block of images. [`set_winograd`] or `TAPESTRY_CONV_WINOGRAD=0` turns
-//!    it off.
+//!    run as 16 GEMMs per block of images. `TAPESTRY_CONV_WINOGRAD=0` turns it off.
 //! 2. **Direct** (`conv_direct.rs`) for stride 1 and dilation 1 with output channels in
 //!    multiples of 16, on AVX-512: an implicit GEMM over the zero-padded image.
 //! 3. **im2col + GEMM** for everything else. For one image, `col` is the `K × P` matrix
@@ -31,15 +30,24 @@ use crate::conv_winograd;
 use crate::error::KernelError;
 use crate::gemm::sgemm;
 use crate::par::{fork, may_parallelize};
+use crate::path::{Carry, ConvPath};
 use crate::tune::tunables;
 use rayon::prelude::*;
 
-/// Turns the Winograd algorithm for 3x3 convolutions off (`false`) or back on (`true`) for every
-/// later call in this process, as `TAPESTRY_CONV_WINOGRAD=0` does from the start; the direct or
-/// im2col algorithm then computes those convolutions. Results agree to rounding either way; this
-/// exists to compare the algorithms, and for tests.
-pub fn set_winograd(enabled: bool) {
-    conv_winograd::set_enabled(enabled);
+/// Whether a call may take `path` (if it can): the path this thread forces
+/// ([`crate::path::forced`]) or, with none forced, any path but Winograd when
+/// `TAPESTRY_CONV_WINOGRAD=0`.
+fn may_take(path: ConvPath) -> bool {
+    match crate::path::forced_conv() {
+        Some(forced) => forced == path,
+        None => path != ConvPath::Winograd || tunables().conv_winograd != 0,
+    }
+}
+
+/// Records the path a call takes and returns `true`, for use in a condition.
+fn taking(path: ConvPath) -> bool {
+    crate::path::record_conv(path);
+    true
 }
 
 /// The shape of a 2-D convolution: input `[n, c_in, h, w]`, weight `[c_out, c_in, kh, kw]`,
@@ -350,14 +358,19 @@ pub fn conv2d_forward(
         return;
     }
     let pointwise = g.is_pointwise();
-    if conv_winograd::applicable(g) {
+    if may_take(ConvPath::Winograd) && conv_winograd::applicable(g) && taking(ConvPath::Winograd) {
         conv_winograd::forward(g, x, w, bias, y);
         return;
     }
-    if !pointwise && conv_direct::applicable(g) {
+    if may_take(ConvPath::Direct)
+        && !pointwise
+        && conv_direct::applicable(g)
+        && taking(ConvPath::Direct)
+    {
         conv_direct::forward(g, x, w, bias, y);
         return;
     }
+    taking(ConvPath::Im2col);
     let scratch = if pointwise { 0 } else { k * p };
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
     for_each_image(g, scratch, |i, col| {
@@ -402,14 +415,19 @@ pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
         return;
     }
     let pointwise = g.is_pointwise();
-    if let Some(t) = conv_winograd::backward_input_geometry(g) {
+    if let Some(t) = conv_winograd::backward_input_geometry(g)
+        .filter(|_| may_take(ConvPath::Winograd) && taking(ConvPath::Winograd))
+    {
         conv_winograd::backward_input(g, &t, dy, w, dx);
         return;
     }
-    if let Some(t) = conv_direct::backward_input_geometry(g).filter(|_| !pointwise) {
+    if let Some(t) = conv_direct::backward_input_geometry(g)
+        .filter(|_| !pointwise && may_take(ConvPath::Direct) && taking(ConvPath::Direct))
+    {
         conv_direct::backward_input(g, &t, dy, w, dx);
         return;
     }
+    taking(ConvPath::Im2col);
     let scratch = if pointwise { 0 } else { k * p };
     let dx_ptr = crate::par::SendPtr(dx.as_mut_ptr());
     for_each_image(g, scratch, |i, col| {
@@ -463,20 +481,36 @@ pub fn conv2d_backward_weight(
     }
     // The Winograd and direct paths sum the bias gradient too, per chunk of images, while each
     // image's dy is in cache.
-    if conv_winograd::applicable(g) {
+    if may_take(ConvPath::Winograd) && conv_winograd::applicable(g) && taking(ConvPath::Winograd) {
         conv_winograd::backward_weight(g, x, dy, dw, db, chunks);
         return;
     }
     // The direct kernel copies `dy` channels-last for every image, which only pays off when each
-    // element of `dy` then meets enough taps (measured: 288 taps gain 1.5x, 27 taps lose 2x).
-    if !g.is_pointwise() && conv_direct::applicable(g) && k >= 64 {
+    // element of `dy` then meets enough taps (measured: 288 taps gain 1.5x, 27 taps lose 2x);
+    // below that the rows kernel runs, unless a thread forces one of them.
+    let (direct_taps, rows_taps) = match crate::path::forced_conv() {
+        Some(_) => (true, true),
+        None => (k >= 64, k < 64),
+    };
+    if may_take(ConvPath::Direct)
+        && direct_taps
+        && !g.is_pointwise()
+        && conv_direct::applicable(g)
+        && taking(ConvPath::Direct)
+    {
         conv_direct::backward_weight(g, x, dy, dw, db, chunks);
         return;
     }
-    if !g.is_pointwise() && conv_direct::rows_applicable(g) && k < 64 {
+    if may_take(ConvPath::DirectRows)
+        && rows_taps
+        && !g.is_pointwise()
+        && conv_direct::rows_applicable(g)
+        && taking(ConvPath::DirectRows)
+    {
         conv_direct::backward_weight_rows(g, x, dy, dw, db, chunks);
         return;
     }
+    taking(ConvPath::Im2col);
     if let Some(db) = db {
         for (co, d) in db.iter_mut().enumerate() {
             let mut acc = 0.0f32;
@@ -538,11 +572,13 @@ pub fn conv2d_backward_weight(
         return;
     }
     let per = g.n.div_ceil(chunks);
+    let carry = Carry::here();
     let parts: Vec<Buffer> = (0..g.n)
         .step_by(per)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|s| {
+            let _paths = carry.enter();
             let mut part = Buffer::new(buffer::take(dw.len()));
             accumulate(
                 s..(s + per).min(g.n),

@@ -59,30 +59,18 @@ use crate::par::SendPtr;
 use crate::simd::{active_isa, detected_isa, Isa};
 use crate::transpose::{rows_to_lanes, rows_to_lanes_masked};
 use crate::tune::tunables;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Lanes per vector, and the channel granularity.
 const L: usize = 16;
 /// Points of a transformed 4×4 tile.
 const XI: usize = 16;
 
-/// Set by [`crate::conv::set_winograd`]`(false)`.
-static SWITCHED_OFF: AtomicBool = AtomicBool::new(false);
-
-/// See [`crate::conv::set_winograd`].
-pub(crate) fn set_enabled(enabled: bool) {
-    SWITCHED_OFF.store(!enabled, Ordering::Relaxed);
-}
-
-/// True when the Winograd path computes `g` (forward and weight gradient): AVX-512 is active,
-/// the path is not switched off ([`crate::tune::Tunables::conv_winograd`],
-/// [`crate::conv::set_winograd`]), the kernel is 3x3 at stride 1 and dilation 1, and both
-/// channel counts are multiples of 16.
+/// True when the Winograd path can compute `g` (forward and weight gradient): AVX-512 is
+/// active, the kernel is 3x3 at stride 1 and dilation 1, and both channel counts are multiples
+/// of 16. (Whether it may, [`crate::tune::Tunables::conv_winograd`] or a forced path, is
+/// `conv.rs`'s to say.)
 pub(crate) fn applicable(g: &Conv2dGeometry) -> bool {
-    active_isa() == Isa::Avx512
-        && tunables().conv_winograd != 0
-        && !SWITCHED_OFF.load(Ordering::Relaxed)
-        && fits(g)
+    active_isa() == Isa::Avx512 && fits(g)
 }
 
 /// The geometry half of [`applicable`] (the kernels assert it with the CPU's support for

@@ -3,8 +3,9 @@
 //! Every kernel here is written once as a plain loop (reductions over 16 fixed lane
 //! accumulators) and compiled for AVX-512, AVX2+FMA and the baseline; the instruction set is
 //! detected once at run time and cached ([`detected_isa`]), so users get SIMD without setting
-//! `RUSTFLAGS`. All copies compute bitwise-identical results: [`set_force_scalar`] (or
-//! `TAPESTRY_FORCE_SCALAR=1`) forces the baseline copy, and a test checks the two agree.
+//! `RUSTFLAGS`. All copies compute bitwise-identical results: [`crate::path::forced`] picks a
+//! copy for one thread (`TAPESTRY_FORCE_SCALAR=1`, the baseline for the whole process), and a
+//! test checks that every copy gives the same bits.
 //!
 //! Kernels over more than
 //! [`Tunables::elementwise_par_min_len`](crate::tune::Tunables::elementwise_par_min_len) elements
@@ -31,7 +32,7 @@ use crate::par::{for_each_chunk_mut, may_parallelize};
 use crate::simd::multiversion;
 use crate::tune::tunables;
 
-pub use crate::simd::{active_isa, detected_isa, set_force_scalar, Isa};
+pub use crate::simd::{active_isa, detected_isa, Isa};
 pub use activation::{
     exp, leaky_relu_backward, leaky_relu_forward, ln, relu_backward, relu_forward, sigmoid,
     sigmoid_backward, tanh, tanh_backward,

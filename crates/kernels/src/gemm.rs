@@ -1,6 +1,6 @@
 //! General matrix multiply: `C = alpha * A·B + beta * C` on `f32`.
 //!
-//! Two engines, chosen per call:
+//! Two engines, chosen per call (a thread may force one, see [`crate::path`]):
 //!
 //! - with AVX-512, our packed GEMM (`gemm_packed.rs`: B packed in blocks, a micro-kernel of 12
 //!   rows by 32 columns, or by 16 for a C at most 16 wide such as a classifier head, one block of
@@ -20,6 +20,7 @@
 
 use crate::gemm_packed;
 use crate::par::{fork, may_parallelize, SendConstPtr, SendPtr};
+use crate::path::GemmPath;
 use crate::simd::{active_isa, Isa};
 use crate::tune::tunables;
 
@@ -73,7 +74,12 @@ pub fn sgemm(
     }
     let t = tunables();
     let injective = c_is_injective(m, n, rsc, csc);
-    if k > 0 && injective && t.gemm_packed != 0 && active_isa() == Isa::Avx512 {
+    let packed = match crate::path::forced_gemm() {
+        Some(forced) => forced == GemmPath::Packed,
+        None => t.gemm_packed != 0,
+    };
+    if k > 0 && injective && packed && active_isa() == Isa::Avx512 {
+        crate::path::record_gemm(GemmPath::Packed);
         gemm_packed::sgemm_packed(
             m,
             k,
@@ -89,6 +95,7 @@ pub fn sgemm(
         );
         return;
     }
+    crate::path::record_gemm(GemmPath::Matrixmultiply);
     let flops = 2usize.saturating_mul(m).saturating_mul(n).saturating_mul(k);
     let threads = rayon::current_num_threads();
     if flops < t.gemm_par_min_flops || !may_parallelize() || !injective {

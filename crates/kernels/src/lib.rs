@@ -13,7 +13,9 @@
 //! - [`elementwise`]: binary and unary maps, activations, reductions and row softmax, SIMD with a
 //!   run-time choice of instruction set;
 //! - [`buffer`]: a pool that recycles large buffers from step to step;
-//! - [`tune`]: every tunable (block sizes, parallel thresholds) with its `TAPESTRY_*` override.
+//! - [`tune`]: every tunable (block sizes, parallel thresholds) with its `TAPESTRY_*` override;
+//! - [`path`]: which implementation a kernel takes (instruction set, convolution algorithm,
+//!   GEMM engine), forced per thread for tests, and a record of what ran.
 //!
 //! The crate knows nothing of tapes. It uses the global rayon pool only, and a kernel called from
 //! inside a rayon worker runs single-threaded, so thread pools never nest. For a given thread
@@ -27,6 +29,7 @@ pub mod clock;
 pub mod conv;
 pub mod elementwise;
 pub mod gemm;
+pub mod path;
 pub mod pool;
 pub mod tune;
 

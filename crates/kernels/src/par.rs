@@ -3,6 +3,8 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::path::Carry;
+
 thread_local! {
     /// Set while this thread, not a rayon worker, runs the first task of a [`fork`].
     static IN_FORK: Cell<bool> = const { Cell::new(false) };
@@ -39,12 +41,16 @@ pub(crate) fn fork(tasks: usize, f: impl Fn(usize) + Sync) {
     let f = &f;
     let done = AtomicUsize::new(0);
     let done = &done;
+    // The tasks on the pool run with the paths the calling thread forces, if any.
+    let carry = Carry::here();
+    let carry = &carry;
     rayon::in_place_scope(|s| {
         for i in 1..tasks {
             s.spawn(move |_| {
                 // Counted on drop, so that a panicking task still releases the spin below (the
                 // scope then passes the panic on).
                 let _done = CountOnDrop(done);
+                let _paths = carry.enter();
                 f(i);
             });
         }

@@ -11,6 +11,7 @@
 
 use crate::error::KernelError;
 use crate::par::may_parallelize;
+use crate::path::Carry;
 use crate::simd::multiversion;
 use crate::tune::tunables;
 use rayon::prelude::*;
@@ -159,7 +160,9 @@ pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: 
     }
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
         let per = planes_per_task(xp);
+        let carry = Carry::here();
         pairs.par_chunks_mut(per).enumerate().for_each(|(ci, chunk)| {
+            let _paths = carry.enter();
             let mut scratch = (Vec::new(), Vec::new());
             for (j, (yo, am)) in chunk.iter_mut().enumerate() {
                 run(ci * per + j, yo, am, &mut scratch);
@@ -273,7 +276,9 @@ pub fn max_pool2d_backward(g: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx: &
     };
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
         let per = planes_per_task(xp);
+        let carry = Carry::here();
         dx.par_chunks_mut(xp * per).enumerate().for_each(|(ci, chunk)| {
+            let _paths = carry.enter();
             for (j, dxp) in chunk.chunks_exact_mut(xp).enumerate() {
                 run(ci * per + j, dxp);
             }
@@ -331,7 +336,9 @@ pub fn avg_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32]) {
     };
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
         let per = planes_per_task(xp);
+        let carry = Carry::here();
         y.par_chunks_mut(yp * per).enumerate().for_each(|(ci, chunk)| {
+            let _paths = carry.enter();
             for (j, yo) in chunk.chunks_exact_mut(yp).enumerate() {
                 run(ci * per + j, yo);
             }
@@ -395,7 +402,9 @@ pub fn avg_pool2d_backward(g: &Pool2dGeometry, dy: &[f32], dx: &mut [f32]) {
     };
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
         let per = planes_per_task(xp);
+        let carry = Carry::here();
         dx.par_chunks_mut(xp * per).enumerate().for_each(|(ci, chunk)| {
+            let _paths = carry.enter();
             for (j, dxp) in chunk.chunks_exact_mut(xp).enumerate() {
                 run(ci * per + j, dxp);
             }

@@ -6,11 +6,10 @@
 //! reassociates floating-point operations or fuses a multiply and an add on its own, the three
 //! copies compute bitwise-identical results; only their speed differs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
-/// The instruction sets the kernels can run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The instruction sets the kernels can run on, from the baseline up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Portable code for the target's baseline (SSE2 on x86-64), no run-time feature needed.
     Scalar,
@@ -20,19 +19,23 @@ pub enum Isa {
     Avx512,
 }
 
-static FORCE_SCALAR: AtomicBool = AtomicBool::new(false);
-
 /// The best instruction set this CPU supports, detected once and cached.
-///
-/// Setting the environment variable `TAPESTRY_FORCE_SCALAR=1` before the first call makes this
-/// return [`Isa::Scalar`].
 pub fn detected_isa() -> Isa {
     static DETECTED: OnceLock<Isa> = OnceLock::new();
-    *DETECTED.get_or_init(|| {
+    *DETECTED.get_or_init(detect)
+}
+
+/// The instruction set kernels run on unless a thread forces another ([`crate::path`]):
+/// [`detected_isa`], or [`Isa::Scalar`] when the environment variable `TAPESTRY_FORCE_SCALAR=1`
+/// is set before the first kernel call.
+pub(crate) fn default_isa() -> Isa {
+    static DEFAULT: OnceLock<Isa> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
         if std::env::var("TAPESTRY_FORCE_SCALAR").is_ok_and(|v| v == "1") {
-            return Isa::Scalar;
+            Isa::Scalar
+        } else {
+            detected_isa()
         }
-        detect()
     })
 }
 
@@ -58,23 +61,15 @@ fn detect() -> Isa {
     Isa::Scalar
 }
 
-/// Forces (or stops forcing) the portable path for every later kernel call in this process.
-/// Results are the same either way; this exists so that tests can check exactly that.
-pub fn set_force_scalar(force: bool) {
-    FORCE_SCALAR.store(force, Ordering::Relaxed);
-}
-
-/// The instruction set the kernels use now: [`detected_isa`] unless [`set_force_scalar`] is on.
+/// The instruction set kernels called now on this thread use: the one this thread forces
+/// ([`crate::path::forced`], lowered to [`detected_isa`]), else the default
+/// ([`detected_isa`], or the baseline under `TAPESTRY_FORCE_SCALAR=1`).
 pub fn active_isa() -> Isa {
-    if FORCE_SCALAR.load(Ordering::Relaxed) {
-        Isa::Scalar
-    } else {
-        detected_isa()
-    }
+    crate::path::current_isa()
 }
 
 /// Defines a function whose body is compiled for AVX-512, AVX2+FMA and the baseline, and which
-/// dispatches on [`active_isa`] at each call.
+/// dispatches on [`active_isa`] at each call (recording the one it ran, see [`crate::path`]).
 macro_rules! multiversion {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -94,13 +89,14 @@ macro_rules! multiversion {
             #[allow(clippy::too_many_arguments)]
             fn avx2($($arg: $ty),*) $(-> $ret)? { body($($arg),*) }
 
-            match $crate::simd::active_isa() {
+            match $crate::path::isa_for_call() {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `active_isa` returns `Avx512` only after run-time detection found
-                // every feature this copy was compiled for.
+                // SAFETY: `isa_for_call` returns `Avx512` only when run-time detection found
+                // every feature this copy was compiled for (a forced choice is lowered to
+                // `detected_isa`, and the default is `detected_isa` or the baseline).
                 $crate::simd::Isa::Avx512 => unsafe { avx512($($arg),*) },
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `active_isa` returns `Avx2Fma` only after detecting AVX2 and FMA.
+                // SAFETY: as above, `Avx2Fma` only when AVX2 and FMA were detected.
                 $crate::simd::Isa::Avx2Fma => unsafe { avx2($($arg),*) },
                 _ => body($($arg),*),
             }

@@ -1,9 +1,10 @@
 //! conv2d forward and both gradients against naive f64 loops.
 
 mod common;
-use common::conv_ref::{check, geom};
+use common::conv_ref::{check, check_on, geom, on_this_cpu};
 use common::random_vec;
 use tapestry_kernels::conv::{conv2d_backward_weight, conv2d_forward};
+use tapestry_kernels::path::{forced, ConvPath, Force, GemmPath};
 
 #[test]
 fn kernel_sizes_with_every_padding_up_to_k_minus_1() {
@@ -70,4 +71,47 @@ fn wrong_output_length_panics() {
     let g = geom(1, 1, 4, 4, 1, (3, 3), (1, 1), (0, 0), (1, 1));
     let mut y = vec![0.0; 5];
     conv2d_forward(&g, &[0.0; 16], &[0.0; 9], None, &mut y);
+}
+
+#[test]
+fn every_algorithm_forced_on_one_shape() {
+    // A 3x3 convolution at 32 → 64 channels can take all three algorithms; each forced in turn
+    // is checked against the f64 loops and must be the one that ran (on a CPU without AVX-512,
+    // im2col runs for all).
+    let g = geom(3, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1));
+    for path in [ConvPath::Winograd, ConvPath::Direct, ConvPath::Im2col] {
+        assert_eq!(check_on(path, g, true), on_this_cpu(&[path]), "{path:?}");
+    }
+}
+
+#[test]
+fn im2col_on_the_reference_model_shapes_in_parallel() {
+    // Forced, the im2col path computes the shapes Winograd would take, over the batch in
+    // parallel (and, with n = 1, in a parallel GEMM): the GEMM engine forced as well reaches
+    // the tasks on the pool.
+    for g in [
+        geom(4, 3, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1)),
+        geom(3, 32, 14, 14, 64, (3, 3), (1, 1), (1, 1), (1, 1)),
+        geom(1, 64, 16, 16, 96, (3, 3), (1, 1), (1, 1), (1, 1)),
+    ] {
+        let force = Force {
+            conv: Some(ConvPath::Im2col),
+            gemm: Some(GemmPath::Matrixmultiply),
+            ..Force::NONE
+        };
+        let ((), ran) = forced(force, || check(g, true));
+        assert_eq!(ran.convs(), vec![ConvPath::Im2col], "{g:?}");
+        assert_eq!(ran.gemms(), vec![GemmPath::Matrixmultiply], "{g:?}");
+        // The weight gradient alone: its chunks of the batch run on the pool.
+        let (x, dy) = (random_vec(g.x_len(), 1), random_vec(g.y_len(), 2));
+        let mut dw = vec![0.0; g.w_len()];
+        let ((), ran) = forced(force, || conv2d_backward_weight(&g, &x, &dy, &mut dw, None));
+        assert_eq!(
+            (ran.convs(), ran.gemms()),
+            (vec![ConvPath::Im2col], vec![GemmPath::Matrixmultiply])
+        );
+        if rayon::current_num_threads() > 1 && g.n > 1 {
+            assert!(ran.pool_tasks() > 0, "{g:?}");
+        }
+    }
 }

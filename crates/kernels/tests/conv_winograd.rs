@@ -1,17 +1,27 @@
 //! The Winograd F(2×2, 3×3) convolution (3x3 kernels at stride 1 and dilation 1, channels in
-//! multiples of 16, on AVX-512; on other CPUs these shapes take another path and the same
-//! checks hold) against naive f64 loops.
+//! multiples of 16, on AVX-512) against naive f64 loops. Each check forces the Winograd path on
+//! its own thread and asserts which paths ran: on a CPU without AVX-512, im2col alone.
 
 mod common;
-use common::conv_ref::{check_tol, default_tol, forward_and_input_gradient, geom};
+use common::conv_ref::{check_tol, default_tol, forward_and_input_gradient, geom, on_this_cpu};
 use common::random_vec;
 use tapestry_kernels::conv::{conv2d_backward_weight, Conv2dGeometry};
+use tapestry_kernels::path::{forced, ConvPath, Force};
+
+const WINOGRAD: Force = Force { conv: Some(ConvPath::Winograd), ..Force::NONE };
 
 /// A fifth of the default tolerance. The transforms add and subtract before they multiply, yet
 /// the worst error measured was no larger than the direct kernel's: 7.7e-6 (relative) at
-/// 32 → 64 channels, 14x14, batch 3, where this allows 5.9e-5.
+/// 32 → 64 channels, 14x14, batch 3, where this allows 5.9e-5. The input gradient takes the
+/// Winograd path too for padding of at most 2, im2col beyond.
 fn check(g: Conv2dGeometry, with_bias: bool) {
-    check_tol(g, with_bias, default_tol(&g) / 5.0);
+    let ((), ran) = forced(WINOGRAD, || check_tol(g, with_bias, default_tol(&g) / 5.0));
+    let want = if g.padding.0 <= 2 && g.padding.1 <= 2 {
+        vec![ConvPath::Winograd]
+    } else {
+        vec![ConvPath::Winograd, ConvPath::Im2col]
+    };
+    assert_eq!(ran.convs(), on_this_cpu(&want), "{g:?}");
 }
 
 fn k3(
@@ -74,7 +84,7 @@ fn forward_and_input_gradient_do_not_depend_on_threads() {
     // run (from outside the pool) and a serial one (inside a pool's worker, where kernels run
     // single-threaded) agree bit for bit.
     let g = k3(9, 32, (14, 14), 64, (1, 1));
-    let run = || forward_and_input_gradient(&g, 21);
+    let run = || forced(WINOGRAD, || forward_and_input_gradient(&g, 21)).0;
     let parallel = run();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let serial = pool.install(run);
@@ -91,7 +101,9 @@ fn weight_gradient_is_deterministic_for_a_thread_count() {
     let run = || {
         let mut dw = vec![0.0f32; g.w_len()];
         let mut db = vec![0.0f32; g.c_out];
-        conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db));
+        let ((), ran) =
+            forced(WINOGRAD, || conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db)));
+        assert_eq!(ran.convs(), on_this_cpu(&[ConvPath::Winograd]));
         (dw, db)
     };
     let first = run();

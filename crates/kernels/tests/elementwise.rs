@@ -1,8 +1,9 @@
 //! Elementwise kernels against scalar std loops, and the forced-scalar path against SIMD.
 
 mod common;
-use common::random_vec;
-use tapestry_kernels::elementwise as ew;
+use common::{assert_carries_forced_isa, random_vec};
+use tapestry_kernels::elementwise::{self as ew, Isa};
+use tapestry_kernels::path::{forced, Force};
 
 /// Lengths around the SIMD widths (4, 8, 16 lanes and the 16-lane unroll), plus one long
 /// enough to run in parallel chunks.
@@ -380,8 +381,12 @@ fn softmax_backward_rows_match_f64() {
 }
 
 #[test]
-fn forced_scalar_path_gives_the_same_bits() {
+fn every_instruction_set_gives_the_same_bits() {
+    // Each copy forced on this thread only (the other tests of this binary keep theirs), the
+    // longest length large enough to split over the pool, whose tasks take the forced copy too.
     let detected = ew::detected_isa();
+    let isas: Vec<Isa> =
+        [Isa::Scalar, Isa::Avx2Fma, Isa::Avx512].into_iter().filter(|&i| i <= detected).collect();
     for &n in &[17usize, 1000, (1 << 18) + 5] {
         let a = random_vec(n, 11);
         let b = random_vec(n, 12);
@@ -426,14 +431,62 @@ fn forced_scalar_path_gives_the_same_bits() {
             out.push(ew::max(&a).to_bits());
             out
         };
-        let simd = run();
-        ew::set_force_scalar(true);
-        assert_eq!(ew::active_isa(), ew::Isa::Scalar);
-        let scalar = run();
-        ew::set_force_scalar(false);
-        assert_eq!(ew::active_isa(), detected);
-        assert_eq!(simd, scalar, "len {n} on {detected:?}");
+        let (reference, ran) = forced(Force::NONE, run);
+        assert_eq!(ran.isas(), vec![ew::active_isa()], "len {n}: the default copy");
+        for &isa in &isas {
+            let (bits, ran) = forced(Force { isa: Some(isa), ..Force::NONE }, || {
+                assert_eq!(ew::active_isa(), isa);
+                run()
+            });
+            assert_eq!(ran.isas(), vec![isa], "len {n}: only the forced copy ran");
+            assert!(bits == reference, "len {n}: {isa:?} differs from {:?}", ew::active_isa());
+        }
     }
+    // Forcing more than the CPU has runs the best it has.
+    let (_, ran) = forced(Force { isa: Some(Isa::Avx512), ..Force::NONE }, || ew::sum(&[1.0; 40]));
+    assert_eq!(ran.isas(), vec![detected]);
+}
+
+#[test]
+fn every_parallel_kernel_carries_the_forced_copy_to_the_pool() {
+    // Past the parallel threshold of 2^18 elements, in whole rows of 17.
+    let n = 17 * 15_500;
+    let (a, b) = (random_vec(n, 14), random_vec(n, 15));
+    let mut t = vec![0.0; n];
+    let m = n / 17 * 17;
+    assert_carries_forced_isa("mul", true, || ew::mul(&a, &b, &mut t));
+    assert_carries_forced_isa("binary row", true, || {
+        ew::binary(ew::BinaryOp::Add, &a[..m], &b[..17], &mut t[..m])
+    });
+    assert_carries_forced_isa("softmax_rows", true, || ew::softmax_rows(&a[..m], 17, &mut t[..m]));
+    assert_carries_forced_isa("sum_over_rows", true, || ew::sum_over_rows(&a[..m], &mut t[..17]));
+    assert_carries_forced_isa("sum_over_rows, one wide row", true, || {
+        ew::sum_over_rows(&a, &mut t)
+    });
+    assert_carries_forced_isa("sum_rows", true, || ew::sum_rows(&a[..m], 17, &mut t[..m / 17]));
+    assert_carries_forced_isa("sum", true, || {
+        ew::sum(&a);
+    });
+    assert_carries_forced_isa("dot", true, || {
+        ew::dot(&a, &b);
+    });
+}
+
+#[test]
+fn a_forced_copy_stays_on_its_thread() {
+    let x = random_vec(1000, 13);
+    let default = ew::active_isa();
+    let ((), ran) = forced(Force { isa: Some(Isa::Scalar), ..Force::NONE }, || {
+        // A thread of its own (not a task a kernel handed to the pool) keeps the default.
+        let other = std::thread::spawn({
+            let x = x.clone();
+            move || forced(Force::NONE, || ew::sum(&x)).1
+        });
+        assert_eq!(other.join().unwrap().isas(), vec![default]);
+        ew::sum(&x);
+    });
+    assert_eq!(ran.isas(), vec![Isa::Scalar]);
+    assert_eq!(forced(Force::NONE, || ew::sum(&x)).1.isas(), vec![default]);
 }
 
 #[test]

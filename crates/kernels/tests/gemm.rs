@@ -192,3 +192,28 @@ fn short_buffer_panics() {
     let mut c = vec![0.0f32; 4];
     sgemm(2, 3, 2, 1.0, &a, 3, 1, &b, 2, 1, 0.0, &mut c, 2, 1);
 }
+
+#[test]
+fn both_engines_each_forced_on_this_thread() {
+    // The packed engine needs AVX-512 (elsewhere the call takes matrixmultiply); both are
+    // checked on the same shapes, serial and parallel, every layout of A and B.
+    use tapestry_kernels::elementwise::{detected_isa, Isa};
+    use tapestry_kernels::path::{forced, Force, GemmPath};
+    for engine in [GemmPath::Packed, GemmPath::Matrixmultiply] {
+        let want = if engine == GemmPath::Packed && detected_isa() != Isa::Avx512 {
+            GemmPath::Matrixmultiply
+        } else {
+            engine
+        };
+        let force = Force { gemm: Some(engine), ..Force::NONE };
+        for &(m, k, n) in &[(7, 17, 33), (33, 5, 9), (300, 200, 257), (130, 257, 400)] {
+            for (la, lb) in
+                [(Layout::RowMajor, Layout::ColMajor), (Layout::ColMajor, Layout::RowMajor)]
+            {
+                let ((), ran) =
+                    forced(force, || check(m, k, n, la, lb, Layout::RowMajor, 1.0, 0.5));
+                assert_eq!(ran.gemms(), vec![want], "{engine:?} {m}x{k}x{n}");
+            }
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Pooling against naive loops with PyTorch semantics (floor mode, implicit padding).
 
 mod common;
-use common::{assert_close, random_vec};
+use common::{assert_carries_forced_isa, assert_close, random_vec};
 use tapestry_kernels::pool::{
     avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward,
     Pool2dGeometry,
@@ -126,4 +126,25 @@ fn nan_wins_the_max_like_pytorch() {
 fn padding_above_half_the_window_is_rejected() {
     assert!(geom(1, 1, 5, 5, (2, 2), (1, 1), (2, 2)).validate().is_err());
     assert!(geom(1, 1, 5, 5, (3, 3), (0, 1), (1, 1)).validate().is_err());
+}
+
+#[test]
+fn parallel_pooling_carries_the_forced_copy_to_the_pool() {
+    // 2^16 input elements and more run over the pool.
+    let g =
+        Pool2dGeometry { n: 4, c: 16, h: 32, w: 32, kh: 2, kw: 2, stride: (2, 2), padding: (0, 0) };
+    let x = random_vec(g.x_len(), 5);
+    let dy = random_vec(g.y_len(), 6);
+    let (mut y, mut am, mut dx) = (vec![0.0; g.y_len()], vec![0; g.y_len()], vec![0.0; g.x_len()]);
+    // Max pooling's 2x2 windows run a multiversioned loop; the other kernels are plain loops.
+    assert_carries_forced_isa("max_pool2d_forward", true, || {
+        max_pool2d_forward(&g, &x, &mut y, &mut am)
+    });
+    assert_carries_forced_isa("max_pool2d_backward", false, || {
+        max_pool2d_backward(&g, &dy, &am, &mut dx)
+    });
+    assert_carries_forced_isa("avg_pool2d_forward", false, || avg_pool2d_forward(&g, &x, &mut y));
+    assert_carries_forced_isa("avg_pool2d_backward", false, || {
+        avg_pool2d_backward(&g, &dy, &mut dx)
+    });
 }

@@ -1,6 +1,9 @@
 //! Per-task gradients: the three modes agree with plain backward passes, and the weightings
 //! built on them behave as documented.
 
+mod common;
+
+use common::{assert_same, gradnorm_gd_reference};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tapestry_autodiff::{Tape, Tensor, Var};
@@ -21,21 +24,27 @@ struct Net<'t> {
     losses: Vec<Var<'t>>,
 }
 
-/// Trunk of two linear layers, `tasks` linear heads with different losses.
-fn net(tape: &Tape, tasks: usize, seed: u64) -> Net<'_> {
+/// The input, the shared parameters' values and the heads' values of [`net`].
+fn net_values(tasks: usize, seed: u64) -> (Tensor, Vec<Tensor>, Vec<Tensor>) {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
-    let x = tape.constant(random(&mut r, &[6, 5]));
-    let shared: Vec<Var<'_>> =
-        [&[8, 5][..], &[8], &[7, 8], &[7]].iter().map(|s| tape.leaf(random(&mut r, s))).collect();
+    let x = random(&mut r, &[6, 5]);
+    let shared = [&[8, 5][..], &[8], &[7, 8], &[7]].iter().map(|s| random(&mut r, s)).collect();
+    let heads = (0..tasks).map(|_| random(&mut r, &[2, 7])).collect();
+    (x, shared, heads)
+}
+
+/// Trunk of two linear layers on `x` with the given shared parameters, linear heads with
+/// different losses.
+fn build<'t>(tape: &'t Tape, x: &Tensor, shared: Vec<Var<'t>>, heads: &[Tensor]) -> Net<'t> {
+    let x = tape.constant(x.clone());
     let zero = tape.constant(Tensor::scalar(0.0));
     let h = x.linear(shared[0], Some(shared[1])).maximum(zero);
     let z = h.linear(shared[2], Some(shared[3])).maximum(zero);
-    let heads: Vec<Var<'_>> = (0..tasks).map(|_| tape.leaf(random(&mut r, &[2, 7]))).collect();
     let losses = heads
         .iter()
         .enumerate()
-        .map(|(t, &w)| {
-            let y = z.linear(w, None);
+        .map(|(t, w)| {
+            let y = z.linear(tape.leaf(w.clone()), None);
             if t % 2 == 0 {
                 (y - 0.3).pow_scalar(2.0).mean_all()
             } else {
@@ -44,6 +53,39 @@ fn net(tape: &Tape, tasks: usize, seed: u64) -> Net<'_> {
         })
         .collect();
     Net { shared, z, losses }
+}
+
+/// Trunk of two linear layers, `tasks` linear heads with different losses.
+fn net(tape: &Tape, tasks: usize, seed: u64) -> Net<'_> {
+    let (x, shared, heads) = net_values(tasks, seed);
+    build(tape, &x, shared.into_iter().map(|v| tape.leaf(v)).collect(), &heads)
+}
+
+/// Task `t`'s loss gradient on the shared parameters, flattened, by fourth-order central
+/// differences (step 1e-3, clear of the relu kinks) of the loss recomputed from scratch.
+fn finite_difference_row(tasks: usize, seed: u64, t: usize) -> Vec<f64> {
+    let (x, shared, heads) = net_values(tasks, seed);
+    let loss_at = |values: &[Tensor]| -> f64 {
+        let tape = Tape::new();
+        let vars = values.iter().map(|v| tape.leaf(v.clone())).collect();
+        build(&tape, &x, vars, &heads).losses[t].value().item() as f64
+    };
+    let mut row = vec![];
+    for b in 0..shared.len() {
+        for j in 0..shared[b].len() {
+            let at = |delta: f32| {
+                let mut values = shared.clone();
+                let mut v = values[b].to_vec();
+                v[j] += delta;
+                values[b] = Tensor::from_vec(values[b].shape(), v).unwrap();
+                loss_at(&values)
+            };
+            let h = 1e-3f32;
+            let (p1, m1, p2, m2) = (at(h), at(-h), at(2.0 * h), at(-2.0 * h));
+            row.push((8.0 * (p1 - m1) - (p2 - m2)) / (12.0 * h as f64));
+        }
+    }
+    row
 }
 
 #[test]
@@ -57,11 +99,15 @@ fn param_and_batched_modes_agree() {
         for (a, b) in gp.matrix().iter().zip(&gb.matrix()) {
             assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-3), "{a} vs {b}");
         }
-        // Row t is exactly task t's own backward pass, in the order of the values.
-        for (t, &l) in n.losses.iter().enumerate() {
-            let g = tape.backward(l);
-            let want: Vec<f32> = n.shared.iter().flat_map(|&v| g.wrt(v).to_vec()).collect();
-            assert_eq!(gp.row(t), want);
+        // Row t is task t's gradient, in the order of the values: against finite differences
+        // of that task's loss alone (an independent computation, not a backward pass).
+        for t in 0..tasks {
+            let want = finite_difference_row(tasks, 1, t);
+            let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            for (j, (&a, &b)) in gp.row(t).iter().zip(&want).enumerate() {
+                let tol = 2e-3 * b.abs() + 1e-3 * scale;
+                assert!((a as f64 - b).abs() <= tol, "task {t} element {j}: {a} vs {b}");
+            }
         }
         // combine = Σ w_t g_t per block, of each value's shape.
         let w = [0.5f32, 2.0, 1.0, 0.25, 3.0];
@@ -201,6 +247,67 @@ fn mgda_normalizations_and_mgda_ub() {
     }
 }
 
+/// The two-task min-norm point in closed form (Sener & Koltun, 2018, Algorithm 2): for
+/// `u₁, u₂`, the weight of `u₁` is `clamp((u₂ − u₁)·u₂ / ‖u₁ − u₂‖², 0, 1)`.
+fn two_task_min_norm(u1: &[f64], u2: &[f64]) -> [f64; 2] {
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let diff: Vec<f64> = u2.iter().zip(u1).map(|(b, a)| b - a).collect();
+    let gamma = (dot(&diff, u2) / dot(&diff, &diff)).clamp(0.0, 1.0);
+    [gamma, 1.0 - gamma]
+}
+
+#[test]
+fn mgda_normalizations_scale_each_gradient_as_documented() {
+    // The solve runs on u_t = g_t / n_t with n_t = 1, ‖g_t‖, L_t or L_t·‖g_t‖. Gradients and
+    // losses of different sizes, so that each normalisation moves the weights somewhere else
+    // (none at a vertex of the simplex). The weights of task 1, from the same formula:
+    //
+    // ```python
+    // import numpy as np
+    // def mn(u1, u2): d = u2 - u1; return np.clip(d @ u2 / (d @ d), 0, 1)
+    // g1 = np.array([3.0, 0.5, 1.0, 2.0]); g2 = np.array([-0.5, 1.0, 0.25, 0.75]); L = (1.5, 0.8)
+    // n1, n2 = np.linalg.norm(g1), np.linalg.norm(g2)
+    // print([mn(g1 / a, g2 / b) for a, b in [(1, 1), (n1, n2), L, (L[0] * n1, L[1] * n2)]])
+    // # [0.07692307692307693, 0.4999999999999999, 0.28761780955476113, 0.81670826102486]
+    // ```
+    let golden = [0.07692307692307693, 0.5, 0.28761780955476113, 0.81670826102486];
+    let g1 = [3.0f32, 0.5, 1.0, 2.0];
+    let g2 = [-0.5f32, 1.0, 0.25, 0.75];
+    let losses = [1.5, 0.8];
+    let grads = TaskGradients::from_matrix(2, 4, g1.iter().chain(&g2).copied().collect());
+    let input = StepInput {
+        shared: Some(&grads),
+        representation: Some(&grads),
+        ..StepInput::with_losses(&losses)
+    };
+    let norm = |g: &[f32]| g.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+    let mut seen: Vec<[f64; 2]> = vec![];
+    for (k, (normalization, n)) in [
+        (GradNormalization::None, [1.0, 1.0]),
+        (GradNormalization::L2, [norm(&g1), norm(&g2)]),
+        (GradNormalization::Loss, losses),
+        (GradNormalization::LossPlus, [losses[0] * norm(&g1), losses[1] * norm(&g2)]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let u = |g: &[f32], n: f64| g.iter().map(|&v| v as f64 / n).collect::<Vec<f64>>();
+        let want = two_task_min_norm(&u(&g1, n[0]), &u(&g2, n[1]));
+        assert!((want[0] - golden[k]).abs() < 1e-12, "{normalization:?}: {want:?}");
+        assert!(want[0] > 0.01 && want[0] < 0.99, "{normalization:?}: {want:?} at a vertex");
+        for got in [
+            Mgda { normalization }.weights(&input).unwrap().weights,
+            MgdaUb { normalization }.weights(&input).unwrap().weights,
+        ] {
+            for (a, b) in got.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-9, "{normalization:?}: {got:?} vs {want:?}");
+            }
+        }
+        assert!(seen.iter().all(|s| (s[0] - want[0]).abs() > 0.01), "{normalization:?}");
+        seen.push(want);
+    }
+}
+
 #[test]
 fn missing_inputs_and_bad_losses_are_errors() {
     let losses = [1.0, 2.0];
@@ -218,8 +325,9 @@ fn missing_inputs_and_bad_losses_are_errors() {
 }
 
 #[test]
-fn gradnorm_weights_sum_to_t_and_favour_the_slow_task() {
+fn gradnorm_weights_follow_the_papers_rule_and_favour_the_slow_task() {
     let mut gn = GradNorm::new(1.5, 0.05);
+    let mut want = vec![1.0, 1.0];
     // Task 0 trains fast (loss ratio falls), task 1 stalls; equal gradient norms.
     for step in 0..20u64 {
         let losses = [1.0 / (1.0 + step as f64), 1.0];
@@ -227,8 +335,10 @@ fn gradnorm_weights_sum_to_t_and_favour_the_slow_task() {
         let input =
             StepInput { step, layer_grad_norms: Some(&norms), ..StepInput::with_losses(&losses) };
         let out = gn.weights(&input).unwrap();
-        assert!((out.weights.iter().sum::<f64>() - 2.0).abs() < 1e-9);
-        assert!((gn.current_weights().iter().sum::<f64>() - 2.0).abs() < 1e-9);
+        // The step's loss is weighted with the weights before the update; the update follows.
+        assert_same(&out.weights, &want, &format!("step {step}"));
+        want = gradnorm_gd_reference(&want, &norms, &losses, &[1.0, 1.0], (1.5, 0.05, 1e-3));
+        assert_same(gn.current_weights(), &want, &format!("after step {step}"));
     }
     let w = gn.current_weights();
     assert!(w[1] > 1.2 && w[0] < 0.8, "{w:?}");

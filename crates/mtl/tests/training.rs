@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{conv_model, dataset, param_bits, Conv};
+use common::{assert_same, conv_model, dataset, gradnorm_gd_reference, param_bits, Conv};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tapestry_autodiff::{Tape, Tensor, Var};
@@ -173,7 +173,7 @@ impl Observer for Recorder {
 }
 
 #[test]
-fn gradnorm_weights_sum_to_t_every_step_on_the_conv_model() {
+fn gradnorm_weights_follow_the_papers_rule_every_step_on_the_conv_model() {
     let data = dataset(96, 8);
     let mut params = Params::new();
     let model = conv_model(&mut params, 9, 0.0);
@@ -183,11 +183,17 @@ fn gradnorm_weights_sum_to_t_every_step_on_the_conv_model() {
     trainer.fit(&model, &mut params, &data, None, &mut rec).unwrap();
     assert_eq!(rec.steps.len(), 12);
     let mut moved = false;
+    // Each step weighs its losses with the weights the previous update left (1 at first), and
+    // its update is the paper's rule on the norms and losses that step measured.
+    let initial = rec.steps[0].losses.clone();
+    let mut want = vec![1.0, 1.0];
     for r in &rec.steps {
-        assert_eq!(r.layer_grad_norms.as_ref().map(Vec::len), Some(2));
+        let norms = r.layer_grad_norms.as_ref().expect("GradNorm's layer norms");
+        assert_eq!(norms.len(), 2);
+        assert_same(&r.weights, &want, &format!("step {}", r.step));
+        want = gradnorm_gd_reference(&r.weights, norms, &r.losses, &initial, (1.5, 0.05, 1e-3));
         let next = r.diagnostic("gradnorm.next_weights").expect("GradNorm reports its update");
-        assert!((next.iter().sum::<f64>() - 2.0).abs() < 1e-9);
-        assert!((r.weights.iter().sum::<f64>() - 2.0).abs() < 1e-9);
+        assert_same(next, &want, &format!("update of step {}", r.step));
         moved |= (r.weights[0] - 1.0).abs() > 1e-3;
     }
     assert!(moved, "the weights never moved from 1");

@@ -484,3 +484,67 @@ fn non_finite_values_are_refused_naming_the_tensor() {
         assert_eq!(bits(&fresh), before, "a refused load changes nothing");
     }
 }
+
+#[test]
+fn four_dimensional_weights_round_trip() {
+    // Conv weights [c_out, c_in, kh, kw] (and a bias) keep their shape and every bit.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conv.safetensors");
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let mut params = Params::new();
+    let shapes: [&[usize]; 3] = [&[4, 3, 3, 3], &[2, 4, 1, 5], &[4]];
+    for (i, shape) in shapes.iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let values = (0..n).map(|_| rand::Rng::gen_range(&mut rng, -1.0f32..1.0)).collect();
+        params
+            .add(format!("trunk.conv{i}.weight"), Tensor::from_vec(shape, values).unwrap())
+            .unwrap();
+    }
+    checkpoint::save(&path, &params, None, &BTreeMap::new()).unwrap();
+    let file = Checkpoint::read(&path).unwrap();
+    for (i, shape) in shapes.iter().enumerate() {
+        assert_eq!(file.shape(&format!("trunk.conv{i}.weight")), Some(*shape));
+    }
+    let mut fresh = Params::new();
+    for (i, shape) in shapes.iter().enumerate() {
+        fresh.add(format!("trunk.conv{i}.weight"), Tensor::zeros(shape)).unwrap();
+    }
+    checkpoint::load(&path, &mut fresh, None).unwrap();
+    assert_eq!(bits(&fresh), bits(&params));
+    // A model whose kernel is laid out differently (same size, other shape) does not load.
+    let mut other = Params::new();
+    other.add("trunk.conv0.weight", Tensor::zeros(&[4, 3, 9])).unwrap();
+    other.add("trunk.conv1.weight", Tensor::zeros(&[2, 4, 1, 5])).unwrap();
+    other.add("trunk.conv2.weight", Tensor::zeros(&[4])).unwrap();
+    let err = checkpoint::load(&path, &mut other, None).unwrap_err().to_string();
+    assert!(
+        err.contains("shape of `trunk.conv0.weight`: model [4, 3, 9] vs checkpoint [4, 3, 3, 3]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unsupported_dtypes_are_named() {
+    // A file written by another program with half-precision and 8-bit tensors: only F32 and
+    // I64 are read, and the error names every other tensor with its dtype.
+    use safetensors::tensor::{Dtype, TensorView};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mixed.safetensors");
+    let (f32s, f16s, u8s) = ([0u8; 16], [0u8; 8], [0u8; 3]);
+    let views = vec![
+        ("w", TensorView::new(Dtype::F32, vec![4], &f32s).unwrap()),
+        ("half", TensorView::new(Dtype::F16, vec![2, 2], &f16s).unwrap()),
+        ("bytes", TensorView::new(Dtype::U8, vec![3], &u8s).unwrap()),
+    ];
+    safetensors::serialize_to_file(views, &None, &path).unwrap();
+    let err = Checkpoint::read(&path).unwrap_err();
+    assert!(matches!(err, NnError::Mismatch { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("unsupported dtypes (only F32 and I64 are read): `bytes` has dtype U8, `half` has dtype F16"),
+        "{msg}"
+    );
+    let mut params = Params::new();
+    params.add("w", Tensor::zeros(&[4])).unwrap();
+    assert!(matches!(checkpoint::load(&path, &mut params, None), Err(NnError::Mismatch { .. })));
+}

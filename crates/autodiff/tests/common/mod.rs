@@ -43,8 +43,10 @@ where
     }
 }
 
-/// Asserts that a copy of the correct analytic gradient, wrong by 1%, is rejected: the
-/// tolerance of the check is tight enough to catch such a rule.
+/// Asserts that copies of the correct analytic gradient with small faults are rejected: every
+/// element 1% or 0.2% off, or a single element 1% off (the smallest derivative of an input
+/// that is at least 2% of its largest one). The tolerance of the check is tight enough to
+/// catch such a rule.
 pub fn check_catches_one_percent<F>(name: &str, f: F, inputs: &[Tensor])
 where
     F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
@@ -54,8 +56,33 @@ where
     let analytic = analytic_gradients(&f, inputs, &opts);
     let numeric = numeric_gradients(&f, inputs, &opts);
     compare(&analytic, &numeric, &opts).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let wrong: Vec<Tensor> = analytic.iter().map(|t| t.map(|v| v * 1.01)).collect();
-    assert!(compare(&wrong, &numeric, &opts).is_err(), "{name}: a 1% error went unnoticed");
+    for factor in [1.01, 1.002] {
+        let wrong: Vec<Tensor> = analytic.iter().map(|t| t.map(|v| v * factor)).collect();
+        assert!(
+            compare(&wrong, &numeric, &opts).is_err(),
+            "{name}: every element x{factor} went unnoticed"
+        );
+    }
+    for (i, n) in numeric.values.iter().enumerate() {
+        let max = n.as_slice().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let small = n
+            .as_slice()
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.abs() >= 0.02 * max)
+            .min_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+        if let Some((j, v)) = small {
+            let mut wrong = analytic.clone();
+            let mut values = wrong[i].to_vec();
+            values[j] *= 1.01;
+            wrong[i] = Tensor::from_vec(wrong[i].shape(), values).unwrap();
+            assert!(
+                compare(&wrong, &numeric, &opts).is_err(),
+                "{name}: input {i} element {j} ({v}, {:.2}% of the largest) x1.01 went unnoticed",
+                100.0 * v.abs() / max
+            );
+        }
+    }
 }
 
 /// Element-wise closeness with a relative and absolute tolerance.

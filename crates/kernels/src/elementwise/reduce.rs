@@ -3,6 +3,7 @@
 use rayon::prelude::*;
 
 use super::{add_assign_k, check_same, parallel};
+use crate::path::Carry;
 use crate::simd::multiversion;
 use crate::tune::tunables;
 
@@ -33,7 +34,9 @@ pub fn sum_over_rows(x: &[f32], out: &mut [f32]) {
     if rows <= rows_per {
         if cols >= ch && parallel(x.len()) {
             // Each task sums all rows over its own columns, in row order.
+            let carry = Carry::here();
             out.par_chunks_mut(ch).enumerate().for_each(|(i, o)| {
+                let _paths = carry.enter();
                 o.fill(0.0);
                 for xr in x.chunks_exact(cols) {
                     add_assign_k(&xr[i * ch..i * ch + o.len()], o);
@@ -47,10 +50,11 @@ pub fn sum_over_rows(x: &[f32], out: &mut [f32]) {
     let block = rows_per * cols;
     let mut partials = vec![0.0f32; x.len().div_ceil(block) * cols];
     if parallel(x.len()) {
-        partials
-            .par_chunks_mut(cols)
-            .zip(x.par_chunks(block))
-            .for_each(|(p, b)| rows_in_order(b, p));
+        let carry = Carry::here();
+        partials.par_chunks_mut(cols).zip(x.par_chunks(block)).for_each(|(p, b)| {
+            let _paths = carry.enter();
+            rows_in_order(b, p)
+        });
     } else {
         partials.chunks_mut(cols).zip(x.chunks(block)).for_each(|(p, b)| rows_in_order(b, p));
     }
@@ -95,9 +99,11 @@ pub fn sum_rows(x: &[f32], cols: usize, out: &mut [f32]) {
         out.fill(0.0);
     } else if parallel(x.len()) {
         let rows_per = ch / cols;
-        out.par_chunks_mut(rows_per)
-            .zip(x.par_chunks(rows_per * cols))
-            .for_each(|(o, xb)| sum_rows_k(xb, cols, o));
+        let carry = Carry::here();
+        out.par_chunks_mut(rows_per).zip(x.par_chunks(rows_per * cols)).for_each(|(o, xb)| {
+            let _paths = carry.enter();
+            sum_rows_k(xb, cols, o)
+        });
     } else {
         sum_rows_k(x, cols, out);
     }
@@ -125,7 +131,14 @@ fn chunked_reduce(len: usize, part: impl Fn(std::ops::Range<usize>) -> f32 + Syn
     let ranges: Vec<std::ops::Range<usize>> =
         (0..len).step_by(ch).map(|s| s..(s + ch).min(len)).collect();
     let partials: Vec<f32> = if parallel(len) {
-        ranges.into_par_iter().map(&part).collect()
+        let carry = Carry::here();
+        ranges
+            .into_par_iter()
+            .map(|r| {
+                let _paths = carry.enter();
+                part(r)
+            })
+            .collect()
     } else {
         ranges.into_iter().map(&part).collect()
     };

@@ -4,6 +4,7 @@ use rayon::prelude::*;
 
 use super::activation::exp_scalar;
 use super::{check_same, parallel};
+use crate::path::Carry;
 use crate::simd::{dot_lanes, max_lanes, multiversion, sum_lanes};
 use crate::tune::tunables;
 
@@ -74,10 +75,13 @@ fn by_rows(
     }
     if parallel(out.len()) {
         let block = (tunables().elementwise_chunk / cols).max(1) * cols;
-        out.par_chunks_mut(block)
-            .zip(x.par_chunks(block))
-            .zip(z.par_chunks(block))
-            .for_each(|((o, x), z)| f(x, z, o));
+        let carry = Carry::here();
+        out.par_chunks_mut(block).zip(x.par_chunks(block)).zip(z.par_chunks(block)).for_each(
+            |((o, x), z)| {
+                let _paths = carry.enter();
+                f(x, z, o)
+            },
+        );
     } else {
         f(x, z, out);
     }

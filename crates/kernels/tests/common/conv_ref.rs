@@ -4,6 +4,8 @@ use super::{assert_close, random_vec};
 use tapestry_kernels::conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dGeometry,
 };
+use tapestry_kernels::elementwise::{detected_isa, Isa};
+use tapestry_kernels::path::{forced, ConvPath, Force};
 
 /// Calls `f(n, c_out, c_in, oy, ox, ci, iy, ix, r, s)` for every (output, tap) pair that reads
 /// a real (non-padded) input pixel.
@@ -118,4 +120,20 @@ pub fn forward_and_input_gradient(g: &Conv2dGeometry, seed: u64) -> (Vec<f32>, V
     let mut dx = vec![f32::NAN; g.x_len()];
     conv2d_backward_input(g, &dy, &w, &mut dx);
     (y, dx)
+}
+
+/// [`check`] with convolution path `path` forced on this thread; returns the paths that ran
+/// (forward, input and weight gradient together).
+pub fn check_on(path: ConvPath, g: Conv2dGeometry, with_bias: bool) -> Vec<ConvPath> {
+    forced(Force { conv: Some(path), ..Force::NONE }, || check(g, with_bias)).1.convs()
+}
+
+/// What a call forced to take `paths` may run on this CPU: those paths with AVX-512 (they all
+/// need it but im2col), im2col alone without.
+pub fn on_this_cpu(paths: &[ConvPath]) -> Vec<ConvPath> {
+    if detected_isa() == Isa::Avx512 {
+        paths.to_vec()
+    } else {
+        vec![ConvPath::Im2col]
+    }
 }

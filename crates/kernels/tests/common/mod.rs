@@ -23,3 +23,18 @@ pub fn assert_close(got: &[f32], want: &[f64], tol: f64, what: &str) {
         );
     }
 }
+
+/// Runs `f` with the baseline copy forced and asserts that the copy reached every task the
+/// kernel handed to the rayon pool (with a pool of more than one thread, `f` must be large
+/// enough to fan out): at least one pool task ran, and only the baseline ran (`multiversioned`:
+/// and it did run; kernels without multiversioned loops record none).
+pub fn assert_carries_forced_isa(name: &str, multiversioned: bool, f: impl FnOnce()) {
+    use tapestry_kernels::elementwise::Isa;
+    use tapestry_kernels::path::{forced, Force};
+    let ((), ran) = forced(Force { isa: Some(Isa::Scalar), ..Force::NONE }, f);
+    if rayon::current_num_threads() > 1 {
+        assert!(ran.pool_tasks() > 0, "{name}: nothing ran on the pool");
+    }
+    let want = if multiversioned { vec![Isa::Scalar] } else { vec![] };
+    assert_eq!(ran.isas(), want, "{name}");
+}

@@ -135,3 +135,47 @@ pub fn pcgrad_direction(rows: &[Vec<f32>], orders: &[Vec<usize>]) -> (Vec<f32>, 
     let d = (0..rows[0].len()).map(|j| (0..t).map(|k| w[k] * f64::from(rows[k][j])).sum::<f64>());
     (d.map(|v| v as f32).collect(), n)
 }
+
+/// One GradNorm update with gradient descent on the weights, written from the paper (Chen et
+/// al., 2018, §3.2) independently of `tapestry_mtl::gradnorm`: `G_t = w_t n_t`, `Ḡ` their mean,
+/// `L̃_t = L_t / L_t(0)`, `r_t = L̃_t / mean(L̃)`, the targets `c_t = Ḡ r_t^α` held constant,
+/// `∂/∂w_t Σ|G_s − c_s| = sign(G_t − c_t) n_t`; then `w_t − lr·that`, floored at `min_weight`,
+/// and the weights renormalised to sum to T.
+pub fn gradnorm_gd_reference(
+    weights: &[f64],
+    norms: &[f64],
+    losses: &[f64],
+    initial: &[f64],
+    (alpha, lr, min_weight): (f64, f64, f64),
+) -> Vec<f64> {
+    let t = weights.len() as f64;
+    let g: Vec<f64> = weights.iter().zip(norms).map(|(w, n)| w * n).collect();
+    let g_bar = g.iter().sum::<f64>() / t;
+    let ratio: Vec<f64> = losses.iter().zip(initial).map(|(l, l0)| l / l0).collect();
+    let mean_ratio = ratio.iter().sum::<f64>() / t;
+    let stepped: Vec<f64> = (0..weights.len())
+        .map(|i| {
+            let r = if mean_ratio > 0.0 { ratio[i] / mean_ratio } else { 1.0 };
+            let c = g_bar * r.powf(alpha);
+            let d = g[i] - c;
+            let sign = if d > 0.0 {
+                1.0
+            } else if d < 0.0 {
+                -1.0
+            } else {
+                0.0
+            };
+            (weights[i] - lr * sign * norms[i]).max(min_weight)
+        })
+        .collect();
+    let total: f64 = stepped.iter().sum();
+    stepped.iter().map(|w| w * t / total).collect()
+}
+
+/// Asserts `got` equals `want` to 1e-12 relative, naming `what`.
+pub fn assert_same(got: &[f64], want: &[f64], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{what}: {got:?} vs {want:?}");
+    }
+}
