@@ -21,8 +21,18 @@
 //! heads'. LibMTL's defaults: `β = 0.9`, `β_σ = 0` (a constant decay). Cost: MGDA's per-task
 //! gradients on the shared parameters, plus `O(T·P)` for the average and the sum, and `T·P`
 //! values kept from step to step.
+//!
+//! Its [`WeightingState`]: the averaged gradients (`average`, `f32`s, empty before the first
+//! step) and the number of updates folded into them (`updates`).
 
-use super::{check_losses, Direction, Needs, StepInput, StepWeights, Weighting, WeightingError};
+use super::{
+    check_losses, Direction, Needs, StepInput, StepWeights, Weighting, WeightingError,
+    WeightingState,
+};
+
+/// The keys of DB-MTL's [`WeightingState`].
+const AVERAGE: &str = "average";
+const UPDATES: &str = "updates";
 
 /// The `ε` of the log-losses and of the norms' ratio (LibMTL's `1e-8`).
 const DB_MTL_EPS: f64 = 1e-8;
@@ -153,5 +163,20 @@ impl Weighting for DbMtl {
             direction: Some(Direction::Shared(d)),
             diagnostics: vec![("db_mtl.alpha".into(), alpha), ("db_mtl.ema_norms".into(), norms)],
         })
+    }
+
+    fn state(&self) -> WeightingState {
+        let mut state = WeightingState::new();
+        state.insert(AVERAGE, self.average.iter().map(|&v| f64::from(v)).collect());
+        state.insert_count(UPDATES, self.updates);
+        state
+    }
+
+    fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
+        state.check_keys("db-mtl", &[AVERAGE, UPDATES])?;
+        let average = state.f32s("db-mtl", AVERAGE)?;
+        let updates = state.count("db-mtl", UPDATES)?;
+        (self.average, self.updates) = (average, updates);
+        Ok(())
     }
 }

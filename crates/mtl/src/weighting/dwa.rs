@@ -9,8 +9,22 @@
 //! epochs (LibMTL's form; τ = 2 by default). A task whose loss stalls (`r_t` near 1 or above)
 //! gets more weight than one whose loss is falling fast. Cost: that of equal weighting; the
 //! epoch means are kept from the losses the step reports.
+//!
+//! Its [`WeightingState`]: the finished epochs' means, one row after the other
+//! (`epoch_means`), with each row's number of tasks (`epoch_means.tasks`), and the epoch being
+//! accumulated (`current.epoch`, `current.loss_sums`, `current.steps`; absent before the first
+//! step).
 
-use super::{check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError};
+use super::{
+    check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError, WeightingState,
+};
+
+/// The keys of DWA's [`WeightingState`].
+const EPOCH_MEANS: &str = "epoch_means";
+const EPOCH_MEAN_TASKS: &str = "epoch_means.tasks";
+const CURRENT_EPOCH: &str = "current.epoch";
+const CURRENT_SUMS: &str = "current.loss_sums";
+const CURRENT_STEPS: &str = "current.steps";
 
 /// Dynamic weight average with temperature `tau`.
 #[derive(Debug, Clone)]
@@ -84,5 +98,55 @@ impl Weighting for DynamicWeightAverage {
             _ => vec![1.0; t],
         };
         Ok(StepWeights::weights(weights))
+    }
+
+    fn state(&self) -> WeightingState {
+        let mut state = WeightingState::new();
+        state.insert(EPOCH_MEANS, self.epoch_means.concat());
+        state.insert(EPOCH_MEAN_TASKS, self.epoch_means.iter().map(|m| m.len() as f64).collect());
+        if let Some((epoch, sums, steps)) = &self.current {
+            state.insert_count(CURRENT_EPOCH, *epoch);
+            state.insert(CURRENT_SUMS, sums.clone());
+            state.insert_count(CURRENT_STEPS, *steps);
+        }
+        state
+    }
+
+    fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
+        let current_keys = [CURRENT_EPOCH, CURRENT_SUMS, CURRENT_STEPS];
+        state.check_keys("dwa", &[&[EPOCH_MEANS, EPOCH_MEAN_TASKS][..], &current_keys].concat())?;
+        let means = state.required("dwa", EPOCH_MEANS)?;
+        let tasks = state.counts("dwa", EPOCH_MEAN_TASKS)?;
+        let counted: u128 = tasks.iter().map(|&t| u128::from(t)).sum();
+        if counted != means.len() as u128 {
+            return Err(WeightingError::Invalid {
+                method: "dwa",
+                message: format!(
+                    "the saved state's `{EPOCH_MEANS}` has {} values, its `{EPOCH_MEAN_TASKS}` count {}",
+                    means.len(),
+                    counted
+                ),
+            });
+        }
+        let mut rest = means;
+        let epoch_means = (tasks.iter())
+            .map(|&t| {
+                let (row, tail) = rest.split_at(t as usize);
+                rest = tail;
+                row.to_vec()
+            })
+            .collect();
+        // The epoch being accumulated: all three keys, or none.
+        let current = if current_keys.iter().any(|k| state.get(k).is_some()) {
+            Some((
+                state.count("dwa", CURRENT_EPOCH)?,
+                state.required("dwa", CURRENT_SUMS)?.to_vec(),
+                state.count("dwa", CURRENT_STEPS)?,
+            ))
+        } else {
+            None
+        };
+        (self.epoch_means, self.current) = (epoch_means, current);
+        Ok(())
     }
 }

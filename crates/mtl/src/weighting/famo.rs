@@ -27,9 +27,21 @@
 //! The authors' example also clips the shared gradient's norm at 1; LibMTL does not, nor does
 //! this weighting (clipping belongs to the optimizer). Cost: equal weighting's one backward,
 //! one forward pass more per step (no backward), and `O(T)` for the logits.
+//!
+//! Its [`WeightingState`]: the logits (`logits`, empty before the first step), the losses of a
+//! step whose update has not come yet (`pending`, absent between steps) and Adam's
+//! (`adam.steps`, `adam.first_moment`, `adam.second_moment`).
 
-use super::{check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError};
+use super::state::optimizer_keys;
+use super::{
+    check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError, WeightingState,
+};
 use crate::gradnorm::{WeightOptimizer, WeightOptimizerState};
+
+/// The keys of FAMO's [`WeightingState`] (Adam's under the prefix).
+const LOGITS: &str = "logits";
+const PENDING: &str = "pending";
+const ADAM: &str = "adam";
 
 /// The `ε` added to every loss before its log (the reference's `1e-8`).
 const FAMO_EPS: f64 = 1e-8;
@@ -172,6 +184,26 @@ impl Weighting for Famo {
         gradient.iter_mut().zip(&self.logits).for_each(|(g, x)| *g += self.gamma * x);
         let steps = WeightOptimizer::ADAM.descent_steps(&gradient, &mut self.adam);
         self.logits.iter_mut().zip(steps).for_each(|(x, s)| *x -= self.w_lr * s);
+        Ok(())
+    }
+
+    fn state(&self) -> WeightingState {
+        let mut state = WeightingState::new();
+        state.insert(LOGITS, self.logits.clone());
+        if let Some(pending) = &self.pending {
+            state.insert(PENDING, pending.clone());
+        }
+        state.insert_optimizer(ADAM, &self.adam);
+        state
+    }
+
+    fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
+        let [steps, first, second] = optimizer_keys(ADAM);
+        state.check_keys("famo", &[LOGITS, PENDING, &steps, &first, &second])?;
+        let logits = state.required("famo", LOGITS)?.to_vec();
+        let pending = state.optional_len("famo", PENDING, logits.len())?.map(<[f64]>::to_vec);
+        let adam = state.optimizer("famo", ADAM, logits.len())?;
+        (self.logits, self.pending, self.adam) = (logits, pending, adam);
         Ok(())
     }
 }

@@ -21,12 +21,19 @@
 //! zero gradient has cosine 0 and adds nothing; a target of 1 up to rounding (`√(1 − φ̂²) = 0`,
 //! reached only after parallel gradients) has no finite step and is skipped. Cost: the per-task gradients on
 //! the shared parameters (like MGDA) plus `O(T²·P)` for the cosines and steps.
+//!
+//! Its [`WeightingState`]: the targets `φ̂`, in [`GradVac::targets`]'s order (`targets`, empty
+//! before the first step).
 
 use std::ops::Range;
 
 use super::{
     check_losses, Direction, Needs, PcGrad, StepInput, StepWeights, Weighting, WeightingError,
+    WeightingState,
 };
+
+/// The key of GradVac's [`WeightingState`].
+const TARGETS: &str = "targets";
 
 /// A target within this of 1 is 1 up to the rounding of the cosines it averages (a few ε),
 /// where the step `∝ 1/√(1 − φ̂²)` would be rounding blown up: it is skipped.
@@ -172,5 +179,15 @@ impl Weighting for GradVac {
             direction: Some(Direction::Shared(d)),
             diagnostics: vec![("gradvac.adjustments".into(), vec![adjustments as f64])],
         })
+    }
+
+    fn state(&self) -> WeightingState {
+        WeightingState::from_iter([(TARGETS.to_string(), self.targets.clone())])
+    }
+
+    fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
+        state.check_keys("gradvac", &[TARGETS])?;
+        self.targets = state.required("gradvac", TARGETS)?.to_vec();
+        Ok(())
     }
 }

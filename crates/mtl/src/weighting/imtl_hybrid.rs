@@ -24,7 +24,8 @@ use tapestry_data::TaskSpec;
 use tapestry_nn::{Bound, Params};
 
 use super::{
-    check_losses, Direction, ImtlG, ImtlL, Needs, StepInput, StepWeights, Weighting, WeightingError,
+    check_losses, Direction, ImtlG, ImtlL, Needs, StepInput, StepWeights, Weighting,
+    WeightingError, WeightingState,
 };
 
 /// IMTL: IMTL-L's learned loss scales and IMTL-G's weights on the scaled gradients.
@@ -79,5 +80,18 @@ impl Weighting for Imtl {
         let mut diagnostics = vec![("imtl.singular".into(), vec![singular])];
         diagnostics.extend(scaled.diagnostics);
         Ok(StepWeights { weights, direction: Some(Direction::Shared(direction)), diagnostics })
+    }
+
+    fn state(&self) -> WeightingState {
+        self.scales.state()
+    }
+
+    fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
+        self.scales.set_state(state).map_err(|e| match e {
+            WeightingError::Invalid { message, .. } => {
+                WeightingError::Invalid { method: "imtl", message }
+            }
+            e => e,
+        })
     }
 }

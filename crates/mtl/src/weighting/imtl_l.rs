@@ -19,7 +19,8 @@ pub const LOG_SCALE_NAME: &str = "weighting.imtl_l.log_scale";
 #[derive(Debug, Clone, Default)]
 pub struct ImtlL {
     log_scale: Option<ParamId>,
-    /// `s` as bound at the current step (for the reported weights).
+    /// `s` as bound at the current step (for the reported weights): rewritten by
+    /// `combined_loss` before every `weights`, a copy of the parameters rather than state.
     current: Vec<f64>,
 }
 

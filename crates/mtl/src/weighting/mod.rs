@@ -8,6 +8,8 @@
 //! diagnostics as name → values pairs that the log and the plots show without a field per
 //! method. A weighting may also own learnable parameters and build the combined loss inside the
 //! graph ([`Weighting::register`], [`Weighting::combined_loss`]), as uncertainty weighting does.
+//! What a method remembers from step to step besides those parameters (GradNorm's weights,
+//! DWA's epoch means, ...) it saves and restores as a [`WeightingState`], for checkpoints.
 //!
 //! Each method is one file; [`METHODS`] is the registry, one line per method, that the CLI
 //! reads its names from.
@@ -30,6 +32,7 @@ mod mgda;
 mod nash_mtl;
 mod pcgrad;
 mod rlw;
+mod state;
 mod upgrad;
 mod uw;
 
@@ -64,6 +67,7 @@ pub use nash_mtl::{
 };
 pub use pcgrad::PcGrad;
 pub use rlw::RandomLossWeighting;
+pub use state::WeightingState;
 pub use upgrad::{Projection, Upgrad, UpgradSolution};
 pub use uw::UncertaintyWeighting;
 
@@ -308,6 +312,23 @@ pub trait Weighting: Send {
     /// [`WeightingError`] if a loss is not finite or the update fails.
     fn after_update(&mut self, _losses_after: &[f64]) -> Result<(), WeightingError> {
         Ok(())
+    }
+
+    /// The state this weighting carries between steps (empty for a stateless method): what a
+    /// checkpoint must hold, besides the parameters registered in `Params`, for a resumed run
+    /// to take the same steps bit for bit. The default is empty.
+    fn state(&self) -> WeightingState {
+        WeightingState::default()
+    }
+
+    /// Restores a state saved by [`Weighting::state`] of the same method (with the same
+    /// hyper-parameters), in place of the current one; on error nothing changes. The default
+    /// takes only the empty state.
+    ///
+    /// # Errors
+    /// [`WeightingError::Invalid`] if a key is missing, unknown, or a vector has the wrong length.
+    fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
+        state::expect_empty(self.name(), state)
     }
 }
 

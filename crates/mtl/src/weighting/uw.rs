@@ -22,7 +22,8 @@ pub struct UncertaintyWeighting {
     /// The initial `s_t = log σ_t²` (LibMTL: −0.5).
     pub initial: f32,
     log_var: Option<ParamId>,
-    /// `s` as bound at the current step (for the reported weights).
+    /// `s` as bound at the current step (for the reported weights): rewritten by
+    /// `combined_loss` before every `weights`, a copy of the parameters rather than state.
     current: Vec<f64>,
 }
 
