@@ -2,6 +2,7 @@
 //! seed, with Δp, the mean relative improvement over hard-sharing equal weighting.
 
 use std::collections::BTreeMap;
+use std::fs;
 use std::path::Path;
 
 use serde_json::json;
@@ -9,11 +10,13 @@ use serde_json::json;
 use tapestry_mtl::weighting::{self, MethodOptions};
 
 use crate::config::{method_names, RunConfig, ARCHS};
-use crate::error::Result;
+use crate::error::{CliError, Result};
 use crate::invalid;
 use crate::output::write_atomic;
 use crate::plots::{self, Series};
-use crate::run::{fmt_opt, metric_name, pad, train, RunSummary};
+use crate::run::{fmt_opt, metric_name, pad, train, RunSummary, Start, RUN_FILES};
+use crate::rundir::{self, LockedDir};
+use crate::say;
 use unicode_width::UnicodeWidthStr;
 
 /// Δp of `metrics` against `baseline`, in percent: `(100 / T) Σ_t (−1)^{l_t} (M_t − B_t) / B_t`,
@@ -174,7 +177,100 @@ fn unsupported_by(base: &RunConfig, method: &str) -> Option<&'static str> {
 /// `out/<arch>-<method>` when several architectures are compared), prints the table and writes
 /// `compare.json` and `tradeoff.svg`. A method that cannot run on an architecture is skipped
 /// with a line saying why.
+///
+/// The results go to `out` as a unit: every method trains into a hidden staging directory,
+/// and only once all have finished do they replace what `out` held (the old tables are removed
+/// first, so no table is ever beside results it does not describe). A directory holding
+/// results is refused unless `force`; a failed or interrupted comparison leaves it untouched.
 pub fn compare(
+    base: &RunConfig,
+    methods: &[String],
+    archs: &[String],
+    out: &Path,
+    quiet: bool,
+    force: bool,
+) -> Result<String> {
+    let found = compare_files(out);
+    if !found.is_empty() && !force {
+        return Err(rundir::refuse_existing(out, &found, false));
+    }
+    let dir = LockedDir::open(out)?;
+    let found = compare_files(out);
+    if !found.is_empty() && !force {
+        return Err(rundir::refuse_existing(out, &found, false));
+    }
+    let staging = out.join(STAGING);
+    remove_dir(&staging)?;
+    let table = match compare_into(base, methods, archs, &staging, quiet) {
+        Ok(table) => table,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(match e {
+                CliError::Interrupted(_) => CliError::Interrupted(format!(
+                    "the comparison was stopped; {} is as it was before it",
+                    out.display()
+                )),
+                e => e,
+            });
+        }
+    };
+    // The old tables go first: a kill from here on leaves results without a table, never a
+    // table beside results it does not describe.
+    for name in TABLES.iter().chain(&[PLOT]) {
+        rundir::remove_files(dir.path(), &[name.to_string()])?;
+    }
+    for name in &found {
+        remove_dir(&out.join(name))?;
+    }
+    let entries = fs::read_dir(&staging).map_err(|e| CliError::io("read", &staging, e))?;
+    let mut names: Vec<String> =
+        entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    // The tables move last.
+    names.sort_by_key(|n| (TABLES.contains(&n.as_str()), n.clone()));
+    for name in names {
+        let (from, to) = (staging.join(&name), out.join(&name));
+        remove_dir(&to)?;
+        fs::rename(&from, &to).map_err(|e| CliError::io("move", &to, e))?;
+    }
+    remove_dir(&staging)?;
+    Ok(table)
+}
+
+/// The hidden directory a comparison trains in until it is complete.
+const STAGING: &str = ".staging";
+/// The tables of a comparison.
+const TABLES: [&str; 2] = ["compare.json", "compare.txt"];
+/// The plot of a comparison.
+const PLOT: &str = "tradeoff.svg";
+
+/// What an earlier comparison left in `out`: its tables and plot, and its run directories.
+fn compare_files(out: &Path) -> Vec<String> {
+    let mut found = rundir::run_files(out, &[TABLES[0], TABLES[1], PLOT]);
+    if let Ok(entries) = fs::read_dir(out) {
+        let mut runs: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .filter(|n| !rundir::run_files(&out.join(n), &RUN_FILES).is_empty())
+            .collect();
+        runs.sort();
+        found.extend(runs);
+    }
+    found
+}
+
+/// Removes the directory or file `path`, if there.
+fn remove_dir(path: &Path) -> Result<()> {
+    let removed = if path.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    match removed {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CliError::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// [`compare`] into the empty directory `out`.
+fn compare_into(
     base: &RunConfig,
     methods: &[String],
     archs: &[String],
@@ -186,7 +282,7 @@ pub fn compare(
         for method in methods {
             let label = if archs.len() == 1 { method.clone() } else { format!("{arch}-{method}") };
             if let Some(why) = unsupported(method, arch).or_else(|| unsupported_by(base, method)) {
-                println!("skipping {method} on {arch}: {why}");
+                say!("skipping {method} on {arch}: {why}");
                 continue;
             }
             let config = RunConfig {
@@ -199,9 +295,9 @@ pub fn compare(
             }
             .validate()?;
             if !quiet {
-                println!("== {label} ==");
+                say!("== {label} ==");
             }
-            let summary = train(&config, &out.join(&label), quiet)?;
+            let summary = train(&config, &out.join(&label), quiet, Start::Fresh)?;
             results.push((label, summary));
         }
     }

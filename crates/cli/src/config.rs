@@ -115,6 +115,9 @@ pub struct RunConfig {
     pub proportions: String,
     /// Steps per optimizer update, on the mean of their gradients.
     pub accumulate: usize,
+    /// Stop the run when a task's loss exceeds this many times its first value (0: only
+    /// non-finite losses stop it).
+    pub divergence: f64,
     /// The seed of the data, the initialisation and the batch order.
     pub seed: u64,
     /// Threads of the one rayon pool; 0 lets rayon choose (one per core).
@@ -158,6 +161,7 @@ impl Default for RunConfig {
             schedule: "all".into(),
             proportions: String::new(),
             accumulate: 1,
+            divergence: 1e6,
             seed: 0,
             threads: 0,
         }
@@ -178,7 +182,12 @@ impl RunConfig {
     /// Reads a TOML configuration file; missing keys take their defaults.
     pub fn from_toml_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CliError::io("read", path, e))?;
-        toml::from_str(&text).map_err(|e| {
+        Self::from_toml_str(&text, &format!("config file {}", path.display()))
+    }
+
+    /// Parses a TOML configuration; errors name `source` and the line.
+    pub fn from_toml_str(text: &str, source: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
             let line = e
                 .span()
                 .map(|s| {
@@ -186,7 +195,7 @@ impl RunConfig {
                     format!(" (line {})", before.iter().filter(|&&b| b == b'\n').count() + 1)
                 })
                 .unwrap_or_default();
-            invalid!("config file {}{line}: {}", path.display(), e.message().trim())
+            invalid!("{source}{line}: {}", e.message().trim())
         })
     }
 
@@ -292,6 +301,12 @@ impl RunConfig {
                 "the {} schedule trains one task per step, which leaves method `{}` nothing to weigh; use --method ew or --schedule all",
                 self.schedule,
                 self.method
+            ));
+        }
+        if !(self.divergence == 0.0 || (self.divergence.is_finite() && self.divergence > 1.0)) {
+            return Err(invalid!(
+                "the divergence bound must be a factor above 1, or 0 to turn it off; got {}",
+                self.divergence
             ));
         }
         if self.accumulate == 0 {

@@ -29,6 +29,24 @@ pub enum CliError {
     /// A checkpoint could not be written or read.
     #[error(transparent)]
     Nn(#[from] tapestry_nn::NnError),
+    /// Training stopped at a step: where (as the progress line counts), and why.
+    #[error("training stopped at step {step}/{steps} of epoch {epoch}/{epochs}: {source}")]
+    Stopped {
+        /// The step within the epoch, from 1.
+        step: u64,
+        /// Steps per epoch.
+        steps: u64,
+        /// The epoch, from 1.
+        epoch: u64,
+        /// Epochs of the run.
+        epochs: u64,
+        /// Why.
+        source: tapestry_mtl::MtlError,
+    },
+    /// Stopped by Ctrl-C (SIGINT) or SIGTERM, after writing a checkpoint: the sentence says
+    /// where and how to resume.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 impl CliError {
@@ -41,19 +59,32 @@ impl CliError {
     /// Training stopped by a value that overflowed gets a hint about the learning rate.
     pub fn sentence(&self) -> String {
         use tapestry_mtl::MtlError;
-        let hint = matches!(
-            self,
-            CliError::Mtl(
-                MtlError::NonFiniteLoss { .. }
-                    | MtlError::NonFiniteGradient { .. }
-                    | MtlError::NonFiniteTaskGradient { .. }
-            )
-        );
+        let cause = match self {
+            CliError::Mtl(e) | CliError::Stopped { source: e, .. } => Some(e),
+            _ => None,
+        };
         let mut text = self.to_string();
-        if hint {
-            text.push_str(" (a smaller learning rate, --lr, may keep it finite)");
+        match cause {
+            Some(
+                MtlError::NonFiniteLoss { .. }
+                | MtlError::NonFiniteGradient { .. }
+                | MtlError::NonFiniteTaskGradient { .. },
+            ) => text.push_str(" (a smaller learning rate, --lr, may keep it finite)"),
+            Some(MtlError::Diverged { .. }) => text.push_str(
+                " (a smaller learning rate, --lr, may keep it down; --divergence sets the bound, 0 turns it off)",
+            ),
+            _ => {}
         }
         one_sentence(&text)
+    }
+
+    /// The process's exit code: 130 after Ctrl-C or SIGTERM (as a shell reports SIGINT), 2 for
+    /// every other failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Interrupted(_) => 130,
+            _ => 2,
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod models;
 mod output;
 mod plots;
 mod run;
+mod rundir;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,9 +47,16 @@ enum Command {
     Train {
         #[command(flatten)]
         run: RunArgs,
-        /// The output directory.
+        /// The output directory (refused if it holds a run, unless --resume or --force).
         #[arg(long, default_value = "runs/train")]
         out: PathBuf,
+        /// Continue the run in --out from its last checkpoint, as it was configured (only
+        /// --epochs, a new total, and --threads may be given).
+        #[arg(long, conflicts_with = "force")]
+        resume: bool,
+        /// Replace the run in --out; the old one stays until the new one's first checkpoint.
+        #[arg(long)]
+        force: bool,
     },
     /// Evaluate a saved run's checkpoint on its data set's test split.
     Eval {
@@ -76,9 +84,13 @@ enum Command {
         archs: String,
         #[command(flatten)]
         run: RunArgs,
-        /// The output directory (one subdirectory per method).
+        /// The output directory (one subdirectory per method; refused if it holds results,
+        /// unless --force).
         #[arg(long, default_value = "runs/compare")]
         out: PathBuf,
+        /// Replace the results in --out once every method has finished.
+        #[arg(long)]
+        force: bool,
     },
     /// List the weighting methods with their hyper-parameters (defaults and ranges).
     Methods,
@@ -312,6 +324,9 @@ struct RunArgs {
     /// Steps per optimizer update, on the mean of their gradients (default 1).
     #[arg(long)]
     accumulate: Option<usize>,
+    /// Stop when a task's loss exceeds this many times its first value (default 1e6; 0: off).
+    #[arg(long)]
+    divergence: Option<f64>,
     /// Seed of the data, the initialisation and the batch order.
     #[arg(long)]
     seed: Option<u64>,
@@ -331,10 +346,15 @@ impl RunArgs {
 
     /// The configuration, merged but not yet checked.
     fn merged(&self) -> Result<RunConfig> {
-        let mut c = match &self.config {
+        let base = match &self.config {
             Some(path) => RunConfig::from_toml_file(path)?,
             None => RunConfig::default(),
         };
+        self.merged_onto(base)
+    }
+
+    /// The options given, set on `base`.
+    fn merged_onto(&self, mut c: RunConfig) -> Result<RunConfig> {
         macro_rules! set {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
@@ -347,7 +367,7 @@ impl RunArgs {
         if self.affinity_lr.is_some() {
             c.affinity_lr = self.affinity_lr;
         }
-        set!(multi_input, schedule, proportions, accumulate);
+        set!(multi_input, schedule, proportions, accumulate, divergence);
         if self.dataset.is_some() && self.multi_input.is_some() {
             return Err(CliError::Invalid(
                 "--multi-input names each task's data set, so --dataset does not apply".into(),
@@ -380,12 +400,25 @@ pub(crate) fn init_threads(threads: usize) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train { run, out } => {
-            let config = run.config()?;
-            note_ignored(&config, std::slice::from_ref(&config.method));
+        Command::Train { run, out, resume, force } => {
             run::check_out_dir(&out)?;
+            let (config, start) = if resume {
+                if run.config.is_some() {
+                    return Err(CliError::Invalid(
+                        "--resume continues the run as its checkpoint records it, so --config does not apply".into(),
+                    ));
+                }
+                let saved = run::Saved::read(&out)?;
+                let config = resumed_config(&run, &saved.config)?;
+                (config, run::Start::Resume(Box::new(saved)))
+            } else {
+                let config = run.config()?;
+                (config, if force { run::Start::Replace } else { run::Start::Fresh })
+            };
+            note_ignored(&config, std::slice::from_ref(&config.method));
             init_threads(config.threads)?;
-            run::train(&config, &out, run.quiet)?;
+            run::install_stop_handler();
+            run::train(&config, &out, run.quiet, start)?;
         }
         Command::Eval { checkpoint, limit, threads } => {
             if limit == Some(0) {
@@ -393,7 +426,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             run::eval(&checkpoint, limit, threads)?;
         }
-        Command::Compare { methods, archs, run, out } => {
+        Command::Compare { methods, archs, run, out, force } => {
             if let Some(m) = &run.method {
                 return Err(CliError::Invalid(format!(
                     "compare takes --methods (a comma-separated list, for example --methods {m}), not --method"
@@ -410,11 +443,12 @@ fn run(cli: Cli) -> Result<()> {
             note_ignored(&config, &methods);
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
-            let table = compare::compare(&config, &methods, &archs, &out, run.quiet)?;
-            println!("{table}");
-            println!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
+            run::install_stop_handler();
+            let table = compare::compare(&config, &methods, &archs, &out, run.quiet, force)?;
+            say!("{table}");
+            say!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
         }
-        Command::Methods => print!("{}", compare::methods_table()),
+        Command::Methods => output::print_out(&compare::methods_table()),
         Command::MetaTrain { run, out } => {
             let config = run.config()?;
             run::check_out_dir(&out)?;
@@ -428,10 +462,33 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The configuration of a resumed run: the saved one, with a new total of epochs or another
+/// thread count if given; any other option is refused by name.
+fn resumed_config(run: &RunArgs, saved: &RunConfig) -> Result<RunConfig> {
+    let merged = run.merged_onto(saved.clone())?;
+    let as_table = |c: &RunConfig| -> toml::Table {
+        toml::from_str(&c.to_toml()).expect("a configuration's TOML parses")
+    };
+    let (old, new) = (as_table(saved), as_table(&merged));
+    let changed: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| !matches!(k.as_str(), "epochs" | "threads") && old.get(*k) != Some(*v))
+        .chain(old.iter().filter(|(k, _)| !new.contains_key(*k)))
+        .map(|(k, _)| format!("--{}", k.replace('_', "-")))
+        .collect();
+    if !changed.is_empty() {
+        return Err(CliError::Invalid(format!(
+            "--resume continues the run as it was configured, so {} cannot change (only --epochs and --threads can); start a new run with --force or another --out to change it",
+            changed.join(", ")
+        )));
+    }
+    merged.validate()
+}
+
 /// Prints one line on stderr for each option none of `methods` reads.
 fn note_ignored(config: &RunConfig, methods: &[String]) {
     for note in config::ignored_options(config, methods) {
-        eprintln!("tapestry: note: {note}.");
+        note!("tapestry: note: {note}.");
     }
 }
 
@@ -443,7 +500,7 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        eprintln!("tapestry: internal error: {}", one_sentence(&message));
+        note!("tapestry: internal error: {}", one_sentence(&message));
     }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -453,15 +510,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("tapestry: {} (see tapestry --help)", clap_sentence(&e));
+            note!("tapestry: {} (see tapestry --help)", clap_sentence(&e));
             return ExitCode::from(2);
         }
     };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("tapestry: {}", e.sentence());
-            ExitCode::from(2)
+            note!("tapestry: {}", e.sentence());
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::invalid;
 use crate::output::{create_dir, json_lines, write_atomic};
 use crate::plots::{self, Series};
 use crate::run::{CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
+use crate::say;
 
 /// The benchmarks `--benchmark` takes.
 pub const BENCHMARKS: [&str; 3] = ["sinusoid", "sinusoid-reptile", "episodes"];
@@ -302,7 +303,7 @@ pub fn meta_train(config: &MetaRunConfig, out: &Path, quiet: bool) -> Result<()>
     create_dir(out)?;
     write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
     if !quiet {
-        println!(
+        say!(
             "tapestry meta-train: {} on {} ({numel} parameters), {} iterations of {} tasks, {} inner step(s) at {}",
             config.algo, config.benchmark, config.iterations, config.meta_batch, config.inner_steps, config.inner_lr
         );
@@ -375,13 +376,13 @@ pub fn meta_train(config: &MetaRunConfig, out: &Path, quiet: bool) -> Result<()>
     )?;
     write_adaptation_plot(out, &curve, loss)?;
     if !quiet {
-        println!(
+        say!(
             "trained in {seconds:.1} s ({:.3} ms per meta-iteration); held-out tasks ({}):",
             1e3 * seconds / config.iterations as f64,
             config.eval_tasks
         );
-        print!("{}", curve_table(&curve, loss));
-        println!("wrote {CONFIG_FILE}, {METRICS_FILE}, {CHECKPOINT_FILE}, meta_loss.svg and adaptation.svg to {}", out.display());
+        crate::output::print_out(&curve_table(&curve, loss));
+        say!("wrote {CONFIG_FILE}, {METRICS_FILE}, {CHECKPOINT_FILE}, meta_loss.svg and adaptation.svg to {}", out.display());
     }
     Ok(())
 }
@@ -467,7 +468,7 @@ pub fn meta_eval(dir: &Path, tasks: Option<usize>, steps: Option<usize>) -> Resu
     let held = held_out_tasks(&s, config.eval_tasks);
     let curve = adaptation_curve(&net, &params, rate, &held, config.eval_steps)
         .map_err(|e| invalid!("{e}"))?;
-    println!("{} on {}: held-out tasks ({}):", config.algo, config.benchmark, config.eval_tasks);
-    print!("{}", curve_table(&curve, loss_name(&config)));
+    say!("{} on {}: held-out tasks ({}):", config.algo, config.benchmark, config.eval_tasks);
+    crate::output::print_out(&curve_table(&curve, loss_name(&config)));
     Ok(())
 }

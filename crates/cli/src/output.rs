@@ -1,12 +1,51 @@
-//! Files a run writes, each atomically: the bytes go to a temporary file in the same directory,
-//! which is flushed and renamed over the target, so an interrupted run leaves either the old
-//! file or the new one, never half of one.
+//! What the command writes. Files, each atomically: the bytes go to a temporary file in the
+//! same directory, which is flushed and renamed over the target, so an interrupted run leaves
+//! either the old file or the new one, never half of one. And the console: a closed or full
+//! standard output (`tapestry train | head -1`, a pager the user quits, `> /dev/full`) stops
+//! the printing, never the run.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{CliError, Result};
+
+/// Set once a write to standard output has failed: nothing more is printed there.
+static STDOUT_LOST: AtomicBool = AtomicBool::new(false);
+
+/// Prints `text` on standard output. The first failure (a closed pipe, a full disk) says so on
+/// standard error, once, and every later call prints nothing: the command goes on.
+pub fn print_out(text: &str) {
+    if STDOUT_LOST.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        STDOUT_LOST.store(true, Ordering::Relaxed);
+        print_err(&format!(
+            "tapestry: note: standard output failed ({e}); the command goes on without printing to it.\n"
+        ));
+    }
+}
+
+/// Prints `text` on standard error, ignoring a failure (there is nowhere left to report it).
+pub fn print_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
+
+/// `println!` on standard output through [`print_out`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { $crate::output::print_out(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `eprintln!` through [`print_err`].
+#[macro_export]
+macro_rules! note {
+    ($($arg:tt)*) => { $crate::output::print_err(&format!("{}\n", format_args!($($arg)*))) };
+}
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -7,11 +7,15 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tapestry_data::{DatasetConfig, MetricKind, Splits, TaskSpec, TaskTargets};
 use tapestry_mtl::metrics::Evaluation;
-use tapestry_mtl::trainer::{EpochReport, Observer, Trainer, TrainerConfig};
+use tapestry_mtl::model::MultiTaskModel;
+use tapestry_mtl::trainer::{EpochProgress, Observer, Trainer, TrainerConfig, TrainerState};
+use tapestry_mtl::weighting::WeightingState;
 use tapestry_mtl::{StepOptions, StepReport};
 use tapestry_nn::checkpoint::{self, Checkpoint};
+use tapestry_nn::Params;
 use unicode_width::UnicodeWidthStr;
 
 use crate::config::{parse_target, RunConfig};
@@ -19,8 +23,11 @@ use crate::error::{CliError, Result};
 use crate::inputs::RunData;
 use crate::invalid;
 use crate::models::{build_model, resolve_preset, BuiltModel};
-use crate::output::{create_dir, json_lines, write_atomic};
+use crate::note;
+use crate::output::{json_lines, write_atomic};
 use crate::plots::{self, Series};
+use crate::rundir::{self, LockedDir};
+use crate::say;
 
 /// The checkpoint's file name in a run directory.
 pub const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
@@ -135,8 +142,27 @@ struct Logger {
     names: Vec<String>,
     epoch_start: Instant,
     epoch_samples: usize,
+    /// Steps of the current epoch done.
+    epoch_steps: u64,
     cosines: MatrixMean,
     affinity: MatrixMean,
+}
+
+impl Logger {
+    /// Rebuilds the running means from the step records (after a resume), in their order, so
+    /// that they hold the same sums as if the run had not stopped.
+    fn replay(&mut self) {
+        let matrix =
+            |v: &Value| -> Option<Vec<f64>> { v.as_array()?.iter().map(Value::as_f64).collect() };
+        for r in self.records.iter().filter(|r| r["kind"] == "step") {
+            if let Some(c) = matrix(&r["cosines"]) {
+                self.cosines.add(&c);
+            }
+            if let Some(z) = matrix(&r["affinity"]) {
+                self.affinity.add(&z);
+            }
+        }
+    }
 }
 
 /// The running mean of the `T × T` matrices a run reports at some steps.
@@ -199,6 +225,7 @@ impl Observer for Logger {
         }
         self.records.push(record);
         self.epoch_samples += r.batch_size;
+        self.epoch_steps += 1;
         let rate = self.epoch_samples as f64 / self.epoch_start.elapsed().as_secs_f64().max(1e-9);
         let losses: Vec<String> = (self.names.iter().zip(&r.losses))
             .filter(|(_, l)| l.is_finite())
@@ -206,6 +233,10 @@ impl Observer for Logger {
             .collect();
         self.bar.set_message(format!("{} | {rate:.0} samples/s", losses.join(", ")));
         self.bar.inc(1);
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        stop_requested()
     }
 }
 
@@ -287,10 +318,304 @@ pub fn metric_table(train: Option<&Evaluation>, test: &Evaluation) -> String {
     out
 }
 
+/// How `train` treats its output directory.
+#[derive(Debug)]
+pub enum Start {
+    /// A new run; a directory that holds a run is refused.
+    Fresh,
+    /// A new run replacing the one in the directory, once it has its first checkpoint.
+    Replace,
+    /// Continue the saved run.
+    Resume(Box<Saved>),
+}
+
+/// Set by the first Ctrl-C (SIGINT) or SIGTERM: training stops after the current step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Makes the first Ctrl-C or SIGTERM stop training after the current step (with a checkpoint)
+/// and a second one exit at once, with code 130. Without it a signal ends the process as usual.
+pub fn install_stop_handler() {
+    let installed = ctrlc::set_handler(|| {
+        if STOP.swap(true, Ordering::SeqCst) {
+            crate::output::print_err("\ntapestry: stopped at once, without a checkpoint.\n");
+            std::process::exit(130);
+        }
+        crate::output::print_err(
+            "\ntapestry: stopping after this step (press Ctrl-C again to quit at once)…\n",
+        );
+    });
+    if let Err(e) = installed {
+        note!("tapestry: note: Ctrl-C will end the run without a checkpoint ({e}).");
+    }
+}
+
+/// True once a stop was asked for.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Metadata keys of a run's checkpoint, besides the short description (`epoch`, `step`,
+/// `method`, `dataset`, `model`, `arch`).
+const CONFIG_KEY: &str = "config";
+const STATE_KEY: &str = "state";
+const RECORDS_KEY: &str = "records";
+/// The version of the saved state's layout.
+const STATE_FORMAT: u64 = 1;
+
+/// A run as its checkpoint saved it: the configuration, the state to resume from, and its log.
+#[derive(Debug)]
+pub struct Saved {
+    /// The checkpoint file.
+    pub file: PathBuf,
+    /// The checkpoint (verified).
+    pub checkpoint: Checkpoint,
+    /// The run's configuration.
+    pub config: RunConfig,
+    /// The state to resume from (see [`save_state`]).
+    pub state: Value,
+    /// The log up to the checkpoint: `metrics.jsonl`'s records before the checkpoint's last
+    /// segment, then that segment from the checkpoint.
+    pub records: Vec<Value>,
+}
+
+impl Saved {
+    /// Reads the run in `dir`.
+    ///
+    /// # Errors
+    /// If `dir` holds no checkpoint, the checkpoint is not one of a run that can be resumed, or
+    /// `metrics.jsonl` lacks the records before the checkpoint's last segment.
+    pub fn read(dir: &Path) -> Result<Saved> {
+        let file = dir.join(CHECKPOINT_FILE);
+        if !file.is_file() {
+            return Err(invalid!(
+                "{} holds no {CHECKPOINT_FILE}, so there is no run to resume",
+                dir.display()
+            ));
+        }
+        let checkpoint = Checkpoint::read(&file)?;
+        let meta = checkpoint.user_metadata();
+        let (Some(config), Some(state), Some(segment)) =
+            (meta.get(CONFIG_KEY), meta.get(STATE_KEY), meta.get(RECORDS_KEY))
+        else {
+            return Err(invalid!(
+                "{} does not hold the state a resume needs (it was not written by `tapestry train`, or by an older version); start a new run with --force",
+                file.display()
+            ));
+        };
+        let source = format!("the configuration in {}", file.display());
+        let config = RunConfig::from_toml_str(config, &source)?.validate()?;
+        let state: Value = serde_json::from_str(state)
+            .map_err(|e| invalid!("the saved state in {} is not valid: {e}", file.display()))?;
+        if state["format"] != json!(STATE_FORMAT) {
+            return Err(invalid!(
+                "the saved state in {} has format {}, which this version cannot resume",
+                file.display(),
+                state["format"]
+            ));
+        }
+        let before = state["records_before"].as_u64().unwrap_or(0) as usize;
+        let log_path = dir.join(METRICS_FILE);
+        let log = match read_records(&log_path) {
+            Ok(log) => log,
+            Err(_) if before == 0 => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let belongs = log.first().is_some_and(|r| r["config"] == json!(config_json(&config)));
+        if before > 0 && (log.len() < before || !belongs) {
+            return Err(invalid!(
+                "{} does not hold the first {before} records of the run in {}, so its log cannot go on; start a new run with --force",
+                log_path.display(),
+                file.display()
+            ));
+        }
+        let segment: Vec<Value> = segment
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| {
+                serde_json::from_str(line).map_err(|e| {
+                    invalid!("the saved log segment in {} is not valid: {e}", file.display())
+                })
+            })
+            .collect::<Result<_>>()?;
+        // The log's own records where it has them (they hold the timings the checkpoint
+        // leaves out), the checkpoint's segment for the rest.
+        let mut records: Vec<Value> = if belongs {
+            log.into_iter().take(before + segment.len()).collect()
+        } else {
+            Vec::new()
+        };
+        let have = records.len() - before;
+        records.extend(segment.into_iter().skip(have));
+        Ok(Saved { file, checkpoint, config, state, records })
+    }
+}
+
+/// The records of a `metrics.jsonl`.
+fn read_records(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).map_err(|e| CliError::io("read", path, e))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| invalid!("{} line {}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// The configuration as the log's run record holds it.
+fn config_json(config: &RunConfig) -> Value {
+    serde_json::to_value(config).expect("a configuration serialises")
+}
+
+/// An `f64` as its bit pattern, so that a saved state restores every value exactly (NaN too).
+fn bits(v: f64) -> Value {
+    json!(v.to_bits())
+}
+
+fn bits_vec(v: &[f64]) -> Value {
+    Value::Array(v.iter().map(|&x| bits(x)).collect())
+}
+
+fn bits_opt(v: &[Option<f64>]) -> Value {
+    Value::Array(v.iter().map(|x| x.map_or(Value::Null, bits)).collect())
+}
+
+/// Reads back what [`bits`] wrote; `what` names it in the error.
+fn from_bits(v: &Value, what: &str) -> Result<f64> {
+    v.as_u64().map(f64::from_bits).ok_or_else(|| invalid!("the saved state's {what} is not valid"))
+}
+
+fn from_bits_vec(v: &Value, what: &str) -> Result<Vec<f64>> {
+    v.as_array()
+        .ok_or_else(|| invalid!("the saved state's {what} is not valid"))?
+        .iter()
+        .map(|x| from_bits(x, what))
+        .collect()
+}
+
+fn from_bits_opt(v: &Value, what: &str) -> Result<Vec<Option<f64>>> {
+    v.as_array()
+        .ok_or_else(|| invalid!("the saved state's {what} is not valid"))?
+        .iter()
+        .map(|x| if x.is_null() { Ok(None) } else { from_bits(x, what).map(Some) })
+        .collect()
+}
+
+/// The state of a run to save beside its parameters: the trainer's counters and epoch in
+/// progress, the weighting's and the model's own state, and how many log records came before
+/// this checkpoint's segment.
+fn save_state(trainer: &Trainer, model: &dyn MultiTaskModel, records_before: usize) -> Value {
+    let t = trainer.state();
+    let in_epoch = t.in_epoch.as_ref().map(|p| {
+        json!({
+            "batches": p.batches,
+            "samples": p.samples,
+            "seconds": bits(p.seconds),
+            "weight_sums": bits_vec(&p.weight_sums),
+            "metrics": p.metrics.iter().map(|m| bits_vec(m)).collect::<Vec<_>>(),
+            "affinity_sum": bits_vec(&p.affinity.0),
+            "affinity_count": p.affinity.1,
+        })
+    });
+    let named = |entries: Vec<(String, Vec<f64>)>| -> Value {
+        Value::Object(entries.into_iter().map(|(k, v)| (k, bits_vec(&v))).collect())
+    };
+    json!({
+        "format": STATE_FORMAT,
+        "records_before": records_before,
+        "trainer": {
+            "steps": t.steps,
+            "epochs": t.epochs,
+            "in_epoch": in_epoch,
+            "first_losses": bits_opt(&t.first_losses),
+            "schedule_first": bits_opt(&t.schedule_losses.0),
+            "schedule_last": bits_opt(&t.schedule_losses.1),
+        },
+        "weighting": named(trainer.weighting().state().iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect()),
+        "model": named(model.state()),
+    })
+}
+
+/// Restores [`save_state`]'s state into `trainer` and `model`.
+fn restore_state(state: &Value, trainer: &mut Trainer, model: &dyn MultiTaskModel) -> Result<()> {
+    let t = &state["trainer"];
+    let count = |v: &Value, what: &str| {
+        v.as_u64().ok_or_else(|| invalid!("the saved state's {what} is not valid"))
+    };
+    let in_epoch = match &t["in_epoch"] {
+        Value::Null => None,
+        p => Some(EpochProgress {
+            batches: count(&p["batches"], "epoch progress")?,
+            samples: count(&p["samples"], "epoch progress")? as usize,
+            seconds: from_bits(&p["seconds"], "epoch time")?,
+            weight_sums: from_bits_vec(&p["weight_sums"], "weight sums")?,
+            metrics: p["metrics"]
+                .as_array()
+                .ok_or_else(|| invalid!("the saved state's metric sums are not valid"))?
+                .iter()
+                .map(|m| from_bits_vec(m, "metric sums"))
+                .collect::<Result<_>>()?,
+            affinity: (
+                from_bits_vec(&p["affinity_sum"], "affinity sums")?,
+                count(&p["affinity_count"], "affinity count")?,
+            ),
+        }),
+    };
+    trainer.set_state(TrainerState {
+        steps: count(&t["steps"], "step count")?,
+        epochs: count(&t["epochs"], "epoch count")?,
+        in_epoch,
+        first_losses: from_bits_opt(&t["first_losses"], "first losses")?,
+        schedule_losses: (
+            from_bits_opt(&t["schedule_first"], "schedule losses")?,
+            from_bits_opt(&t["schedule_last"], "schedule losses")?,
+        ),
+    });
+    let named = |v: &Value, what: &str| -> Result<Vec<(String, Vec<f64>)>> {
+        v.as_object()
+            .ok_or_else(|| invalid!("the saved state's {what} is not valid"))?
+            .iter()
+            .map(|(k, x)| Ok((k.clone(), from_bits_vec(x, what)?)))
+            .collect()
+    };
+    let mut weighting = WeightingState::new();
+    for (k, v) in named(&state["weighting"], "weighting state")? {
+        weighting.insert(&k, v);
+    }
+    trainer.weighting_mut().set_state(&weighting).map_err(tapestry_mtl::MtlError::from)?;
+    model.set_state(&named(&state["model"], "model state")?)?;
+    Ok(())
+}
+
+/// The files of a run directory that show a run is there.
+pub const RUN_FILES: [&str; 3] = [CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE];
+
 /// Trains as `config` says, writing everything into `out`; progress goes to stderr unless
-/// `quiet`, the epoch tables to stdout.
-pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> {
+/// `quiet`, the epoch tables to stdout. See [`crate::rundir`] for what the directory holds
+/// when.
+pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Result<RunSummary> {
     let run_start = Instant::now();
+    if matches!(start, Start::Fresh) {
+        let found = rundir::run_files(out, &RUN_FILES);
+        if !found.is_empty() {
+            return Err(rundir::refuse_existing(out, &found, true));
+        }
+    }
+    if let Start::Resume(saved) = &start {
+        let t = &saved.state["trainer"];
+        let done = t["epochs"].as_u64().unwrap_or(0);
+        if done >= config.epochs as u64 && t["in_epoch"].is_null() {
+            return Err(invalid!(
+                "the run in {} has finished its {done} epochs; give --epochs with a larger total to train it further",
+                out.display()
+            ));
+        }
+    }
+    if stop_requested() {
+        return Err(CliError::Interrupted(
+            "stopped before training began; nothing was written".into(),
+        ));
+    }
     let data = RunData::load(config)?;
     let tasks = data.tasks();
     let BuiltModel { model, mut params, preset, description } =
@@ -309,11 +634,21 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         affinity: config.affinity_options(),
     };
     tapestry_mtl::TrainStep::new(&model, &params, weighting.as_ref(), step_options.clone())?;
-    create_dir(out)?;
-    write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+    let dir = LockedDir::open(out)?;
+    // What an earlier run left: refused for a new run, replaced at the first checkpoint.
+    let mut replaced = match &start {
+        Start::Resume(_) => Vec::new(),
+        _ => {
+            let found = rundir::run_files(out, &RUN_FILES);
+            if matches!(start, Start::Fresh) && !found.is_empty() {
+                return Err(rundir::refuse_existing(out, &found, true));
+            }
+            old_run_files(out)?
+        }
+    };
     let names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
     if !quiet {
-        println!(
+        say!(
             "tapestry train: {} ({} train / {} test samples of shape {:?}), model {preset} ({} parameters), method {}, {} lr {}, {} epochs of batch {}",
             config.data_name(),
             data.train().len(),
@@ -326,18 +661,19 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             config.epochs,
             config.batch_size
         );
-        println!("  {description}");
+        say!("  {description}");
         if !config.multi_input.is_empty() {
-            println!("  one input per task: each task trains and is tested on its own data set");
+            say!("  one input per task: each task trains and is tested on its own data set");
         }
         if config.schedule != "all" || config.accumulate > 1 {
             let proportions = match config.proportions.as_str() {
                 "" => String::new(),
                 p => format!(" (proportions {p})"),
             };
-            println!(
+            say!(
                 "  schedule {}{proportions}, one update every {} steps",
-                config.schedule, config.accumulate
+                config.schedule,
+                config.accumulate
             );
         }
     }
@@ -350,37 +686,53 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
         step: step_options,
         schedule,
         accumulate: config.accumulate,
+        divergence: (config.divergence > 0.0).then_some(config.divergence),
     };
     if config.cosines && model.shared_params().is_empty() && !quiet {
-        println!("  no gradient cosines: the `{}` architecture shares no parameter", config.arch);
+        say!("  no gradient cosines: the `{}` architecture shares no parameter", config.arch);
     } else if config.cosines && !cosines && !quiet {
-        println!(
-            "  no gradient cosines: the {} schedule trains one task per step",
-            config.schedule
-        );
+        say!("  no gradient cosines: the {} schedule trains one task per step", config.schedule);
     }
     let mut trainer = Trainer::from_boxed(trainer_config, config.optimizer()?, weighting);
     let steps_per_epoch = data.steps_per_epoch(config.batch_size);
+    let run_record = json!({
+        "kind": "run",
+        "tasks": names,
+        "metrics": tasks.iter().map(|t| metric_name(t.metric)).collect::<Vec<_>>(),
+        "higher_is_better": tasks.iter().map(|t| t.metric.higher_is_better()).collect::<Vec<_>>(),
+        "model": preset,
+        "parameters": params.numel(),
+        "config": config_json(config),
+    });
     let mut logger = Logger {
-        records: vec![json!({
-            "kind": "run",
-            "tasks": names,
-            "metrics": tasks.iter().map(|t| metric_name(t.metric)).collect::<Vec<_>>(),
-            "higher_is_better": tasks.iter().map(|t| t.metric.higher_is_better()).collect::<Vec<_>>(),
-            "model": preset,
-            "parameters": params.numel(),
-            "config": serde_json::to_value(config).expect("serialisable"),
-        })],
+        records: vec![run_record],
         bar: ProgressBar::hidden(),
         names: names.clone(),
         epoch_start: Instant::now(),
         epoch_samples: 0,
+        epoch_steps: 0,
         cosines: MatrixMean::default(),
         affinity: MatrixMean::default(),
     };
-    let mut epochs: Vec<EpochReport> = Vec::new();
-    let mut train_seconds = 0.0;
-    for epoch in 0..config.epochs {
+    let mut segment_start = 0;
+    if let Start::Resume(saved) = &start {
+        saved.checkpoint.restore(&saved.file, &mut params, Some(trainer.optimizer_mut()))?;
+        restore_state(&saved.state, &mut trainer, &model)?;
+        let done = trainer.epochs() as usize;
+        logger.records = saved.records.clone();
+        logger.records[0]["config"] = config_json(config);
+        logger.replay();
+        segment_start = logger.records.len();
+        if !quiet {
+            let at = match trainer.in_epoch() {
+                Some(p) => format!("step {}/{steps_per_epoch} of epoch {}", p.batches, done + 1),
+                None => format!("the end of epoch {done}"),
+            };
+            say!("  resuming from {at}");
+        }
+    }
+    let mut summary = None;
+    for epoch in trainer.epochs() as usize..config.epochs {
         let bar = if quiet {
             ProgressBar::hidden()
         } else {
@@ -392,15 +744,37 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
                 .progress_chars("=> "),
         );
         bar.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
+        let (done_steps, done_samples) =
+            trainer.in_epoch().map_or((0, 0), |p| (p.batches, p.samples));
+        bar.set_position(done_steps);
         logger.bar = bar;
         logger.epoch_start = Instant::now();
-        logger.epoch_samples = 0;
-        let report = trainer
-            .fit_data(&model, &mut params, data.train(), Some(data.test()), &mut logger)?
-            .pop()
-            .expect("one epoch");
+        logger.epoch_samples = done_samples;
+        logger.epoch_steps = done_steps;
+        let fitted =
+            trainer.fit_data(&model, &mut params, data.train(), Some(data.test()), &mut logger);
         logger.bar.finish_and_clear();
-        train_seconds += report.seconds;
+        let mut reports = fitted.map_err(|source| CliError::Stopped {
+            step: logger.epoch_steps + 1,
+            steps: steps_per_epoch,
+            epoch: epoch as u64 + 1,
+            epochs: config.epochs as u64,
+            source,
+        })?;
+        let commit = Commit { dir: &dir, config, preset: &preset, names: &names };
+        if let Some(p) = trainer.in_epoch() {
+            let at = format!("step {}/{steps_per_epoch} of epoch {}", p.batches, epoch + 1);
+            commit.write(
+                &trainer,
+                &model,
+                &params,
+                &mut logger,
+                &mut segment_start,
+                &mut replaced,
+            )?;
+            return Err(interrupted(&at, out));
+        }
+        let report = reports.pop().expect("one epoch");
         let test = report.validation.clone().expect("validation data given");
         let rate = report.train.samples as f64 / report.seconds.max(1e-9);
         let mut record = json!({
@@ -424,31 +798,30 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
                 .zip(&report.mean_weights)
                 .map(|(n, w)| format!("{n} {w:.3}"))
                 .collect();
-            println!(
+            say!(
                 "epoch {}/{}: {:.1} s, {rate:.0} samples/s, mean weights: {}",
                 epoch + 1,
                 config.epochs,
                 report.seconds,
                 weights.join(", ")
             );
-            print!("{}", metric_table(Some(&report.train), &test));
+            crate::output::print_out(&metric_table(Some(&report.train), &test));
         }
-        epochs.push(report);
-        write_atomic(&out.join(METRICS_FILE), json_lines(&logger.records).as_bytes())?;
-        let metadata = BTreeMap::from([
-            ("epoch".to_string(), (epoch + 1).to_string()),
-            ("step".to_string(), trainer.steps().to_string()),
-            ("method".to_string(), config.method.clone()),
-            ("dataset".to_string(), config.data_name()),
-            ("model".to_string(), preset.clone()),
-            ("arch".to_string(), config.arch.clone()),
-        ]);
-        checkpoint::save(out.join(CHECKPOINT_FILE), &params, Some(trainer.optimizer()), &metadata)?;
-        write_plots(out, &names, &logger, &epochs)?;
+        commit.write(&trainer, &model, &params, &mut logger, &mut segment_start, &mut replaced)?;
+        summary = Some(RunSummary { tasks: tasks.clone(), test, train_seconds: 0.0 });
+        if stop_requested() && epoch + 1 < config.epochs {
+            return Err(interrupted(&format!("the end of epoch {}", epoch + 1), out));
+        }
     }
-    let test = epochs.last().and_then(|e| e.validation.clone()).expect("at least one epoch");
+    let mut summary = summary.expect("at least one epoch");
+    summary.train_seconds = logger
+        .records
+        .iter()
+        .filter(|r| r["kind"] == "epoch")
+        .filter_map(|r| r["seconds"].as_f64())
+        .sum();
     if !quiet {
-        println!(
+        say!(
             "done in {:.1} s; wrote {}, {}, {} and plots (*.svg) to {}",
             run_start.elapsed().as_secs_f64(),
             METRICS_FILE,
@@ -457,18 +830,102 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool) -> Result<RunSummary> 
             out.display()
         );
     }
-    Ok(RunSummary { tasks, test, train_seconds })
+    Ok(summary)
 }
 
-/// Writes the plots of the run so far.
-fn write_plots(
-    out: &Path,
-    names: &[String],
-    logger: &Logger,
-    epochs: &[EpochReport],
-) -> Result<()> {
+/// `records` without their wall-clock timings, so that identical runs write identical
+/// checkpoints.
+fn untimed(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if let Some(fields) = r.as_object_mut() {
+                fields.remove("seconds");
+                fields.remove("samples_per_second");
+            }
+            r
+        })
+        .collect()
+}
+
+/// The sentence of a run stopped by a signal at `at`, with a checkpoint in `out`.
+fn interrupted(at: &str, out: &Path) -> CliError {
+    CliError::Interrupted(format!(
+        "stopped at {at}, with a checkpoint; `tapestry train --resume --out {}` continues the run",
+        out.display()
+    ))
+}
+
+/// The files an earlier run left in `dir` (its checkpoint, log, configuration and plots), which
+/// a replacing run removes once it has a checkpoint of its own.
+fn old_run_files(dir: &Path) -> Result<Vec<String>> {
+    let mut found = rundir::run_files(dir, &RUN_FILES);
+    let entries = std::fs::read_dir(dir).map_err(|e| CliError::io("read", dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".svg") && entry.path().is_file() {
+            found.push(name);
+        }
+    }
+    Ok(found)
+}
+
+/// What a checkpoint of the run commits.
+struct Commit<'a> {
+    dir: &'a LockedDir,
+    config: &'a RunConfig,
+    preset: &'a str,
+    names: &'a [String],
+}
+
+impl Commit<'_> {
+    /// Writes the checkpoint (the commit: parameters, optimizer, configuration, state and the
+    /// log's new records), then the log, the configuration and the plots, and, at the first
+    /// commit of a replacing run, removes what the old run left.
+    fn write(
+        &self,
+        trainer: &Trainer,
+        model: &dyn MultiTaskModel,
+        params: &Params,
+        logger: &mut Logger,
+        segment_start: &mut usize,
+        replaced: &mut Vec<String>,
+    ) -> Result<()> {
+        let out = self.dir.path();
+        let state = save_state(trainer, model, *segment_start);
+        let mut metadata = BTreeMap::from([
+            ("epoch".to_string(), trainer.epochs().to_string()),
+            ("step".to_string(), trainer.steps().to_string()),
+            ("method".to_string(), self.config.method.clone()),
+            ("dataset".to_string(), self.config.data_name()),
+            ("model".to_string(), self.preset.to_string()),
+            ("arch".to_string(), self.config.arch.clone()),
+            (CONFIG_KEY.to_string(), self.config.to_toml()),
+            (STATE_KEY.to_string(), state.to_string()),
+            (RECORDS_KEY.to_string(), json_lines(&untimed(&logger.records[*segment_start..]))),
+        ]);
+        if let Some(p) = trainer.in_epoch() {
+            metadata.insert("epoch_steps".to_string(), p.batches.to_string());
+        }
+        checkpoint::save(out.join(CHECKPOINT_FILE), params, Some(trainer.optimizer()), &metadata)?;
+        *segment_start = logger.records.len();
+        write_atomic(&out.join(METRICS_FILE), json_lines(&logger.records).as_bytes())?;
+        write_atomic(&out.join(CONFIG_FILE), self.config.to_toml().as_bytes())?;
+        let written = write_plots(out, self.names, logger)?;
+        replaced.retain(|name| !RUN_FILES.contains(&name.as_str()) && !written.contains(name));
+        rundir::remove_files(out, replaced)?;
+        replaced.clear();
+        Ok(())
+    }
+}
+
+/// Writes the plots of the run so far, from its log; returns their file names.
+fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<String>> {
     let t = names.len();
+    let mut written = Vec::new();
     let steps: Vec<&Value> = logger.records.iter().filter(|r| r["kind"] == "step").collect();
+    let epochs: Vec<&Value> = logger.records.iter().filter(|r| r["kind"] == "epoch").collect();
     let per_task = |key: &str, transform: fn(f64) -> f64| -> Vec<Series> {
         (0..t)
             .map(|i| Series {
@@ -494,50 +951,61 @@ fn write_plots(
         "weight",
         &per_task("weights", |w| w),
     )?;
-    let panels: Vec<(String, String, Vec<Series>)> = (0..t)
-        .map(|i| {
-            let curve = |name: &str, f: &dyn Fn(&EpochReport) -> Option<f64>| Series {
-                name: name.into(),
-                points: epochs.iter().filter_map(|e| Some((e.epoch as f64 + 1.0, f(e)?))).collect(),
-            };
-            let metric = metric_name(epochs[0].train.tasks[i].metric);
-            (
-                names[i].clone(),
-                metric.to_string(),
-                vec![
-                    curve("train", &|e| e.train.tasks[i].value),
-                    curve("test", &|e| e.validation.as_ref()?.tasks[i].value),
-                ],
-            )
-        })
-        .collect();
-    plots::panels(&out.join("metrics.svg"), "epoch", &panels)?;
+    written.extend(["loss.svg".to_string(), "weights.svg".to_string()]);
+    if !epochs.is_empty() {
+        let panels: Vec<(String, String, Vec<Series>)> = (0..t)
+            .map(|i| {
+                let curve = |name: &str, split: &str| Series {
+                    name: name.into(),
+                    points: epochs
+                        .iter()
+                        .filter_map(|e| {
+                            Some((e["epoch"].as_f64()? + 1.0, e[split][i]["value"].as_f64()?))
+                        })
+                        .collect(),
+                };
+                let metric = epochs[0]["train"][i]["metric"].as_str().unwrap_or("metric");
+                (
+                    names[i].clone(),
+                    metric.to_string(),
+                    vec![curve("train", "train"), curve("test", "test")],
+                )
+            })
+            .collect();
+        plots::panels(&out.join("metrics.svg"), "epoch", &panels)?;
+        written.push("metrics.svg".into());
+    }
     let title = if logger.cosines.count > 0 {
         format!("Mean gradient cosine on the shared parameters ({} steps)", logger.cosines.count)
     } else {
         "Gradient cosines not computed (run with --cosines true)".to_string()
     };
     plots::heatmap(&out.join("cosines.svg"), &title, names, &logger.cosines.mean(t))?;
+    written.push("cosines.svg".into());
     // The task affinity beside them, on a scale around 0 set by its largest entry.
     if logger.affinity.count > 0 {
         let z = logger.affinity.mean(t);
         let limit = z.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let title = format!("Mean task affinity Z(row → column) ({} steps)", logger.affinity.count);
         plots::diverging_heatmap(&out.join("affinity.svg"), &title, names, &z, limit)?;
+        written.push("affinity.svg".into());
     }
     // A learned task covariance, next to the gradient cosines.
-    let omega = epochs
-        .last()
-        .and_then(|e| e.model_diagnostics.iter().find(|(k, _)| k == "task_relation.omega"));
-    if let Some((_, omega)) = omega {
+    let omega = epochs.last().and_then(|e| {
+        let values = e["model"]["task_relation.omega"].as_array()?;
+        values.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>()
+    });
+    if let Some(omega) = omega {
         let title = format!("Learned task covariance Ω after epoch {}", epochs.len());
-        plots::heatmap(&out.join("task_relation.svg"), &title, names, omega)?;
+        plots::heatmap(&out.join("task_relation.svg"), &title, names, &omega)?;
+        written.push("task_relation.svg".into());
     }
-    Ok(())
+    Ok(written)
 }
 
-/// The checkpoint file and the run's configuration for `--checkpoint DIR_OR_FILE`.
-pub fn locate_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
+/// The checkpoint file for `--checkpoint DIR_OR_FILE`, and the `config.toml` beside it if there
+/// is one.
+pub fn locate_checkpoint(path: &Path) -> Result<(PathBuf, Option<PathBuf>)> {
     if !path.exists() {
         return Err(invalid!("checkpoint {} does not exist", path.display()));
     }
@@ -550,19 +1018,44 @@ pub fn locate_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
     if config.exists() && !config.is_file() {
         return Err(invalid!("{} is not a file", config.display()));
     }
-    if !config.is_file() {
+    Ok((file, config.is_file().then_some(config)))
+}
+
+/// The configuration of the run whose checkpoint is `checkpoint`: the one it records, or, for
+/// a checkpoint without one (written elsewhere), the `config.toml` beside it, checked against
+/// what the checkpoint records of the run.
+fn run_config(checkpoint: &Checkpoint, file: &Path, beside: Option<&Path>) -> Result<RunConfig> {
+    let meta = checkpoint.user_metadata();
+    if let Some(text) = meta.get(CONFIG_KEY) {
+        let source = format!("the configuration in {}", file.display());
+        return RunConfig::from_toml_str(text, &source)?.validate();
+    }
+    let Some(config_path) = beside else {
         return Err(invalid!(
-            "no {CONFIG_FILE} next to {}: the model cannot be rebuilt without the run's configuration",
+            "{} records no configuration and no {CONFIG_FILE} is beside it: the model cannot be rebuilt without the run's configuration",
             file.display()
         ));
-    }
-    Ok((file, config))
+    };
+    let config = RunConfig::from_toml_file(config_path)?.validate()?;
+    check_run_record(&meta, &config, config_path, file)?;
+    Ok(config)
 }
 
 /// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
 pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<Evaluation> {
-    let (file, config_path) = locate_checkpoint(path)?;
-    let mut config = RunConfig::from_toml_file(&config_path)?.validate()?;
+    let (file, beside) = locate_checkpoint(path)?;
+    // The checkpoint is read (and verified) first: the configuration it records is the run's.
+    let checkpoint = Checkpoint::read(&file)?;
+    let mut config = run_config(&checkpoint, &file, beside.as_deref())?;
+    if let (Some(text), Some(beside)) = (checkpoint.user_metadata().get(CONFIG_KEY), &beside) {
+        if std::fs::read_to_string(beside).ok().as_deref() != Some(text.as_str()) {
+            note!(
+                "tapestry: note: {} differs from the configuration recorded in {} (edited, or written by an interrupted run); the checkpoint's is used.",
+                beside.display(),
+                file.display()
+            );
+        }
+    }
     if limit.is_some() {
         config.limit = limit;
     }
@@ -571,11 +1064,7 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     }
     config = config.validate()?;
     crate::init_threads(config.threads)?;
-    // The checkpoint is read (and verified) first: its own record of the run must agree with
-    // the configuration the model is rebuilt from.
-    let checkpoint = Checkpoint::read(&file)?;
     let meta = checkpoint.user_metadata();
-    check_run_record(&meta, &config, &config_path, &file)?;
     let data = RunData::load(&config)?;
     let BuiltModel { model, mut params, preset, .. } =
         build_model(&config, data.sample_shape(), &data.tasks())?;
@@ -587,8 +1076,12 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     checkpoint.restore(&file, &mut params, None)?;
     let evaluation = data.test().evaluate(&model, &params, EVAL_BATCH)?;
     let epochs = meta.get("epoch").map(String::as_str).unwrap_or("?");
-    println!(
-        "tapestry eval: {} ({} after {} {} of {}) on the {} test split ({} samples)",
+    let within = match meta.get("epoch_steps") {
+        Some(steps) => format!(" and {steps} steps"),
+        None => String::new(),
+    };
+    say!(
+        "tapestry eval: {} ({} after {} {}{within} of {}) on the {} test split ({} samples)",
         file.display(),
         preset,
         epochs,
@@ -597,7 +1090,7 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
         config.data_name(),
         evaluation.samples
     );
-    print!("{}", metric_table(None, &evaluation));
+    crate::output::print_out(&metric_table(None, &evaluation));
     Ok(evaluation)
 }
 

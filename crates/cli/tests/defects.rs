@@ -182,12 +182,28 @@ fn eval_refuses_a_config_that_does_not_belong_to_the_checkpoint() {
     let config = dir.path().join("r11/config.toml");
     let text_before = fs::read_to_string(&config).unwrap();
     fs::write(&config, text_before.replace("\"gradnorm\"", "\"mgda\"")).unwrap();
+    // The checkpoint records its configuration: an edited config.toml cannot relabel it.
+    let out = tapestry(&["eval", "--checkpoint", "r11"], dir.path());
+    let stdout = assert_ok(&out);
+    assert!(stdout.contains("after 1 epoch of gradnorm"), "{stdout}");
+    assert!(text(&out.stderr).contains("differs from the configuration recorded"));
+    // A checkpoint written elsewhere records no configuration (only what it was trained
+    // with): the config.toml beside it must agree with that.
+    let file = dir.path().join("r11/checkpoint.safetensors");
+    let (mut header, data) = split_checkpoint(&fs::read(&file).unwrap());
+    let meta = header["__metadata__"].as_object_mut().unwrap();
+    meta.retain(|k, _| {
+        !k.starts_with("tapestry.") && !["config", "state", "records"].contains(&k.as_str())
+    });
+    fs::write(&file, join_checkpoint(&header, &data)).unwrap();
     let out = tapestry(&["eval", "--checkpoint", "r11"], dir.path());
     assert_bad(&out, "gradnorm");
     assert!(text(&out.stderr).contains("mgda"), "{}", text(&out.stderr));
-    fs::write(&config, text_before).unwrap();
+    fs::write(&config, &text_before).unwrap();
     let stdout = assert_ok(&tapestry(&["eval", "--checkpoint", "r11"], dir.path()));
     assert!(stdout.contains("after 1 epoch of gradnorm"), "{stdout}");
+    fs::remove_file(&config).unwrap();
+    assert_bad(&tapestry(&["eval", "--checkpoint", "r11"], dir.path()), "records no configuration");
 }
 
 #[test]
@@ -379,7 +395,7 @@ fn vague_messages_now_say_what_is_wrong() {
     // hint.
     let args = ["train", "--limit", "128", "--method", "ew", "--optimizer", "sgd", "--lr", "1e6"];
     let out = tapestry(&[&args[..], &["-q", "--out", "nan"]].concat(), d);
-    assert_bad(&out, "in epoch 1");
+    assert_bad(&out, "of epoch 1/");
     assert!(text(&out.stderr).contains("--lr"), "{}", text(&out.stderr));
     // A GradNorm run diverging (its loss, or its gradient norm on the watched layer, whichever
     // overflows first): the task and the step are named.
@@ -398,7 +414,8 @@ fn options_that_would_be_dropped_are_refused_or_named() {
     assert!(!d.join("never").exists());
 
     let run = |extra: &[&str]| {
-        let mut args = vec!["train", "--limit", "64", "--epochs", "1", "-q", "--out", "w"];
+        let mut args =
+            vec!["train", "--limit", "64", "--epochs", "1", "-q", "--out", "w", "--force"];
         args.extend_from_slice(extra);
         let out = tapestry(&args, d);
         assert_ok(&out);

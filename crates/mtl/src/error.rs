@@ -63,10 +63,7 @@ pub enum MtlError {
         message: String,
     },
     /// A task's loss was NaN or infinite: training stops there.
-    #[error(
-        "loss of task `{task}` is {value} at step {step} (counting from 0), in epoch {}; training stopped",
-        epoch + 1
-    )]
+    #[error("the loss of task `{task}` is {value} at step {step} of the run (counting from 0)")]
     NonFiniteLoss {
         /// The task.
         task: String,
@@ -77,8 +74,26 @@ pub enum MtlError {
         /// The loss.
         value: f64,
     },
+    /// A task's loss grew past `factor` times its first positive value: the run diverged.
+    #[error(
+        "the loss of task `{task}` reached {loss:.4e}, more than {factor:e} times its first value {first:.4e}; the run diverged"
+    )]
+    Diverged {
+        /// The task.
+        task: String,
+        /// The optimisation step, from 0.
+        step: u64,
+        /// The epoch, from 0.
+        epoch: u64,
+        /// The loss.
+        loss: f64,
+        /// The task's first positive loss.
+        first: f64,
+        /// The bound's factor.
+        factor: f64,
+    },
     /// The combined gradient of `param` was NaN or infinite.
-    #[error("the gradient of `{param}` is not finite at step {step}; training stopped")]
+    #[error("the gradient of `{param}` is not finite at step {step} of the run (counting from 0)")]
     NonFiniteGradient {
         /// The parameter's name.
         param: String,
@@ -87,9 +102,8 @@ pub enum MtlError {
     },
     /// The norm of one task's gradient on a layer (GradNorm's) was NaN or infinite.
     #[error(
-        "the gradient of task `{task}` on `{param}` has norm {value} at step {step} (counting \
-         from 0), in epoch {}; training stopped",
-        epoch + 1
+        "the gradient of task `{task}` on `{param}` has norm {value} at step {step} of the run \
+         (counting from 0)"
     )]
     NonFiniteTaskGradient {
         /// The task.

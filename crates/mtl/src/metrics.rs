@@ -178,6 +178,76 @@ impl TaskMetric {
         TaskMetric { kind: task.metric, state, loss_sum: 0.0, samples: 0 }
     }
 
+    /// The accumulated sums as numbers, to save an epoch in progress: the loss sum, the sample
+    /// count, then the metric's sums (correct and counted labels; squared and absolute errors
+    /// and their count; or each class's intersection, then each class's union). Every count is
+    /// exact in an `f64` below 2^53.
+    pub fn to_values(&self) -> Vec<f64> {
+        let mut v = vec![self.loss_sum, self.samples as f64];
+        match &self.state {
+            MetricState::Classes { correct, count } => v.extend([*correct as f64, *count as f64]),
+            MetricState::Values { sum_sq, sum_abs, count } => {
+                v.extend([*sum_sq, *sum_abs, *count as f64])
+            }
+            MetricState::Iou(iou) => {
+                v.extend(iou.intersection.iter().chain(&iou.union).map(|&c| c as f64))
+            }
+        }
+        v
+    }
+
+    /// The accumulator of `task` holding `values` from [`TaskMetric::to_values`].
+    ///
+    /// # Errors
+    /// [`MtlError::Config`] if `values` has the wrong length for the task's metric, or a count
+    /// that is not a whole non-negative number.
+    pub fn from_values(task: &TaskSpec, values: &[f64]) -> Result<Self, MtlError> {
+        let mut metric = TaskMetric::new(task);
+        let expected = 2 + match &metric.state {
+            MetricState::Classes { .. } => 2,
+            MetricState::Values { .. } => 3,
+            MetricState::Iou(iou) => 2 * iou.intersection.len(),
+        };
+        let bad = || {
+            MtlError::Config(format!(
+                "the saved metric sums of task `{}` do not fit its metric ({} numbers where {expected} are needed, or a count that is not a whole number)",
+                task.name,
+                values.len()
+            ))
+        };
+        if values.len() != expected {
+            return Err(bad());
+        }
+        let count = |x: f64| -> Result<u64, MtlError> {
+            (x >= 0.0 && x.fract() == 0.0 && x < 9.007_199_254_740_992e15)
+                .then_some(x as u64)
+                .ok_or_else(bad)
+        };
+        metric.loss_sum = values[0];
+        metric.samples = count(values[1])?;
+        let rest = &values[2..];
+        match &mut metric.state {
+            MetricState::Classes { correct, count: n } => {
+                (*correct, *n) = (count(rest[0])?, count(rest[1])?);
+            }
+            MetricState::Values { sum_sq, sum_abs, count: n } => {
+                (*sum_sq, *sum_abs, *n) = (rest[0], rest[1], count(rest[2])?);
+            }
+            MetricState::Iou(iou) => {
+                let k = iou.intersection.len();
+                for (i, &x) in rest.iter().enumerate() {
+                    let c = count(x)?;
+                    if i < k {
+                        iou.intersection[i] = c;
+                    } else {
+                        iou.union[i - k] = c;
+                    }
+                }
+            }
+        }
+        Ok(metric)
+    }
+
     /// Adds a batch's loss (the batch mean), counted with weight `samples`.
     pub fn add_loss(&mut self, loss: f64, samples: usize) {
         self.loss_sum += loss * samples as f64;

@@ -166,6 +166,32 @@ impl TaskScheduler {
         }
     }
 
+    /// Each task's first and last observed loss (what the loss-driven rule reads), for
+    /// checkpoints.
+    pub fn losses_seen(&self) -> (&[Option<f64>], &[Option<f64>]) {
+        (&self.first, &self.last)
+    }
+
+    /// Restores the losses of [`TaskScheduler::losses_seen`].
+    ///
+    /// # Errors
+    /// [`MtlError::Config`] unless both hold one entry per task.
+    pub fn set_losses_seen(
+        &mut self,
+        first: Vec<Option<f64>>,
+        last: Vec<Option<f64>>,
+    ) -> Result<(), MtlError> {
+        if first.len() != self.tasks || last.len() != self.tasks {
+            return Err(MtlError::Config(format!(
+                "the saved losses of the schedule are for {} tasks, not {}",
+                first.len(),
+                self.tasks
+            )));
+        }
+        (self.first, self.last) = (first, last);
+        Ok(())
+    }
+
     /// Records the losses of the tasks a step trained.
     pub fn observe(&mut self, report: &StepReport) {
         for &t in &report.trained {
@@ -211,6 +237,11 @@ impl StepPlan {
     /// The scheduler.
     pub fn scheduler(&self) -> &TaskScheduler {
         &self.scheduler
+    }
+
+    /// The scheduler, to restore its state.
+    pub fn scheduler_mut(&mut self) -> &mut TaskScheduler {
+        &mut self.scheduler
     }
 
     /// Steps per optimizer update.

@@ -77,6 +77,9 @@ pub struct TrainerConfig {
     pub schedule: Schedule,
     /// Steps per optimizer update, on the mean of their gradients (at least 1; the default 1).
     pub accumulate: usize,
+    /// Stop with [`MtlError::Diverged`] when a task's loss exceeds this many times its first
+    /// positive value (`None`, the default: only non-finite losses stop a run).
+    pub divergence: Option<f64>,
 }
 
 impl Default for TrainerConfig {
@@ -90,6 +93,7 @@ impl Default for TrainerConfig {
             step: StepOptions::default(),
             schedule: Schedule::All,
             accumulate: 1,
+            divergence: None,
         }
     }
 }
@@ -140,12 +144,58 @@ impl MeanMatrix {
     }
 }
 
+/// Where a run stands, to save it and resume it bit for bit. The parameters and the
+/// optimizer's state are saved with the model ([`tapestry_nn::checkpoint`]), the weighting's
+/// with [`Weighting::state`] and the model's own with [`MultiTaskModel::state`]; this holds the
+/// rest: the counters, the epoch in progress, and the losses the schedule and the divergence
+/// check remember.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrainerState {
+    /// Steps taken.
+    pub steps: u64,
+    /// Epochs completed.
+    pub epochs: u64,
+    /// The epoch stopped part-way, if it was ([`Observer::stop_requested`]).
+    pub in_epoch: Option<EpochProgress>,
+    /// Each task's first positive loss (the divergence check's reference), once seen.
+    pub first_losses: Vec<Option<f64>>,
+    /// Each task's first and last loss as the schedule saw them
+    /// ([`crate::schedule::TaskScheduler::losses_seen`]); empty before the first step.
+    pub schedule_losses: LossesSeen,
+}
+
+/// Each task's first and last loss as a schedule saw them (`None` before it trained the task).
+pub type LossesSeen = (Vec<Option<f64>>, Vec<Option<f64>>);
+
+/// The sums of an epoch stopped part-way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochProgress {
+    /// Steps of the epoch done: the next step takes its batch number `batches` (from 0).
+    pub batches: u64,
+    /// Training samples seen.
+    pub samples: usize,
+    /// Seconds of training so far.
+    pub seconds: f64,
+    /// The sum of each task's weight over the steps done.
+    pub weight_sums: Vec<f64>,
+    /// Each task's metric sums ([`TaskMetric::to_values`]).
+    pub metrics: Vec<Vec<f64>>,
+    /// The sum of the affinity matrices measured, and their count.
+    pub affinity: (Vec<f64>, u64),
+}
+
 /// Hooks the trainer calls after every step and every epoch, for progress bars and logs.
 pub trait Observer {
     /// After each step.
     fn on_step(&mut self, _report: &StepReport) {}
     /// After each epoch, validation included.
     fn on_epoch(&mut self, _report: &EpochReport) {}
+    /// Asked after each step that completed an optimizer update: `true` stops the epoch there
+    /// (the trainer keeps its progress in [`Trainer::state`], and the next call of
+    /// [`Trainer::fit`] goes on from the next step). The default never stops.
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
 }
 
 /// An observer that does nothing.
@@ -162,6 +212,9 @@ pub struct Trainer {
     steps: u64,
     epochs: u64,
     plan: Option<StepPlan>,
+    progress: Option<EpochProgress>,
+    first_losses: Vec<Option<f64>>,
+    schedule_losses: Option<LossesSeen>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -192,7 +245,17 @@ impl Trainer {
         optimizer: Box<dyn Optimizer>,
         weighting: Box<dyn Weighting>,
     ) -> Self {
-        Trainer { config, optimizer, weighting, steps: 0, epochs: 0, plan: None }
+        Trainer {
+            config,
+            optimizer,
+            weighting,
+            steps: 0,
+            epochs: 0,
+            plan: None,
+            progress: None,
+            first_losses: Vec::new(),
+            schedule_losses: None,
+        }
     }
 
     /// The configuration.
@@ -218,6 +281,53 @@ impl Trainer {
     /// Epochs completed so far.
     pub fn epochs(&self) -> u64 {
         self.epochs
+    }
+
+    /// The optimizer, to restore its state.
+    pub fn optimizer_mut(&mut self) -> &mut dyn Optimizer {
+        self.optimizer.as_mut()
+    }
+
+    /// The weighting, to restore its state.
+    pub fn weighting_mut(&mut self) -> &mut dyn Weighting {
+        self.weighting.as_mut()
+    }
+
+    /// The epoch stopped part-way by [`Observer::stop_requested`], if one was.
+    pub fn in_epoch(&self) -> Option<&EpochProgress> {
+        self.progress.as_ref()
+    }
+
+    /// Where the run stands (see [`TrainerState`]).
+    pub fn state(&self) -> TrainerState {
+        let schedule_losses = match (&self.plan, &self.schedule_losses) {
+            (Some(plan), _) => {
+                let (first, last) = plan.scheduler().losses_seen();
+                (first.to_vec(), last.to_vec())
+            }
+            (None, Some(saved)) => saved.clone(),
+            (None, None) => (Vec::new(), Vec::new()),
+        };
+        TrainerState {
+            steps: self.steps,
+            epochs: self.epochs,
+            in_epoch: self.progress.clone(),
+            first_losses: self.first_losses.clone(),
+            schedule_losses,
+        }
+    }
+
+    /// Continues from `state`, saved by [`Trainer::state`] of a trainer with the same
+    /// configuration (the parameters, optimizer and weighting are restored by their owners).
+    /// Checked against the model at the next [`Trainer::fit`].
+    pub fn set_state(&mut self, state: TrainerState) {
+        self.steps = state.steps;
+        self.epochs = state.epochs;
+        self.progress = state.in_epoch;
+        self.first_losses = state.first_losses;
+        self.schedule_losses =
+            (!state.schedule_losses.0.is_empty()).then_some(state.schedule_losses);
+        self.plan = None;
     }
 
     /// Trains for [`TrainerConfig::epochs`] more epochs on `train`, evaluating on `validation`
@@ -268,7 +378,28 @@ impl Trainer {
         let tasks = model.tasks();
         if self.plan.is_none() {
             let (schedule, k) = (self.config.schedule.clone(), self.config.accumulate);
-            self.plan = Some(StepPlan::new(schedule, k, tasks.len(), self.weighting.as_ref())?);
+            let mut plan = StepPlan::new(schedule, k, tasks.len(), self.weighting.as_ref())?;
+            if let Some((first, last)) = self.schedule_losses.take() {
+                plan.scheduler_mut().set_losses_seen(first, last)?;
+            }
+            self.plan = Some(plan);
+        }
+        if self.first_losses.is_empty() {
+            self.first_losses = vec![None; tasks.len()];
+        }
+        let saved = |what: &str, found: usize| {
+            MtlError::Config(format!(
+                "the saved training state holds {what} for {found} tasks, but the model has {}",
+                tasks.len()
+            ))
+        };
+        if self.first_losses.len() != tasks.len() {
+            return Err(saved("first losses", self.first_losses.len()));
+        }
+        if let Some(p) = &self.progress {
+            if p.weight_sums.len() != tasks.len() || p.metrics.len() != tasks.len() {
+                return Err(saved("epoch sums", p.weight_sums.len()));
+            }
         }
         self.weighting.register(params, tasks)?;
         let step =
@@ -290,9 +421,18 @@ impl Trainer {
             let mut metrics: Vec<TaskMetric> = tasks.iter().map(TaskMetric::new).collect();
             let mut weight_sums = vec![0.0; tasks.len()];
             let mut affinity = MeanMatrix::default();
-            let (mut steps, mut samples) = (0u64, 0usize);
+            let (mut steps, mut samples, mut seconds_before) = (0u64, 0usize, 0.0);
+            if let Some(p) = self.progress.take() {
+                for (t, values) in p.metrics.iter().enumerate() {
+                    metrics[t] = TaskMetric::from_values(&tasks[t], values)?;
+                }
+                weight_sums = p.weight_sums;
+                affinity = MeanMatrix { sum: p.affinity.0, count: p.affinity.1 };
+                (steps, samples, seconds_before) = (p.batches, p.samples, p.seconds);
+            }
             let plan = self.plan.as_mut().expect("made above");
-            for batches in train.epoch(&options, epoch)? {
+            let skip = usize::try_from(steps).unwrap_or(usize::MAX);
+            for batches in train.epoch(&options, epoch)?.skip(skip) {
                 let counters = StepCounters { step: self.steps, epoch, seed: self.config.seed };
                 let view = batches.view();
                 let report = plan.step(
@@ -316,13 +456,27 @@ impl Trainer {
                 if let Some(z) = &report.affinity {
                     affinity.add(z);
                 }
+                if let Some(factor) = self.config.divergence {
+                    check_divergence(&mut self.first_losses, &report, tasks, factor, counters)?;
+                }
                 observer.on_step(&report);
                 self.steps += 1;
                 steps += 1;
                 samples += report.batch_size;
+                if plan.pending() == 0 && observer.stop_requested() {
+                    self.progress = Some(EpochProgress {
+                        batches: steps,
+                        samples,
+                        seconds: seconds_before + start.elapsed().as_secs_f64(),
+                        weight_sums,
+                        metrics: metrics.iter().map(TaskMetric::to_values).collect(),
+                        affinity: (affinity.sum, affinity.count),
+                    });
+                    return Ok(reports);
+                }
             }
             plan.finish(model, params, self.optimizer.as_mut(), self.steps.saturating_sub(1));
-            let seconds = start.elapsed().as_secs_f64();
+            let seconds = seconds_before + start.elapsed().as_secs_f64();
             let validation =
                 validation.map(|v| v.evaluate(model, params, eval_batch)).transpose()?;
             let report = EpochReport {
@@ -341,4 +495,33 @@ impl Trainer {
         }
         Ok(reports)
     }
+}
+
+/// Errors with [`MtlError::Diverged`] if a trained task's loss is above `factor` times its
+/// first positive loss, which it records when first seen.
+fn check_divergence(
+    first: &mut [Option<f64>],
+    report: &StepReport,
+    tasks: &[tapestry_data::TaskSpec],
+    factor: f64,
+    counters: StepCounters,
+) -> Result<(), MtlError> {
+    for &t in &report.trained {
+        let loss = report.losses[t];
+        match first[t] {
+            None if loss > 0.0 && loss.is_finite() => first[t] = Some(loss),
+            Some(reference) if loss > factor * reference => {
+                return Err(MtlError::Diverged {
+                    task: tasks[t].name.clone(),
+                    step: counters.step,
+                    epoch: counters.epoch,
+                    loss,
+                    first: reference,
+                    factor,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }

@@ -147,6 +147,26 @@ pub trait MultiTaskModel: std::fmt::Debug {
     fn diagnostics(&self) -> Vec<(String, Vec<f64>)> {
         Vec::new()
     }
+
+    /// What the model carries between steps outside its parameters (a task covariance learned
+    /// in closed form), as name → values pairs, for checkpoints; empty by default.
+    fn state(&self) -> Vec<(String, Vec<f64>)> {
+        Vec::new()
+    }
+
+    /// Restores a state saved by [`MultiTaskModel::state`] of the same model.
+    ///
+    /// # Errors
+    /// [`MtlError::Model`] if an entry is unknown or has the wrong length; the default accepts
+    /// only an empty state.
+    fn set_state(&self, state: &[(String, Vec<f64>)]) -> Result<(), MtlError> {
+        match state.first() {
+            None => Ok(()),
+            Some((name, _)) => {
+                Err(MtlError::Model(format!("the model keeps no state, but `{name}` was given")))
+            }
+        }
+    }
 }
 
 /// A boxed model is a model (so architectures chosen at run time can be wrapped).
@@ -181,6 +201,14 @@ impl MultiTaskModel for Box<dyn MultiTaskModel> {
 
     fn diagnostics(&self) -> Vec<(String, Vec<f64>)> {
         self.as_ref().diagnostics()
+    }
+
+    fn state(&self) -> Vec<(String, Vec<f64>)> {
+        self.as_ref().state()
+    }
+
+    fn set_state(&self, state: &[(String, Vec<f64>)]) -> Result<(), MtlError> {
+        self.as_ref().set_state(state)
     }
 }
 

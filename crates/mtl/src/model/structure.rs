@@ -266,6 +266,61 @@ impl MultiTaskModel for Regularized {
         }
     }
 
+    fn state(&self) -> Vec<(String, Vec<f64>)> {
+        let mut out = self.inner.state();
+        for (k, term) in self.terms.iter().enumerate() {
+            if matches!(term.regularizer, Regularizer::TaskRelation { .. }) {
+                let (omega, inverse) = term.omega.lock().expect("omega").clone();
+                out.push((format!("task_relation.{k}.omega"), omega));
+                out.push((format!("task_relation.{k}.omega_inverse"), inverse));
+            }
+        }
+        out
+    }
+
+    fn set_state(&self, state: &[(String, Vec<f64>)]) -> Result<(), MtlError> {
+        let (ours, inner): (Vec<_>, Vec<_>) =
+            state.iter().cloned().partition(|(name, _)| name.starts_with("task_relation."));
+        self.inner.set_state(&inner)?;
+        let mut restored = vec![(None, None); self.terms.len()];
+        for (name, values) in ours {
+            let unknown = || MtlError::Model(format!("unknown model state `{name}`"));
+            let rest = name.strip_prefix("task_relation.").ok_or_else(unknown)?;
+            let (k, what) = rest.split_once('.').ok_or_else(unknown)?;
+            let k: usize = k.parse().map_err(|_| unknown())?;
+            let term = self.terms.get(k).ok_or_else(unknown)?;
+            if !matches!(term.regularizer, Regularizer::TaskRelation { .. }) {
+                return Err(unknown());
+            }
+            let t = term.group.len();
+            if values.len() != t * t {
+                return Err(MtlError::Model(format!(
+                    "model state `{name}` has {} values, not {t} x {t}",
+                    values.len()
+                )));
+            }
+            match what {
+                "omega" => restored[k].0 = Some(values),
+                "omega_inverse" => restored[k].1 = Some(values),
+                _ => return Err(unknown()),
+            }
+        }
+        for (term, pair) in self.terms.iter().zip(restored) {
+            match pair {
+                (Some(omega), Some(inverse)) => {
+                    *term.omega.lock().expect("omega") = (omega, inverse)
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(MtlError::Model(
+                        "the saved task covariance lacks Ω or its inverse".into(),
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn diagnostics(&self) -> Vec<(String, Vec<f64>)> {
         let mut out = self.inner.diagnostics();
         if let Some(omega) = self.omega() {
