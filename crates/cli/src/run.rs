@@ -420,7 +420,19 @@ impl Saved {
             Err(_) if before == 0 => Vec::new(),
             Err(e) => return Err(e),
         };
-        let belongs = log.first().is_some_and(|r| r["config"] == json!(config_json(&config)));
+        // The log is this run's if its run record holds this configuration (a resume may
+        // have changed the epochs and threads since it was written).
+        let resumable = |c: &Value| {
+            let mut c = c.clone();
+            if let Some(fields) = c.as_object_mut() {
+                fields.remove("epochs");
+                fields.remove("threads");
+            }
+            c
+        };
+        let belongs = log
+            .first()
+            .is_some_and(|r| resumable(&r["config"]) == resumable(&config_json(&config)));
         if before > 0 && (log.len() < before || !belongs) {
             return Err(invalid!(
                 "{} does not hold the first {before} records of the run in {}, so its log cannot go on; start a new run with --force",
