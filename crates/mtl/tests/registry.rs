@@ -116,13 +116,14 @@ const STEPS_PER_EPOCH: u64 = 3;
 const STEPS: u64 = 9;
 
 /// A run of one method on the toy: what a checkpoint restores (parameters, optimizer,
-/// weighting) and, for the comparison, the weights of every step taken.
+/// weighting) and, for the comparison, what every step taken logged.
 struct Run {
     model: HardSharing,
     params: Params,
     optimizer: Adam,
     weighting: Box<dyn Weighting>,
-    weights: Vec<Vec<f64>>,
+    /// Each step's weights (as `"weights"`) and diagnostics, by name, as bits.
+    log: Vec<Vec<(String, Vec<u64>)>>,
 }
 
 impl Run {
@@ -132,7 +133,7 @@ impl Run {
         let model = gradnorm_toy_model(&mut params, config, 16, 2, 0).unwrap();
         let mut weighting = by_name(method, options).unwrap();
         weighting.register(&mut params, tapestry_mtl::MultiTaskModel::tasks(&model)).unwrap();
-        Run { model, params, optimizer: Adam::new(1e-3), weighting, weights: Vec::new() }
+        Run { model, params, optimizer: Adam::new(1e-3), weighting, log: Vec::new() }
     }
 
     /// Takes the steps `steps` on `data` (batches by epoch and position, as the trainer
@@ -159,7 +160,11 @@ impl Run {
                     counters,
                 )
                 .unwrap_or_else(|e| panic!("{}: step {s}: {e}", self.weighting.name()));
-            self.weights.push(report.weights);
+            let logged = std::iter::once(("weights".to_string(), report.weights))
+                .chain(report.diagnostics)
+                .map(|(name, values)| (name, bits(&values)))
+                .collect();
+            self.log.push(logged);
         }
     }
 
@@ -169,7 +174,7 @@ impl Run {
         resumed.params = self.params.clone();
         resumed.optimizer.load_state(&resumed.params, &self.optimizer.state()).unwrap();
         resumed.weighting.set_state(&self.weighting.state()).unwrap();
-        resumed.weights = self.weights.clone();
+        resumed.log = self.log.clone();
         resumed
     }
 }
@@ -185,7 +190,8 @@ fn state_bits(state: &WeightingState) -> Vec<(String, Vec<u64>)> {
 
 /// Every method, stopped after k steps and resumed in a fresh instance from its state (and
 /// the parameters and optimizer), takes the same remaining steps bit for bit as the run never
-/// stopped: the same weights at every step, the same parameters and state at the end. The
+/// stopped: the same weights and diagnostics at every step, the same parameters and state at
+/// the end. The
 /// stops fall before the first step, within the first epoch, at the first epoch's end, within
 /// the second and before the last step. Besides every method with its defaults, GradNorm with
 /// gradient descent on its weights and DB-MTL with a decay that falls with its update count.
@@ -219,8 +225,8 @@ fn every_method_resumes_from_its_state_bit_for_bit() {
             let mut resumed = first.resume(name, &options, &config);
             drop(first);
             resumed.advance(&data, stop..STEPS);
-            for (s, (a, b)) in whole.weights.iter().zip(&resumed.weights).enumerate() {
-                assert_eq!(bits(a), bits(b), "{} stopped at {stop}: weights of step {s}", name);
+            for (s, (a, b)) in whole.log.iter().zip(&resumed.log).enumerate() {
+                assert_eq!(a, b, "{name} stopped at {stop}: weights and diagnostics of step {s}");
             }
             for id in whole.params.ids() {
                 let (a, b) = (whole.params.get(id).as_slice(), resumed.params.get(id).as_slice());

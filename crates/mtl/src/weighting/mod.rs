@@ -326,7 +326,8 @@ pub trait Weighting: Send {
     /// takes only the empty state.
     ///
     /// # Errors
-    /// [`WeightingError::Invalid`] if a key is missing, unknown, or a vector has the wrong length.
+    /// [`WeightingError::Invalid`] if a key is missing, unknown, or a vector has the wrong length
+    /// (or holds a counter that is not a whole number, an `f32` that is not one).
     fn set_state(&mut self, state: &WeightingState) -> Result<(), WeightingError> {
         state::expect_empty(self.name(), state)
     }
