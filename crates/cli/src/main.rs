@@ -99,9 +99,12 @@ enum Command {
     MetaTrain {
         #[command(flatten)]
         run: MetaArgs,
-        /// The output directory.
+        /// The output directory (refused if it holds a run, unless --force).
         #[arg(long, default_value = "runs/meta")]
         out: PathBuf,
+        /// Replace the run in --out when the new one ends.
+        #[arg(long)]
+        force: bool,
     },
     /// Score a meta-training run on held-out tasks after 0..k adaptation steps.
     MetaEval {
@@ -449,11 +452,11 @@ fn run(cli: Cli) -> Result<()> {
             say!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
         }
         Command::Methods => output::print_out(&compare::methods_table()),
-        Command::MetaTrain { run, out } => {
+        Command::MetaTrain { run, out, force } => {
             let config = run.config()?;
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
-            meta::meta_train(&config, &out, run.quiet)?;
+            meta::meta_train(&config, &out, run.quiet, force)?;
         }
         Command::MetaEval { checkpoint, tasks, steps } => {
             meta::meta_eval(&checkpoint, tasks, steps)?

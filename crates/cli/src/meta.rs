@@ -24,9 +24,11 @@ use tapestry_nn::{checkpoint, Linear, Params, Relu, Sequential};
 
 use crate::error::{CliError, Result};
 use crate::invalid;
-use crate::output::{create_dir, json_lines, write_atomic};
+use crate::output::{json_lines, write_atomic};
 use crate::plots::{self, Series};
+use crate::run::RUN_FILES;
 use crate::run::{CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE};
+use crate::rundir::{self, LockedDir};
 use crate::say;
 
 /// The benchmarks `--benchmark` takes.
@@ -294,14 +296,20 @@ fn loss_name(c: &MetaRunConfig) -> &'static str {
 }
 
 /// Runs `tapestry meta-train` into `out`.
-pub fn meta_train(config: &MetaRunConfig, out: &Path, quiet: bool) -> Result<()> {
+///
+/// A directory that holds a run is refused unless `force`; the old run is replaced only when the
+/// new one ends, checkpoint first (see [`crate::rundir`]).
+pub fn meta_train(config: &MetaRunConfig, out: &Path, quiet: bool, force: bool) -> Result<()> {
+    let found = rundir::run_files(out, &RUN_FILES);
+    if !found.is_empty() && !force {
+        return Err(rundir::refuse_existing(out, &found, false));
+    }
     let s = samplers(config)?;
     let (net, params) = network(config, s.io)?;
     let numel = params.numel();
     let mut learner = MetaLearner::new(config.meta_config(), Box::new(net), params)
         .map_err(|e| invalid!("{e}"))?;
-    create_dir(out)?;
-    write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+    let _dir = LockedDir::open(out)?;
     if !quiet {
         say!(
             "tapestry meta-train: {} on {} ({numel} parameters), {} iterations of {} tasks, {} inner step(s) at {}",
@@ -361,8 +369,9 @@ pub fn meta_train(config: &MetaRunConfig, out: &Path, quiet: bool) -> Result<()>
         "ms_per_iteration": 1e3 * seconds / config.iterations as f64,
         "query_after_steps": curve_json(&curve),
     }));
-    write_atomic(&out.join(METRICS_FILE), json_lines(&records).as_bytes())?;
     save(out, &learner, config)?;
+    write_atomic(&out.join(METRICS_FILE), json_lines(&records).as_bytes())?;
+    write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
     let loss = loss_name(config);
     plots::line_chart(
         &out.join("meta_loss.svg"),
@@ -410,6 +419,7 @@ fn save(out: &Path, learner: &MetaLearner, config: &MetaRunConfig) -> Result<()>
         ("algo".to_string(), config.algo.clone()),
         ("benchmark".to_string(), config.benchmark.clone()),
         ("iterations".to_string(), learner.iteration().to_string()),
+        ("config".to_string(), config.to_toml()),
     ]);
     checkpoint::save(out.join(CHECKPOINT_FILE), &all, None, &metadata)?;
     Ok(())

@@ -138,3 +138,25 @@ fn bad_meta_settings_are_one_sentence_and_write_nothing() {
     }
     assert!(!d.join("never").exists());
 }
+
+#[test]
+fn a_meta_run_is_not_overwritten_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["meta-train", "--iterations", "5", "--meta-batch", "2"];
+        args.extend_from_slice(&["--eval-tasks", "5", "--threads", "1", "-q", "--out", "m"]);
+        args.extend_from_slice(extra);
+        tapestry(&args, d)
+    };
+    assert!(run(&[]).status.success());
+    let before = std::fs::read(d.join("m/checkpoint.safetensors")).unwrap();
+    let again = run(&["--seed", "1"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(text(&again.stderr).contains("already holds results"), "{}", text(&again.stderr));
+    assert!(std::fs::read(d.join("m/checkpoint.safetensors")).unwrap() == before);
+    assert!(run(&["--seed", "1", "--force"]).status.success());
+    assert!(std::fs::read(d.join("m/checkpoint.safetensors")).unwrap() != before);
+    let config = std::fs::read_to_string(d.join("m/config.toml")).unwrap();
+    assert!(config.contains("seed = 1"), "{config}");
+}

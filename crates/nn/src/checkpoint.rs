@@ -253,6 +253,8 @@ impl Checkpoint {
             tensors.insert(name, Stored { shape: view.shape().to_vec(), data });
         }
         let checkpoint = Checkpoint { tensors, metadata };
+        // In name order, whatever order the file lists them in.
+        unsupported.sort();
         if !unsupported.is_empty() {
             return Err(NnError::Mismatch {
                 path: path.to_path_buf(),

@@ -412,7 +412,7 @@ const GRADNORM_ALPHA: Hyper = Hyper {
 const GRADNORM_LR: Hyper = Hyper {
     name: "lr",
     default: 0.025,
-    range: Interval::NON_NEGATIVE,
+    range: Interval::POSITIVE,
     about: "GradNorm's learning rate of the weights",
 };
 const GRADDROP_LEAK: Hyper = Hyper {
