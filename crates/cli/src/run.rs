@@ -559,10 +559,19 @@ pub fn locate_checkpoint(path: &Path) -> Result<(PathBuf, PathBuf)> {
     Ok((file, config))
 }
 
+/// A saved run for `DIR_OR_FILE`: its checkpoint file, its configuration and the checkpoint,
+/// read (and verified), whose own record of the run must agree with the configuration.
+pub fn open_run(path: &Path) -> Result<(PathBuf, RunConfig, Checkpoint)> {
+    let (file, config_path) = locate_checkpoint(path)?;
+    let config = RunConfig::from_toml_file(&config_path)?.validate()?;
+    let checkpoint = Checkpoint::read(&file)?;
+    check_run_record(&checkpoint.user_metadata(), &config, &config_path, &file)?;
+    Ok((file, config, checkpoint))
+}
+
 /// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
 pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<Evaluation> {
-    let (file, config_path) = locate_checkpoint(path)?;
-    let mut config = RunConfig::from_toml_file(&config_path)?.validate()?;
+    let (file, mut config, checkpoint) = open_run(path)?;
     if limit.is_some() {
         config.limit = limit;
     }
@@ -571,11 +580,7 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     }
     config = config.validate()?;
     crate::init_threads(config.threads)?;
-    // The checkpoint is read (and verified) first: its own record of the run must agree with
-    // the configuration the model is rebuilt from.
-    let checkpoint = Checkpoint::read(&file)?;
     let meta = checkpoint.user_metadata();
-    check_run_record(&meta, &config, &config_path, &file)?;
     let data = RunData::load(&config)?;
     let BuiltModel { model, mut params, preset, .. } =
         build_model(&config, data.sample_shape(), &data.tasks())?;
