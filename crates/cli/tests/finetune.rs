@@ -182,6 +182,8 @@ fn bad_inputs_are_one_sentence_and_exit_2() {
     assert_bad(&finetune(&run, "left_digit", "5"), "trained task `left_digit` already");
     assert_bad(&finetune(&run, "digit_sum", "5"), "not a classification");
     assert_bad(&finetune(&run, "left_parity", "0"), "at least 1");
+    let args = ["train", "--tasks", "left_digit,middle_digit", "--threads", "1", "--out", "x"];
+    assert_bad(&tapestry(&args, d), "data set `multidigits` has no task `middle_digit`");
     // A meta-trained network on the 8x8 UCI digits: its trunk reads 64 pixels, not 144.
     let meta = [
         "meta-train",
