@@ -48,6 +48,8 @@ pub struct RunConfig {
     /// The tasks of a CSV table, each `COLUMN` or `COLUMN:KIND` (see [`parse_target`]); empty
     /// means one classification task on the last column.
     pub targets: Vec<String>,
+    /// The tasks of the data set to train, by name (`left_digit`); empty means all of them.
+    pub tasks: Vec<String>,
     /// The model preset (see [`MODELS`]).
     pub model: String,
     /// The width of the MLP's hidden layers.
@@ -131,6 +133,7 @@ impl Default for RunConfig {
             data_path: None,
             limit: None,
             targets: Vec::new(),
+            tasks: Vec::new(),
             model: "auto".into(),
             hidden: 128,
             arch: "hard".into(),
@@ -345,6 +348,16 @@ impl RunConfig {
         }
         for target in &self.targets {
             parse_target(target)?;
+        }
+        if !self.tasks.is_empty() && !self.multi_input.is_empty() {
+            return Err(invalid!(
+                "--multi-input names each task already, so --tasks does not apply"
+            ));
+        }
+        for (i, task) in self.tasks.iter().enumerate() {
+            if self.tasks[..i].contains(task) {
+                return Err(invalid!("--tasks names the task `{task}` twice"));
+            }
         }
         if self.threads > 1024 {
             return Err(invalid!("at most 1024 threads, got {}", self.threads));

@@ -1,5 +1,6 @@
-//! What a run reads: one data set every task reads (`--dataset`), or a data set per task
-//! (`--multi-input DATASET:TASK,...`), each task's samples zero-padded to one image size.
+//! What a run reads: one data set every task reads (`--dataset`, all its tasks or those of
+//! `--tasks`), or a data set per task (`--multi-input DATASET:TASK,...`), each task's samples
+//! zero-padded to one image size.
 
 use tapestry_data::{MultiTaskDataset, Splits, TaskSpec};
 use tapestry_mtl::multi_input::TaskData;
@@ -29,7 +30,18 @@ impl RunData {
     /// width among them.
     pub fn load(config: &RunConfig) -> Result<Self> {
         if config.multi_input.is_empty() {
-            return Ok(RunData::Shared(Box::new(load_data(config)?)));
+            let splits = load_data(config)?;
+            if config.tasks.is_empty() {
+                return Ok(RunData::Shared(Box::new(splits)));
+            }
+            let keep = config
+                .tasks
+                .iter()
+                .map(|name| task_position(&splits.train, &config.dataset, name))
+                .collect::<Result<Vec<_>>>()?;
+            let train = some_tasks(&splits.train, &keep)?;
+            let test = some_tasks(&splits.test, &keep)?;
+            return Ok(RunData::Shared(Box::new(Splits { train, test })));
         }
         let takes_path = |d: &str| matches!(d, "fashion" | "multifashion" | "csv");
         if config.data_path.is_some() && !config.multi_input_datasets().any(takes_path) {
@@ -48,15 +60,9 @@ impl RunData {
                 ..config.clone()
             };
             let splits = load_data(&one)?;
-            let Some(t) = splits.train.task_index(&task) else {
-                let names: Vec<&str> = splits.train.tasks.iter().map(|s| s.name.as_str()).collect();
-                return Err(invalid!(
-                    "data set `{dataset}` has no task `{task}`; its tasks are {}",
-                    names.join(", ")
-                ));
-            };
-            train.push(one_task(&splits.train, t)?);
-            test.push(one_task(&splits.test, t)?);
+            let t = task_position(&splits.train, &dataset, &task)?;
+            train.push(some_tasks(&splits.train, &[t])?);
+            test.push(some_tasks(&splits.test, &[t])?);
         }
         let shapes: Vec<Vec<usize>> = train.iter().map(|d| d.sample_shape().to_vec()).collect();
         if shapes.iter().any(|s| s != &shapes[0]) {
@@ -118,12 +124,23 @@ impl RunData {
     }
 }
 
-/// The data set holding task `t` of `data` alone (named `<data set>/<task>`).
-fn one_task(data: &MultiTaskDataset, t: usize) -> Result<MultiTaskDataset> {
+/// The position of the task called `task` in `data` (of the data set called `dataset`), or an
+/// error that lists its tasks.
+fn task_position(data: &MultiTaskDataset, dataset: &str, task: &str) -> Result<usize> {
+    data.task_index(task).ok_or_else(|| {
+        let names: Vec<&str> = data.tasks.iter().map(|s| s.name.as_str()).collect();
+        invalid!("data set `{dataset}` has no task `{task}`; its tasks are {}", names.join(", "))
+    })
+}
+
+/// The data set holding the tasks at `positions` of `data` alone, in that order (named
+/// `<data set>/<task>,<task>`).
+pub(crate) fn some_tasks(data: &MultiTaskDataset, positions: &[usize]) -> Result<MultiTaskDataset> {
+    let names: Vec<&str> = positions.iter().map(|&t| data.tasks[t].name.as_str()).collect();
     Ok(MultiTaskDataset::new(
-        format!("{}/{}", data.name, data.tasks[t].name),
+        format!("{}/{}", data.name, names.join(",")),
         data.inputs.clone(),
-        vec![data.tasks[t].clone()],
-        vec![data.targets[t].clone()],
+        positions.iter().map(|&t| data.tasks[t].clone()).collect(),
+        positions.iter().map(|&t| data.targets[t].clone()).collect(),
     )?)
 }

@@ -7,6 +7,7 @@
 //! tapestry compare --methods ew,mgda,mgda-ub,gradnorm
 //! tapestry methods                     # every weighting, with its hyper-parameters
 //! tapestry meta-train --algo maml      # MAML on sinusoids; meta-eval scores a run
+//! tapestry finetune --from runs/train --task left_parity --shots 5
 //! ```
 //!
 //! Every failure prints one sentence on stderr and exits with code 2. `docs/cli.md` describes
@@ -16,6 +17,7 @@
 mod compare;
 mod config;
 mod error;
+mod finetune;
 mod inputs;
 mod meta;
 mod models;
@@ -106,6 +108,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Fine-tune a run's trunk (or a random one) with a fresh head on K labelled examples per
+    /// class of a task the run did not see, and score it on the test split.
+    Finetune(finetune::FinetuneArgs),
     /// Score a meta-training run on held-out tasks after 0..k adaptation steps.
     MetaEval {
         /// The run directory.
@@ -133,7 +138,8 @@ struct MetaArgs {
     /// sinusoid (Finn et al.), sinusoid-reptile (Nichol et al.) or episodes (N-way K-shot).
     #[arg(long)]
     benchmark: Option<String>,
-    /// Episodes: digits (UCI, shipped) or fashion (Fashion-MNIST).
+    /// Episodes: digits (UCI, shipped), fashion (Fashion-MNIST) or multidigits (MultiDigits
+    /// training images, labelled by the left digit).
     #[arg(long)]
     pool: Option<String>,
     /// Episodes: the Fashion-MNIST folder.
@@ -169,6 +175,10 @@ struct MetaArgs {
     /// Hidden width.
     #[arg(long)]
     hidden: Option<usize>,
+    /// The hidden layers' widths, comma-separated (default: two layers of --hidden); 256,128 is
+    /// the trunk of `tapestry train --hidden 128`.
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
     /// Held-out tasks of the evaluation.
     #[arg(long)]
     eval_tasks: Option<usize>,
@@ -199,7 +209,8 @@ impl MetaArgs {
             ($($field:ident),*) => { $( if let Some(v) = &self.$field { c.$field = v.clone(); } )* };
         }
         set!(algo, benchmark, pool, shots, ways, queries, inner_steps, inner_lr, meta_batch);
-        set!(outer_lr, reptile_inner, iterations, hidden, eval_tasks, eval_steps, log_every);
+        set!(outer_lr, reptile_inner, iterations, hidden, widths, eval_tasks, eval_steps);
+        set!(log_every);
         set!(seed, threads);
         if self.data_path.is_some() {
             c.data_path = self.data_path.clone();
@@ -227,6 +238,10 @@ struct RunArgs {
     /// COLUMN is a header name or a 1-based number). Default: a class label in the last column.
     #[arg(long = "target")]
     targets: Vec<String>,
+    /// Train only these tasks of the data set, comma-separated (`--tasks left_digit`: a
+    /// single-task run); default all.
+    #[arg(long, value_delimiter = ',')]
+    tasks: Option<Vec<String>>,
     /// Model preset: auto, mlp, conv, lenet, multitasknet.
     #[arg(long)]
     model: Option<String>,
@@ -370,7 +385,7 @@ impl RunArgs {
         if self.affinity_lr.is_some() {
             c.affinity_lr = self.affinity_lr;
         }
-        set!(multi_input, schedule, proportions, accumulate, divergence);
+        set!(multi_input, tasks, schedule, proportions, accumulate, divergence);
         if self.dataset.is_some() && self.multi_input.is_some() {
             return Err(CliError::Invalid(
                 "--multi-input names each task's data set, so --dataset does not apply".into(),
@@ -458,6 +473,7 @@ fn run(cli: Cli) -> Result<()> {
             init_threads(config.threads)?;
             meta::meta_train(&config, &out, run.quiet, force)?;
         }
+        Command::Finetune(args) => finetune::finetune(&args)?,
         Command::MetaEval { checkpoint, tasks, steps } => {
             meta::meta_eval(&checkpoint, tasks, steps)?
         }

@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tapestry_data::TaskTargets;
 use tapestry_meta::{
     adaptation_curve, Algorithm, CurvePoint, Episodes, InnerOptimizer, InnerRate, MetaConfig,
     MetaLearner, Sinusoid, Task, TaskSampler,
@@ -33,8 +34,9 @@ use crate::say;
 
 /// The benchmarks `--benchmark` takes.
 pub const BENCHMARKS: [&str; 3] = ["sinusoid", "sinusoid-reptile", "episodes"];
-/// The pools episodes are drawn from.
-pub const POOLS: [&str; 2] = ["digits", "fashion"];
+/// The pools episodes are drawn from: the UCI digits (8x8), Fashion-MNIST, and the MultiDigits
+/// training images labelled by their left digit (12x12, the inputs `tapestry train` sees).
+pub const POOLS: [&str; 3] = ["digits", "fashion", "multidigits"];
 /// Classes of the pools: the first half trains, the second half is held out.
 const POOL_CLASSES: usize = 10;
 /// The seed offset of the held-out tasks, so that they never coincide with training tasks.
@@ -48,7 +50,7 @@ pub struct MetaRunConfig {
     pub algo: String,
     /// See [`BENCHMARKS`].
     pub benchmark: String,
-    /// Episodes: the labelled pool, `digits` (UCI, shipped) or `fashion` (Fashion-MNIST).
+    /// Episodes: the labelled pool (see [`POOLS`]).
     pub pool: String,
     /// Episodes: the folder of Fashion-MNIST.
     pub data_path: Option<std::path::PathBuf>,
@@ -72,6 +74,10 @@ pub struct MetaRunConfig {
     pub iterations: u64,
     /// Hidden width of the network.
     pub hidden: usize,
+    /// The widths of the hidden layers, first to last; empty means two layers of `hidden`.
+    /// `[2h, h]` is the trunk of `tapestry train`'s MLP preset of width `h`, so that
+    /// `tapestry finetune` can start from either.
+    pub widths: Vec<usize>,
     /// Held-out tasks the evaluation draws.
     pub eval_tasks: usize,
     /// Adaptation steps the evaluation records.
@@ -102,6 +108,7 @@ impl Default for MetaRunConfig {
             reptile_inner: "sgd".into(),
             iterations: 10_000,
             hidden: 40,
+            widths: Vec::new(),
             eval_tasks: 600,
             eval_steps: 10,
             log_every: 100,
@@ -150,8 +157,10 @@ impl MetaRunConfig {
                 POOL_CLASSES / 2
             ));
         }
-        if !(1..=4096).contains(&self.hidden) {
-            return Err(invalid!("the hidden width must lie in 1..=4096, got {}", self.hidden));
+        for width in std::iter::once(self.hidden).chain(self.widths.iter().copied()) {
+            if !(1..=4096).contains(&width) {
+                return Err(invalid!("a hidden width must lie in 1..=4096, got {width}"));
+            }
         }
         if self.eval_tasks == 0 || self.log_every == 0 {
             return Err(invalid!(
@@ -185,6 +194,15 @@ impl MetaRunConfig {
     /// The configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("a meta-run configuration serialises")
+    }
+
+    /// The widths of the hidden layers.
+    pub fn hidden_widths(&self) -> Vec<usize> {
+        if self.widths.is_empty() {
+            vec![self.hidden; 2]
+        } else {
+            self.widths.clone()
+        }
     }
 
     /// Reads `config.toml` of a run.
@@ -234,7 +252,19 @@ fn samplers(c: &MetaRunConfig) -> Result<Samplers> {
 
 /// The labelled pool of episodes: flat inputs in [0, 1], labels, and the input width.
 fn pool(c: &MetaRunConfig) -> Result<(Vec<f32>, Vec<usize>, usize)> {
-    if c.pool == "digits" {
+    if c.pool == "multidigits" {
+        // The training split alone: the test split stays unseen, as for `tapestry train`.
+        let train =
+            tapestry_data::DatasetConfig::by_name("multidigits", c.seed, None)?.load()?.train;
+        let Some(TaskTargets::Classes { labels }) =
+            train.task_index("left_digit").map(|t| &train.targets[t])
+        else {
+            return Err(invalid!("the MultiDigits training split has no left_digit labels"));
+        };
+        let size = train.sample_shape().iter().product();
+        let inputs = train.inputs.iter().copied().collect();
+        Ok((inputs, labels.iter().map(|&l| l as usize).collect(), size))
+    } else if c.pool == "digits" {
         let d = tapestry_data::uci_digits()?;
         let inputs = d.pixels.iter().map(|&p| f32::from(p) / 16.0).collect();
         Ok((inputs, d.labels.iter().map(|&l| usize::from(l)).collect(), 64))
@@ -247,17 +277,21 @@ fn pool(c: &MetaRunConfig) -> Result<(Vec<f32>, Vec<usize>, usize)> {
     }
 }
 
-/// The network: `inputs → hidden → hidden → outputs` with ReLU (1-40-40-1 for sinusoids).
+/// The network: `inputs → widths... → outputs` with ReLU after every hidden layer (1-40-40-1
+/// for sinusoids), its linear layers named `net.0`, `net.2`, ... (the ReLUs take the odd
+/// indices).
 fn network(c: &MetaRunConfig, (inputs, outputs): (usize, usize)) -> Result<(Sequential, Params)> {
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
     let mut p = Params::new();
-    let net = Sequential::new()
-        .push(Linear::new(&mut p, "net.0", inputs, c.hidden, &mut rng)?)
-        .push(Relu)
-        .push(Linear::new(&mut p, "net.2", c.hidden, c.hidden, &mut rng)?)
-        .push(Relu)
-        .push(Linear::new(&mut p, "net.4", c.hidden, outputs, &mut rng)?);
-    Ok((net, p))
+    let mut net = Sequential::new();
+    let mut width = inputs;
+    for (i, &next) in c.hidden_widths().iter().enumerate() {
+        net = net.push(Linear::new(&mut p, &format!("net.{}", 2 * i), width, next, &mut rng)?);
+        net = net.push(Relu);
+        width = next;
+    }
+    let last = format!("net.{}", 2 * c.hidden_widths().len());
+    Ok((net.push(Linear::new(&mut p, &last, width, outputs, &mut rng)?), p))
 }
 
 /// The held-out tasks of a run: the same for every run of the benchmark, whatever its seed.

@@ -104,6 +104,93 @@ pub fn line_chart(
     write_atomic(path, svg.as_bytes())
 }
 
+/// Line series with a vertical bar of ± `spread` at every point (one spread per point), on a
+/// log-scaled x axis with a tick at every x the series share (K = 1, 5, 10, 50), written to
+/// `path`. The series are shifted sideways a little, so that their bars do not hide each other,
+/// and the legend sits above the data.
+pub fn spread_chart(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[(Series, Vec<f64>)],
+) -> Result<()> {
+    let points = || series.iter().flat_map(|(s, sd)| s.points.iter().zip(sd));
+    let (x0, x1) = range(points().map(|(p, _)| p.0.max(1e-12).ln()));
+    let (y0, y1) = range(points().flat_map(|(p, sd)| [p.1 - sd, p.1 + sd]));
+    // Room above the data for the legend, one line per series.
+    let y1 = y1 + (y1 - y0) * (0.05 + 0.05 * series.len() as f64);
+    let dodge = |i: usize| (i as f64 - (series.len() as f64 - 1.0) / 2.0) * 0.012 * (x1 - x0);
+    let mut ticks: Vec<f64> = points().map(|(p, _)| p.0).collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (900, 500)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(55)
+            .build_cartesian_2d(x0..x1, y0..y1)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()
+            .map_err(plot_error)?;
+        // The x axis is ln(x); its ticks are the x values themselves.
+        chart
+            .draw_series(
+                ticks.iter().map(|&t| {
+                    Text::new(format!("{t}"), (t.ln(), y0), ("sans-serif", 13).into_font())
+                }),
+            )
+            .map_err(plot_error)?;
+        for (i, (s, sd)) in series.iter().enumerate() {
+            let c = color(i);
+            let pts: Vec<(f64, f64, f64)> = s
+                .points
+                .iter()
+                .zip(sd)
+                .filter(|(p, sd)| p.0 > 0.0 && p.1.is_finite() && sd.is_finite())
+                .map(|(p, &sd)| (p.0.ln() + dodge(i), p.1, sd))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    pts.iter().map(|&(x, y, _)| (x, y)),
+                    ShapeStyle::from(c).stroke_width(2),
+                ))
+                .map_err(plot_error)?
+                .label(s.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
+                });
+            chart
+                .draw_series(pts.iter().map(|&(x, y, sd)| {
+                    PathElement::new(vec![(x, y - sd), (x, y + sd)], c.stroke_width(2))
+                }))
+                .map_err(plot_error)?;
+            chart
+                .draw_series(pts.iter().map(|&(x, y, _)| Circle::new((x, y), 3, c.filled())))
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
 /// One panel per entry of `panels` (title, y label, series), side by side, written to `path`.
 pub fn panels(path: &Path, x_desc: &str, panels: &[(String, String, Vec<Series>)]) -> Result<()> {
     let n = panels.len().max(1);

@@ -1053,12 +1053,14 @@ fn run_config(checkpoint: &Checkpoint, file: &Path, beside: Option<&Path>) -> Re
     Ok(config)
 }
 
-/// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
-pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<Evaluation> {
+/// A saved run for `DIR_OR_FILE`: its checkpoint file, its configuration (the one the
+/// checkpoint records, see [`run_config`]; a note says so when `config.toml` differs) and the
+/// checkpoint, read and verified.
+pub fn open_run(path: &Path) -> Result<(PathBuf, RunConfig, Checkpoint)> {
     let (file, beside) = locate_checkpoint(path)?;
     // The checkpoint is read (and verified) first: the configuration it records is the run's.
     let checkpoint = Checkpoint::read(&file)?;
-    let mut config = run_config(&checkpoint, &file, beside.as_deref())?;
+    let config = run_config(&checkpoint, &file, beside.as_deref())?;
     if let (Some(text), Some(beside)) = (checkpoint.user_metadata().get(CONFIG_KEY), &beside) {
         if std::fs::read_to_string(beside).ok().as_deref() != Some(text.as_str()) {
             note!(
@@ -1068,6 +1070,12 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
             );
         }
     }
+    Ok((file, config, checkpoint))
+}
+
+/// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
+pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<Evaluation> {
+    let (file, mut config, checkpoint) = open_run(path)?;
     if limit.is_some() {
         config.limit = limit;
     }

@@ -5,7 +5,7 @@
 //! metric that fit it) with its [`TaskTargets`].
 //!
 //! - [`multidigits`]: two embedded UCI digits on a 12x12 canvas; left digit, right digit, and
-//!   their sum.
+//!   their sum; [`derived_tasks`] adds the parity of a digit and "digit ≥ 5" for fine-tuning.
 //! - [`multifashion`]: Multi-Fashion (or MultiMNIST) from an MNIST-format folder, read with the
 //!   [`read_idx`] family; [`fashion_mnist`]: the folder as it is, one image and one class.
 //! - [`scenes`]: synthetic shapes with segmentation, depth and an image label.
@@ -30,6 +30,7 @@ mod batch;
 mod compose;
 mod csv;
 mod dataset;
+mod derived;
 mod digits;
 mod error;
 mod fashion;
@@ -44,6 +45,7 @@ pub use csv::{
     Standardizer, MAX_CSV_CLASSES,
 };
 pub use dataset::{MultiTaskDataset, Splits, TaskTargets};
+pub use derived::{derived_tasks, DerivedTask, MULTIDIGITS_DERIVED};
 pub use digits::{
     multidigits, multidigits_tasks, parse_uci_digits, uci_digits, MultiDigitsConfig, PairedSplits,
     UciDigits, UCI_DIGITS_CLASS_COUNTS, UCI_DIGITS_LEN, UCI_DIGIT_SIDE,
