@@ -297,7 +297,8 @@ fn bad_input_gives_one_sentence_and_exit_code_2() {
             &["train", "--method", "gradnorm", "--param", "alpha=-1"],
             "alpha must lie in [0, ∞), got -1",
         ),
-        (&["train", "--method", "gradnorm", "--param", "lr=-1"], "lr must lie in [0, ∞), got -1"),
+        (&["train", "--method", "gradnorm", "--param", "lr=-1"], "lr must lie in (0, ∞), got -1"),
+        (&["train", "--method", "gradnorm", "--param", "lr=0"], "lr must lie in (0, ∞), got 0"),
         (&["train", "--threads", "5000"], "at most 1024 threads, got 5000"),
         (&["train", "--arch", "tree"], "unknown architecture `tree`"),
         (
