@@ -616,7 +616,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
     if let Start::Resume(saved) = &start {
         let t = &saved.state["trainer"];
         let done = t["epochs"].as_u64().unwrap_or(0);
-        if done >= config.epochs as u64 && t["in_epoch"].is_null() {
+        if done >= config.epochs as u64 {
             return Err(invalid!(
                 "the run in {} has finished its {done} epochs; give --epochs with a larger total to train it further",
                 out.display()
@@ -766,12 +766,19 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         let fitted =
             trainer.fit_data(&model, &mut params, data.train(), Some(data.test()), &mut logger);
         logger.bar.finish_and_clear();
-        let mut reports = fitted.map_err(|source| CliError::Stopped {
-            step: logger.epoch_steps + 1,
-            steps: steps_per_epoch,
-            epoch: epoch as u64 + 1,
-            epochs: config.epochs as u64,
-            source,
+        // A step that failed is named where the progress line counts it.
+        let mut reports = fitted.map_err(|source| match source {
+            tapestry_mtl::MtlError::NonFiniteLoss { .. }
+            | tapestry_mtl::MtlError::NonFiniteGradient { .. }
+            | tapestry_mtl::MtlError::NonFiniteTaskGradient { .. }
+            | tapestry_mtl::MtlError::Diverged { .. } => CliError::Stopped {
+                step: logger.epoch_steps + 1,
+                steps: steps_per_epoch,
+                epoch: epoch as u64 + 1,
+                epochs: config.epochs as u64,
+                source,
+            },
+            other => CliError::Mtl(other),
         })?;
         let commit = Commit { dir: &dir, config, preset: &preset, names: &names };
         if let Some(p) = trainer.in_epoch() {

@@ -271,6 +271,8 @@ fn resume_continues_only_the_run_as_configured() {
     assert_ok(&train(d, "r", &["--epochs", "1"]));
     assert_bad(&tapestry(&["train", "--resume", "--out", "r", "--lr", "0.1"], d), "--lr");
     assert_bad(&tapestry(&["train", "--resume", "--out", "r"], d), "finished its 1 epochs");
+    let fewer = tapestry(&["train", "--resume", "--out", "r", "--epochs", "0"], d);
+    assert_eq!(fewer.status.code(), Some(2), "{}", text(&fewer.stderr));
     assert_bad(&tapestry(&["train", "--resume", "--force", "--out", "r"], d), "--force");
     // Killed between the checkpoint and the log: the log lags one epoch, and the checkpoint's
     // own copy of that epoch's records fills the gap.
