@@ -390,6 +390,19 @@ fn a_db_mtl_step_sets_the_trunk_to_its_direction_and_the_heads_to_the_log_loss_g
     for (a, b) in got.iter().zip(&want) {
         assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{a} vs {b}");
     }
+    // On these gradients (one block per shared parameter), the step folds block by block and
+    // sums the norms on the way: exactly the numbers of the T × P matrix's fold and direction.
+    assert!(g.blocks() > 1, "several blocks");
+    let mut fresh = DbMtl::default();
+    let input = StepInput { shared: Some(&g), ..StepInput::with_losses(&report.losses) };
+    let out = fresh.weights(&input).unwrap();
+    let Some(Direction::Shared(d)) = &out.direction else { panic!("a shared direction") };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(d), bits(&want), "the block-wise fold differs from the matrix's");
+    assert_eq!(bits(fresh.average()), bits(&average));
+    let (_, alpha, norms) = DbMtl::direction(&average, g.tasks());
+    assert_eq!(out.diagnostic("db_mtl.alpha").unwrap(), &alpha[..]);
+    assert_eq!(out.diagnostic("db_mtl.ema_norms").unwrap(), &norms[..]);
     // Each head: the gradient of log L_t, that is ∇L_t / L_t.
     for (t, name) in ["heads.shape.weight", "heads.size.weight"].iter().enumerate() {
         let id = params.id(name).unwrap();
