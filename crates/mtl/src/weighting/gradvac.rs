@@ -27,6 +27,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use super::{
     check_losses, Direction, Needs, PcGrad, StepInput, StepWeights, Weighting, WeightingError,
     WeightingState,
@@ -93,40 +95,81 @@ impl GradVac {
         let p = rows.first().map_or(0, Vec::len);
         let wide: Vec<Vec<f64>> =
             rows.iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
-        let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
         // ‖g_j‖ on each group.
-        let norms: Vec<Vec<f64>> =
-            wide.iter().map(|g| groups.iter().map(|r| norm(&g[r.clone()])).collect()).collect();
+        let norms: Vec<Vec<f64>> = (wide.iter())
+            .map(|g| groups.iter().map(|r| dot_and_square(&g[r.clone()], &[]).1.sqrt()).collect())
+            .collect();
+        let beta = self.beta;
+        // Each task's chain of projections reads only the original gradients and its own
+        // targets, so the tasks run in parallel; their sum is taken in task order.
+        let chains: Vec<(Vec<f64>, usize)> = (self.targets.par_chunks_mut(t * k_groups))
+            .zip(orders.par_iter())
+            .enumerate()
+            .map(|(i, (targets, order))| {
+                let mut gi = wide[i].clone();
+                let mut adjustments = 0;
+                for &j in order.iter().filter(|&&j| j != i) {
+                    for (k, range) in groups.iter().enumerate() {
+                        let (own, other) = (&mut gi[range.clone()], &wide[j][range.clone()]);
+                        let (dot, own_square) = dot_and_square(own, other);
+                        let (own_norm, other_norm) = (own_square.sqrt(), norms[j][k]);
+                        let cos = if own_norm > 0.0 && other_norm > 0.0 {
+                            (dot / (own_norm * other_norm)).clamp(-1.0, 1.0)
+                        } else {
+                            0.0
+                        };
+                        let target = &mut targets[j * k_groups + k];
+                        let room = (1.0 - *target * *target).max(0.0).sqrt();
+                        if cos < *target && 1.0 - *target > ONE_TOL && other_norm > 0.0 {
+                            let step = own_norm
+                                * (*target * (1.0 - cos * cos).max(0.0).sqrt() - cos * room)
+                                / (other_norm * room);
+                            own.iter_mut().zip(other).for_each(|(a, b)| *a += step * b);
+                            adjustments += 1;
+                        }
+                        *target = (1.0 - beta) * *target + beta * cos;
+                    }
+                }
+                (gi, adjustments)
+            })
+            .collect();
         let mut d = vec![0.0f64; p];
         let mut adjustments = 0;
-        for (i, order) in orders.iter().enumerate() {
-            let mut gi = wide[i].clone();
-            for &j in order.iter().filter(|&&j| j != i) {
-                for (k, range) in groups.iter().enumerate() {
-                    let (own, other) = (&mut gi[range.clone()], &wide[j][range.clone()]);
-                    let (own_norm, other_norm) = (norm(own), norms[j][k]);
-                    let cos = if own_norm > 0.0 && other_norm > 0.0 {
-                        let dot: f64 = own.iter().zip(other).map(|(a, b)| a * b).sum();
-                        (dot / (own_norm * other_norm)).clamp(-1.0, 1.0)
-                    } else {
-                        0.0
-                    };
-                    let target = &mut self.targets[(i * t + j) * k_groups + k];
-                    let room = (1.0 - *target * *target).max(0.0).sqrt();
-                    if cos < *target && 1.0 - *target > ONE_TOL && other_norm > 0.0 {
-                        let step = own_norm
-                            * (*target * (1.0 - cos * cos).max(0.0).sqrt() - cos * room)
-                            / (other_norm * room);
-                        own.iter_mut().zip(other).for_each(|(a, b)| *a += step * b);
-                        adjustments += 1;
-                    }
-                    *target = (1.0 - self.beta) * *target + self.beta * cos;
-                }
-            }
-            d.iter_mut().zip(&gi).for_each(|(a, b)| *a += b);
+        for (gi, n) in &chains {
+            d.iter_mut().zip(gi).for_each(|(a, b)| *a += b);
+            adjustments += n;
         }
         (d.iter().map(|&v| v as f32).collect(), adjustments)
     }
+}
+
+/// `(⟨a, b⟩, ‖a‖²)` in one pass (`⟨a, b⟩` is 0 for an empty `b`), each sum over four lanes
+/// added in a fixed order, so the compiler can vectorise it and every run gives the same bits.
+fn dot_and_square(a: &[f64], b: &[f64]) -> (f64, f64) {
+    const LANES: usize = 4;
+    let (mut dot, mut square) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let chunks = a.len() / LANES;
+    for c in 0..chunks {
+        let x = &a[c * LANES..(c + 1) * LANES];
+        for l in 0..LANES {
+            square[l] += x[l] * x[l];
+        }
+        if !b.is_empty() {
+            let y = &b[c * LANES..(c + 1) * LANES];
+            for l in 0..LANES {
+                dot[l] += x[l] * y[l];
+            }
+        }
+    }
+    let (mut dot, mut square) =
+        ((dot[0] + dot[1]) + (dot[2] + dot[3]), (square[0] + square[1]) + (square[2] + square[3]));
+    for i in chunks * LANES..a.len() {
+        square += a[i] * a[i];
+        if !b.is_empty() {
+            dot += a[i] * b[i];
+        }
+    }
+    (dot, square)
 }
 
 impl Default for GradVac {
