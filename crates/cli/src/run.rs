@@ -617,6 +617,8 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         let t = &saved.state["trainer"];
         let done = t["epochs"].as_u64().unwrap_or(0);
         if done >= config.epochs as u64 {
+            // A run killed while writing its last plots leaves a temporary file: clean it.
+            LockedDir::open(out)?;
             return Err(invalid!(
                 "the run in {} has finished its {done} epochs; give --epochs with a larger total to train it further",
                 out.display()
