@@ -555,7 +555,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
     write_atomic(&out.join("finetune.json"), format!("[\n{}\n]\n", lines.join(",\n")).as_bytes())?;
     write_atomic(&out.join("finetune.txt"), table.as_bytes())?;
-    let mut written = vec!["finetune.json", "finetune.txt"];
+    let mut written: Vec<String> = vec!["finetune.json".into(), "finetune.txt".into()];
     if args.shots.len() > 1 {
         let series: Vec<(Series, Vec<f64>)> = specs
             .iter()
@@ -572,14 +572,13 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             args.task,
             args.seed.len()
         );
-        plots::spread_chart(
+        written.extend(plots::spread_chart(
             &out.join("accuracy.svg"),
             &title,
             "K, examples per class (log scale)",
             "test accuracy",
             &series,
-        )?;
-        written.push("accuracy.svg");
+        )?);
     }
     if let Some((model, path, trunk_lr)) = last_model {
         let metadata = BTreeMap::from([
@@ -592,7 +591,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             ("model".to_string(), model.preset.clone()),
         ]);
         checkpoint::save(out.join(CHECKPOINT_FILE), &model.params, None, &metadata)?;
-        written.push(CHECKPOINT_FILE);
+        written.push(CHECKPOINT_FILE.into());
     }
     println!("wrote {} to {}", written.join(", "), out.display());
     Ok(())
