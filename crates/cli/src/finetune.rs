@@ -10,7 +10,7 @@
 //! The K-shot set is drawn from the training split by the fine-tuning seed alone, and the data
 //! set is built with that seed too, so for one seed every source sees the same examples: the
 //! comparison between sources is paired. Several sources, values of K and seeds in one command
-//! give a table of mean ± standard deviation over the seeds and, with `--out`, `accuracy.svg`
+//! give a table of mean ± standard deviation over the seeds and, with `--out`, `accuracy.svg` (and `.png`)
 //! (accuracy against K); `{seed}` in a source's path stands for each seed, so a source can be
 //! one run per seed.
 
@@ -86,7 +86,7 @@ pub struct FinetuneArgs {
     /// From scratch: the width of the MLP's last hidden layer (as for train).
     #[arg(long, default_value_t = 128)]
     hidden: usize,
-    /// A directory for finetune.json, finetune.txt, accuracy.svg (several K) and, for a single
+    /// A directory for finetune.json, finetune.txt, accuracy.svg and accuracy.png (several K) and, for a single
     /// run, the fine-tuned checkpoint.
     #[arg(long)]
     out: Option<PathBuf>,

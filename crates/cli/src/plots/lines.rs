@@ -474,7 +474,9 @@ impl Figure for SpreadChart<'_> {
             .map_err(plot_error)?;
         // The x axis is ln(x); its ticks are the x values themselves.
         chart
-            .draw_series(ticks.iter().map(|&t| Text::new(format!("{t}"), (t.ln(), y0), (FONT, 13))))
+            .draw_series(ticks.iter().map(|&t| {
+                Text::new(format!("{t}"), (t.ln(), y0), anchored(13, HPos::Center, VPos::Top))
+            }))
             .map_err(plot_error)?;
         let mut curves = Vec::new();
         for (i, (s, sd)) in series.iter().enumerate() {
