@@ -175,7 +175,7 @@ fn unsupported_by(base: &RunConfig, method: &str) -> Option<&'static str> {
 
 /// Trains each method on each architecture with `base` into `out/<method>` (or
 /// `out/<arch>-<method>` when several architectures are compared), prints the table and writes
-/// `compare.json` and `tradeoff.svg`. A method that cannot run on an architecture is skipped
+/// `compare.json` and `tradeoff.svg` (and `.png`). A method that cannot run on an architecture is skipped
 /// with a line saying why.
 ///
 /// The results go to `out` as a unit: every method trains into a hidden staging directory,
@@ -216,7 +216,7 @@ pub fn compare(
     };
     // The old tables go first: a kill from here on leaves results without a table, never a
     // table beside results it does not describe.
-    for name in TABLES.iter().chain(&[PLOT]) {
+    for name in TABLES.iter().chain(&PLOTS) {
         rundir::remove_files(dir.path(), &[name.to_string()])?;
     }
     for name in &found {
@@ -240,12 +240,12 @@ pub fn compare(
 const STAGING: &str = ".staging";
 /// The tables of a comparison.
 const TABLES: [&str; 2] = ["compare.json", "compare.txt"];
-/// The plot of a comparison.
-const PLOT: &str = "tradeoff.svg";
+/// The plot of a comparison, as SVG and PNG.
+const PLOTS: [&str; 2] = ["tradeoff.svg", "tradeoff.png"];
 
 /// What an earlier comparison left in `out`: its tables and plot, and its run directories.
 fn compare_files(out: &Path) -> Vec<String> {
-    let mut found = rundir::run_files(out, &[TABLES[0], TABLES[1], PLOT]);
+    let mut found = rundir::run_files(out, &[TABLES[0], TABLES[1], PLOTS[0], PLOTS[1]]);
     if let Ok(entries) = fs::read_dir(out) {
         let mut runs: Vec<String> = entries
             .flatten()

@@ -10,7 +10,7 @@
 //! The K-shot set is drawn from the training split by the fine-tuning seed alone, and the data
 //! set is built with that seed too, so for one seed every source sees the same examples: the
 //! comparison between sources is paired. Several sources, values of K and seeds in one command
-//! give a table of mean ± standard deviation over the seeds and, with `--out`, `accuracy.svg`
+//! give a table of mean ± standard deviation over the seeds and, with `--out`, `accuracy.svg` (and `.png`)
 //! (accuracy against K); `{seed}` in a source's path stands for each seed, so a source can be
 //! one run per seed.
 
@@ -86,7 +86,7 @@ pub struct FinetuneArgs {
     /// From scratch: the width of the MLP's last hidden layer (as for train).
     #[arg(long, default_value_t = 128)]
     hidden: usize,
-    /// A directory for finetune.json, finetune.txt, accuracy.svg (several K) and, for a single
+    /// A directory for finetune.json, finetune.txt, accuracy.svg and accuracy.png (several K) and, for a single
     /// run, the fine-tuned checkpoint.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -555,7 +555,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
     let lines: Vec<String> = records.iter().map(|r| r.to_string()).collect();
     write_atomic(&out.join("finetune.json"), format!("[\n{}\n]\n", lines.join(",\n")).as_bytes())?;
     write_atomic(&out.join("finetune.txt"), table.as_bytes())?;
-    let mut written = vec!["finetune.json", "finetune.txt"];
+    let mut written: Vec<String> = vec!["finetune.json".into(), "finetune.txt".into()];
     if args.shots.len() > 1 {
         let series: Vec<(Series, Vec<f64>)> = specs
             .iter()
@@ -572,14 +572,13 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             args.task,
             args.seed.len()
         );
-        plots::spread_chart(
+        written.extend(plots::spread_chart(
             &out.join("accuracy.svg"),
             &title,
             "K, examples per class (log scale)",
             "test accuracy",
             &series,
-        )?;
-        written.push("accuracy.svg");
+        )?);
     }
     if let Some((model, path, trunk_lr)) = last_model {
         let metadata = BTreeMap::from([
@@ -592,7 +591,7 @@ pub fn finetune(args: &FinetuneArgs) -> Result<()> {
             ("model".to_string(), model.preset.clone()),
         ]);
         checkpoint::save(out.join(CHECKPOINT_FILE), &model.params, None, &metadata)?;
-        written.push(CHECKPOINT_FILE);
+        written.push(CHECKPOINT_FILE.into());
     }
     println!("wrote {} to {}", written.join(", "), out.display());
     Ok(())

@@ -425,7 +425,7 @@ pub fn meta_train(config: &MetaRunConfig, out: &Path, quiet: bool, force: bool) 
             config.eval_tasks
         );
         crate::output::print_out(&curve_table(&curve, loss));
-        say!("wrote {CONFIG_FILE}, {METRICS_FILE}, {CHECKPOINT_FILE}, meta_loss.svg and adaptation.svg to {}", out.display());
+        say!("wrote {CONFIG_FILE}, {METRICS_FILE}, {CHECKPOINT_FILE}, meta_loss and adaptation (.svg, .png) to {}", out.display());
     }
     Ok(())
 }
@@ -438,7 +438,8 @@ fn write_adaptation_plot(out: &Path, curve: &[CurvePoint], loss: &str) -> Result
         "adaptation steps",
         loss,
         &[Series { name: "mean over held-out tasks".into(), points }],
-    )
+    )?;
+    Ok(())
 }
 
 /// Saves θ and Meta-SGD's rates in one checkpoint, with the algorithm in its metadata.

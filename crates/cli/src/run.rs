@@ -617,6 +617,8 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         let t = &saved.state["trainer"];
         let done = t["epochs"].as_u64().unwrap_or(0);
         if done >= config.epochs as u64 {
+            // A run killed while writing its last plots leaves a temporary file: clean it.
+            LockedDir::open(out)?;
             return Err(invalid!(
                 "the run in {} has finished its {done} epochs; give --epochs with a larger total to train it further",
                 out.display()
@@ -841,7 +843,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         .sum();
     if !quiet {
         say!(
-            "done in {:.1} s; wrote {}, {}, {} and plots (*.svg) to {}",
+            "done in {:.1} s; wrote {}, {}, {} and plots (*.svg, *.png) to {}",
             run_start.elapsed().as_secs_f64(),
             METRICS_FILE,
             CHECKPOINT_FILE,
@@ -883,7 +885,7 @@ fn old_run_files(dir: &Path) -> Result<Vec<String>> {
     let entries = std::fs::read_dir(dir).map_err(|e| CliError::io("read", dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".svg") && entry.path().is_file() {
+        if (name.ends_with(".svg") || name.ends_with(".png")) && entry.path().is_file() {
             found.push(name);
         }
     }
@@ -956,21 +958,20 @@ fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<Stri
             })
             .collect()
     };
-    plots::line_chart(
+    written.extend(plots::smoothed_chart(
         &out.join("loss.svg"),
         "Training loss per task",
         "step",
-        "log10(loss)",
-        &per_task("losses", |l| l.max(1e-12).log10()),
-    )?;
-    plots::line_chart(
+        "loss",
+        &per_task("losses", |l| l),
+    )?);
+    written.extend(plots::smoothed_chart(
         &out.join("weights.svg"),
         "Task weights",
         "step",
         "weight",
         &per_task("weights", |w| w),
-    )?;
-    written.extend(["loss.svg".to_string(), "weights.svg".to_string()]);
+    )?);
     if !epochs.is_empty() {
         let panels: Vec<(String, String, Vec<Series>)> = (0..t)
             .map(|i| {
@@ -991,23 +992,46 @@ fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<Stri
                 )
             })
             .collect();
-        plots::panels(&out.join("metrics.svg"), "epoch", &panels)?;
-        written.push("metrics.svg".into());
+        written.extend(plots::panels(&out.join("metrics.svg"), "epoch", &panels)?);
     }
     let title = if logger.cosines.count > 0 {
         format!("Mean gradient cosine on the shared parameters ({} steps)", logger.cosines.count)
     } else {
         "Gradient cosines not computed (run with --cosines true)".to_string()
     };
-    plots::heatmap(&out.join("cosines.svg"), &title, names, &logger.cosines.mean(t))?;
-    written.push("cosines.svg".into());
+    written.extend(plots::heatmap(
+        &out.join("cosines.svg"),
+        &title,
+        names,
+        &logger.cosines.mean(t),
+    )?);
+    // Each pair's cosine over the steps: the mean above hides when the conflict happens.
+    let pairs: Vec<Series> = (0..t)
+        .flat_map(|i| (i + 1..t).map(move |j| (i, j)))
+        .map(|(i, j)| Series {
+            name: format!("{} – {}", names[i], names[j]),
+            points: steps
+                .iter()
+                .filter_map(|r| Some((r["step"].as_f64()?, r["cosines"][i * t + j].as_f64()?)))
+                .collect(),
+        })
+        .collect();
+    if pairs.iter().any(|p| !p.points.is_empty()) {
+        let title = "Gradient cosine of each task pair on the shared parameters";
+        written.extend(plots::pair_panels(&out.join("cosines_over_time.svg"), title, &pairs)?);
+    }
     // The task affinity beside them, on a scale around 0 set by its largest entry.
     if logger.affinity.count > 0 {
         let z = logger.affinity.mean(t);
         let limit = z.iter().fold(0.0f64, |m, v| m.max(v.abs()));
         let title = format!("Mean task affinity Z(row → column) ({} steps)", logger.affinity.count);
-        plots::diverging_heatmap(&out.join("affinity.svg"), &title, names, &z, limit)?;
-        written.push("affinity.svg".into());
+        written.extend(plots::diverging_heatmap(
+            &out.join("affinity.svg"),
+            &title,
+            names,
+            &z,
+            limit,
+        )?);
     }
     // A learned task covariance, next to the gradient cosines.
     let omega = epochs.last().and_then(|e| {
@@ -1016,8 +1040,7 @@ fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<Stri
     });
     if let Some(omega) = omega {
         let title = format!("Learned task covariance Ω after epoch {}", epochs.len());
-        plots::heatmap(&out.join("task_relation.svg"), &title, names, &omega)?;
-        written.push("task_relation.svg".into());
+        written.extend(plots::heatmap(&out.join("task_relation.svg"), &title, names, &omega)?);
     }
     Ok(written)
 }

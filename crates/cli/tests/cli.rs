@@ -61,23 +61,29 @@ fn train_writes_log_plots_checkpoint_and_eval_reads_them() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("left_digit") && stdout.contains("accuracy"), "{stdout}");
     let run = dir.path().join("run");
-    for file in [
-        "metrics.jsonl",
-        "checkpoint.safetensors",
-        "config.toml",
-        "loss.svg",
-        "weights.svg",
-        "metrics.svg",
-        "cosines.svg",
-    ] {
-        assert!(run.join(file).is_file(), "{file} missing");
-    }
-    for svg in ["loss.svg", "weights.svg", "metrics.svg", "cosines.svg"] {
-        let s = fs::read_to_string(run.join(svg)).unwrap();
+    // Exactly the log, checkpoint and configuration, and every plot as SVG and as PNG.
+    let plots = ["loss", "weights", "metrics", "cosines", "cosines_over_time"];
+    let mut expected: Vec<String> = ["metrics.jsonl", "checkpoint.safetensors", "config.toml"]
+        .iter()
+        .map(|f| f.to_string())
+        .chain(plots.iter().flat_map(|p| [format!("{p}.svg"), format!("{p}.png")]))
+        .collect();
+    expected.sort();
+    let mut files: Vec<String> = fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    files.sort();
+    assert_eq!(files, expected);
+    for plot in plots {
+        let s = fs::read_to_string(run.join(format!("{plot}.svg"))).unwrap();
         assert!(
             s.starts_with("<svg") && s.trim_end().ends_with("</svg>"),
-            "{svg} is not a whole SVG"
+            "{plot}.svg is not a whole SVG"
         );
+        let png = fs::read(run.join(format!("{plot}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000, "{plot}.png");
     }
     // metrics.jsonl: a run header, 4 steps per epoch (256 / 64), 2 epochs, every line JSON.
     let log = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
@@ -173,6 +179,7 @@ fn train_with_affinity_logs_and_plots_the_matrix() {
     }
     let svg = fs::read_to_string(run.join("affinity.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("task affinity"), "a heatmap");
+    assert!(run.join("affinity.png").is_file(), "and its PNG");
     assert!(fs::read_to_string(run.join("config.toml")).unwrap().contains("affinity = true"));
 }
 
@@ -205,6 +212,7 @@ fn compare_prints_delta_p_table_and_writes_the_tradeoff_plot() {
             .unwrap();
     assert_eq!(json["results"].as_array().unwrap().len(), 3);
     assert!(dir.path().join("cmp/tradeoff.svg").is_file());
+    assert!(dir.path().join("cmp/tradeoff.png").is_file());
     assert_no_temp_files(dir.path());
 }
 
@@ -510,6 +518,7 @@ fn every_architecture_trains_and_evaluates() {
         }
         if arch == "cross-stitch" {
             assert!(log.contains("task_relation.omega") && run.join("task_relation.svg").is_file());
+            assert!(run.join("task_relation.png").is_file(), "{arch}");
         }
         if arch == "hard" {
             assert!(log.contains("uw.log_var"), "uncertainty weighting's variances are logged");

@@ -54,7 +54,9 @@ fn meta_train_writes_a_run_that_meta_eval_scores_the_same() {
             "metrics.jsonl",
             "checkpoint.safetensors",
             "meta_loss.svg",
+            "meta_loss.png",
             "adaptation.svg",
+            "adaptation.png",
         ] {
             assert!(d.join(&out).join(f).is_file(), "{algo}: {f}");
         }

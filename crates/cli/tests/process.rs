@@ -238,7 +238,8 @@ fn a_run_directory_is_refused_replaced_only_when_asked_and_only_once_the_new_run
     let files = |names: &[&str]| -> Vec<Vec<u8>> {
         names.iter().map(|n| fs::read(d.join("r").join(n)).unwrap()).collect()
     };
-    let all = ["checkpoint.safetensors", "config.toml", "metrics.jsonl", "affinity.svg"];
+    let all =
+        ["checkpoint.safetensors", "config.toml", "metrics.jsonl", "affinity.svg", "affinity.png"];
     let before = files(&all);
     // Without --resume or --force: refused, untouched.
     assert_bad(&train(d, "r", &[]), "already holds results");
@@ -256,6 +257,7 @@ fn a_run_directory_is_refused_replaced_only_when_asked_and_only_once_the_new_run
     // A replacing run that gets a checkpoint replaces all of it (the old affinity plot too).
     assert_ok(&train(d, "r", &["--force", "--epochs", "1", "--hidden", "64"]));
     assert!(!d.join("r/affinity.svg").exists(), "a plot of the old run is left");
+    assert!(!d.join("r/affinity.png").exists(), "a PNG of the old run is left");
     assert_eq!(epochs_logged(&d.join("r")), 1);
     assert!(fs::read_to_string(d.join("r/config.toml")).unwrap().contains("hidden = 64"));
     check_directory(d, "r");
