@@ -144,8 +144,38 @@ struct Logger {
     epoch_samples: usize,
     /// Steps of the current epoch done.
     epoch_steps: u64,
+    /// The run's pace: steps left to the end of the run, and when and how many steps this
+    /// process has taken (a resumed run's earlier steps took an unknown time).
+    eta: Eta,
     cosines: MatrixMean,
     affinity: MatrixMean,
+}
+
+/// The run's remaining time, from this process's mean time per step (evaluations included).
+struct Eta {
+    remaining: u64,
+    start: Instant,
+    taken: u64,
+}
+
+impl Eta {
+    /// One more step taken; the estimate, as `1h02m`, `3m05s` or `42s`.
+    fn step(&mut self) -> String {
+        self.taken += 1;
+        self.remaining = self.remaining.saturating_sub(1);
+        let seconds =
+            self.start.elapsed().as_secs_f64() / self.taken as f64 * self.remaining as f64;
+        duration(seconds.round() as u64)
+    }
+}
+
+/// `s` seconds as `1h02m`, `3m05s` or `42s`.
+fn duration(s: u64) -> String {
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, sec) => format!("{sec}s"),
+        (0, min, sec) => format!("{min}m{sec:02}s"),
+        (h, min, _) => format!("{h}h{min:02}m"),
+    }
 }
 
 impl Logger {
@@ -231,7 +261,9 @@ impl Observer for Logger {
             .filter(|(_, l)| l.is_finite())
             .map(|(n, l)| format!("{n} {l:.3}"))
             .collect();
-        self.bar.set_message(format!("{} | {rate:.0} samples/s", losses.join(", ")));
+        let eta = self.eta.step();
+        self.bar
+            .set_message(format!("{} | {rate:.0} samples/s | run ETA {eta}", losses.join(", ")));
         self.bar.inc(1);
     }
 
@@ -725,6 +757,11 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         epoch_start: Instant::now(),
         epoch_samples: 0,
         epoch_steps: 0,
+        eta: Eta {
+            remaining: steps_per_epoch * config.epochs as u64,
+            start: Instant::now(),
+            taken: 0,
+        },
         cosines: MatrixMean::default(),
         affinity: MatrixMean::default(),
     };
@@ -736,6 +773,9 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         logger.records = saved.records.clone();
         logger.records[0]["config"] = config_json(config);
         logger.replay();
+        let done_steps =
+            done as u64 * steps_per_epoch + trainer.in_epoch().map_or(0, |p| p.batches);
+        logger.eta.remaining = (steps_per_epoch * config.epochs as u64).saturating_sub(done_steps);
         segment_start = logger.records.len();
         if !quiet {
             let at = match trainer.in_epoch() {
@@ -1197,4 +1237,17 @@ pub fn check_out_dir(out: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_hours_minutes_or_seconds() {
+        assert_eq!(duration(0), "0s");
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(185), "3m05s");
+        assert_eq!(duration(3720), "1h02m");
+    }
 }
