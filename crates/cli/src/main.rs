@@ -354,6 +354,9 @@ struct RunArgs {
     /// No progress bars or tables.
     #[arg(long, short)]
     quiet: bool,
+    /// Also print a line per step (its losses and weights) on stdout.
+    #[arg(long, short, conflicts_with = "quiet")]
+    verbose: bool,
 }
 
 impl RunArgs {
@@ -436,6 +439,7 @@ fn run(cli: Cli) -> Result<()> {
             note_ignored(&config, std::slice::from_ref(&config.method));
             init_threads(config.threads)?;
             run::install_stop_handler();
+            output::set_verbose(run.verbose);
             run::train(&config, &out, run.quiet, start)?;
         }
         Command::Eval { checkpoint, limit, threads } => {
@@ -462,6 +466,7 @@ fn run(cli: Cli) -> Result<()> {
             run::check_out_dir(&out)?;
             init_threads(config.threads)?;
             run::install_stop_handler();
+            output::set_verbose(run.verbose);
             let table = compare::compare(&config, &methods, &archs, &out, run.quiet, force)?;
             say!("{table}");
             say!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());

@@ -14,6 +14,19 @@ use crate::error::{CliError, Result};
 /// Set once a write to standard output has failed: nothing more is printed there.
 static STDOUT_LOST: AtomicBool = AtomicBool::new(false);
 
+/// Set by `--verbose`: a line per training step on standard output.
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Turns the per-step lines of `--verbose` on or off.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// True with `--verbose`.
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
 /// Prints `text` on standard output. The first failure (a closed pipe, a full disk) says so on
 /// standard error, once, and every later call prints nothing: the command goes on.
 pub fn print_out(text: &str) {

@@ -261,6 +261,20 @@ impl Observer for Logger {
             .filter(|(_, l)| l.is_finite())
             .map(|(n, l)| format!("{n} {l:.3}"))
             .collect();
+        if crate::output::verbose() {
+            let weights: Vec<String> =
+                (self.names.iter().zip(&r.weights)).map(|(n, w)| format!("{n} {w:.4}")).collect();
+            let (step, epoch) = (self.epoch_steps, r.epoch + 1);
+            let steps = self.bar.length().unwrap_or(0);
+            self.bar.suspend(|| {
+                say!(
+                    "epoch {epoch} step {step}/{steps} (run step {}): losses {}; weights {}",
+                    r.step,
+                    losses.join(", "),
+                    weights.join(", ")
+                )
+            });
+        }
         let eta = self.eta.step();
         self.bar
             .set_message(format!("{} | {rate:.0} samples/s | run ETA {eta}", losses.join(", ")));

@@ -432,3 +432,24 @@ fn a_comparison_replaces_its_results_only_once_complete() {
     let json: Value = serde_json::from_slice(&fs::read(d.join("c/compare.json")).unwrap()).unwrap();
     assert_eq!(json["results"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn verbose_prints_a_line_per_step_and_quiet_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let args = ["train", "--limit", "256", "--epochs", "2", "--threads", "1"];
+    let out = tapestry(&[&args[..], &["--verbose", "--out", "v"]].concat(), d);
+    let stdout = assert_ok(&out);
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.starts_with("epoch ")).collect();
+    let steps = records(&d.join("v")).iter().filter(|r| r["kind"] == "step").count();
+    let per_step = lines.iter().filter(|l| l.contains("(run step")).count();
+    assert_eq!(per_step, steps, "{stdout}");
+    assert!(
+        lines[0].starts_with("epoch 1 step 1/4 (run step 0): losses left_digit"),
+        "{}",
+        lines[0]
+    );
+    let quiet = assert_ok(&tapestry(&[&args[..], &["-q", "--out", "q"]].concat(), d));
+    assert_eq!(quiet, "");
+    assert_bad(&tapestry(&[&args[..], &["-q", "-v", "--out", "qv"]].concat(), d), "--quiet");
+}
