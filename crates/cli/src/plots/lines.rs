@@ -100,7 +100,12 @@ fn draw_curves<DB: DrawingBackend>(
             let (lo, hi) = ys()
                 .filter(|&y| y > 0.0)
                 .fold((f64::INFINITY, 0.0f64), |(lo, hi), y| (lo.min(y), hi.max(y)));
-            let (lo, hi) = if lo.is_finite() { (lo / 1.25, hi * 1.25) } else { (0.1, 1.0) };
+            // From the decade below the data, so that its lowest curves have labelled ticks.
+            let (lo, hi) = if lo.is_finite() {
+                (10f64.powf((lo / 1.25).log10().floor()), hi * 1.25)
+            } else {
+                (0.1, 1.0)
+            };
             builder.y_label_area_size(60);
             let chart =
                 builder.build_cartesian_2d(x0..x1, (lo..hi).log_scale()).map_err(plot_error)?;
