@@ -636,10 +636,8 @@ fn restore_state(state: &Value, trainer: &mut Trainer, model: &dyn MultiTaskMode
             .map(|(k, x)| Ok((k.clone(), from_bits_vec(x, what)?)))
             .collect()
     };
-    let mut weighting = WeightingState::new();
-    for (k, v) in named(&state["weighting"], "weighting state")? {
-        weighting.insert(&k, v);
-    }
+    let weighting: WeightingState =
+        named(&state["weighting"], "weighting state")?.into_iter().collect();
     trainer.weighting_mut().set_state(&weighting).map_err(tapestry_mtl::MtlError::from)?;
     model.set_state(&named(&state["model"], "model state")?)?;
     Ok(())
