@@ -17,6 +17,7 @@
 mod compare;
 mod config;
 mod error;
+mod export;
 mod finetune;
 mod inputs;
 mod meta;
@@ -71,6 +72,20 @@ enum Command {
         /// Threads of the rayon pool (0: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Also write the test inputs and the model's outputs on them to this directory, as
+        /// .npy files (inputs.npy, outputs.TASK.npy).
+        #[arg(long)]
+        outputs: Option<PathBuf>,
+    },
+    /// Write a run's model as PyTorch code: RUN/model.py, a torch.nn.Module with the
+    /// checkpoint's parameter names and a loader for checkpoint.safetensors.
+    Export {
+        /// The run directory.
+        run: PathBuf,
+        /// Write model.py (the one export there is; required, so that the command says what
+        /// it writes).
+        #[arg(long)]
+        pytorch: bool,
     },
     /// Train several weighting methods and architectures on the same data and seed and compare
     /// them (Δp over hard-sharing EW).
@@ -442,11 +457,11 @@ fn run(cli: Cli) -> Result<()> {
             output::set_verbose(run.verbose);
             run::train(&config, &out, run.quiet, start)?;
         }
-        Command::Eval { checkpoint, limit, threads } => {
+        Command::Eval { checkpoint, limit, threads, outputs } => {
             if limit == Some(0) {
                 return Err(CliError::Invalid("the sample limit must be at least 1".into()));
             }
-            run::eval(&checkpoint, limit, threads)?;
+            run::eval(&checkpoint, limit, threads, outputs.as_deref())?;
         }
         Command::Compare { methods, archs, run, out, force } => {
             if let Some(m) = &run.method {
@@ -470,6 +485,15 @@ fn run(cli: Cli) -> Result<()> {
             let table = compare::compare(&config, &methods, &archs, &out, run.quiet, force)?;
             say!("{table}");
             say!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
+        }
+        Command::Export { run, pytorch } => {
+            if !pytorch {
+                return Err(CliError::Invalid(
+                    "export needs a format: --pytorch writes RUN/model.py".into(),
+                ));
+            }
+            let path = export::export_pytorch(&run)?;
+            say!("wrote {}", path.display());
         }
         Command::Methods => output::print_out(&compare::methods_table()),
         Command::MetaTrain { run, out, force } => {

@@ -1155,8 +1155,24 @@ pub fn open_run(path: &Path) -> Result<(PathBuf, RunConfig, Checkpoint)> {
     Ok((file, config, checkpoint))
 }
 
-/// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
-pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<Evaluation> {
+/// A saved run, loaded: its checkpoint file and metadata, its configuration, its data, and its
+/// model holding the checkpoint's parameters.
+pub struct LoadedRun {
+    /// The checkpoint file.
+    pub file: PathBuf,
+    /// The checkpoint's user metadata.
+    pub meta: BTreeMap<String, String>,
+    /// The run's configuration (with the limit and threads given).
+    pub config: RunConfig,
+    /// The run's data.
+    pub data: RunData,
+    /// The model, its parameters restored from the checkpoint.
+    pub built: BuiltModel,
+}
+
+/// Loads the run of `path` (a run directory or a checkpoint file) with its data and model;
+/// `limit` and `threads` override the run's.
+pub fn load_run(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result<LoadedRun> {
     let (file, mut config, checkpoint) = open_run(path)?;
     if limit.is_some() {
         config.limit = limit;
@@ -1168,15 +1184,28 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
     crate::init_threads(config.threads)?;
     let meta = checkpoint.user_metadata();
     let data = RunData::load(&config)?;
-    let BuiltModel { model, mut params, preset, .. } =
-        build_model(&config, data.sample_shape(), &data.tasks())?;
+    let mut built = build_model(&config, data.sample_shape(), &data.tasks())?;
     // A weighting's own parameters (uncertainty weighting's variances) are in the checkpoint.
     config
         .weighting()?
-        .register(&mut params, model.tasks())
+        .register(&mut built.params, built.model.tasks())
         .map_err(tapestry_mtl::MtlError::from)?;
-    checkpoint.restore(&file, &mut params, None)?;
-    let evaluation = data.test().evaluate(&model, &params, EVAL_BATCH)?;
+    checkpoint.restore(&file, &mut built.params, None)?;
+    Ok(LoadedRun { file, meta, config, data, built })
+}
+
+/// Evaluates a saved run on its data set's test split; `limit` overrides the run's sample limit.
+/// With `outputs`, also writes the test inputs and the model's outputs there as `.npy` files
+/// (see [`write_outputs`]).
+pub fn eval(
+    path: &Path,
+    limit: Option<usize>,
+    threads: Option<usize>,
+    outputs: Option<&Path>,
+) -> Result<Evaluation> {
+    let LoadedRun { file, meta, config, data, built } = load_run(path, limit, threads)?;
+    let BuiltModel { model, params, preset, .. } = &built;
+    let evaluation = data.test().evaluate(model.as_ref(), params, EVAL_BATCH)?;
     let epochs = meta.get("epoch").map(String::as_str).unwrap_or("?");
     let within = match meta.get("epoch_steps") {
         Some(steps) => format!(" and {steps} steps"),
@@ -1193,7 +1222,55 @@ pub fn eval(path: &Path, limit: Option<usize>, threads: Option<usize>) -> Result
         evaluation.samples
     );
     crate::output::print_out(&metric_table(None, &evaluation));
+    if let Some(dir) = outputs {
+        let written = write_outputs(&data, model.as_ref(), params, dir)?;
+        say!("wrote {} to {}", written.join(", "), dir.display());
+    }
     Ok(evaluation)
+}
+
+/// Writes the test split's inputs and the model's outputs on them to `dir` as `.npy` arrays
+/// (float32, samples in test order): `inputs.npy` (`[N, ...]`, the tensor the model reads) and
+/// `outputs.<task>.npy` per task; with one data set per task, `inputs.<task>.npy` instead of
+/// `inputs.npy`. Returns the file names.
+pub fn write_outputs(
+    data: &RunData,
+    model: &dyn MultiTaskModel,
+    params: &Params,
+    dir: &Path,
+) -> Result<Vec<String>> {
+    crate::output::create_dir(dir)?;
+    let tasks = model.tasks();
+    let mut files: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let array = |t: &tapestry_autodiff::Tensor| (t.shape().to_vec(), t.as_slice().to_vec());
+    let inputs = |d: &tapestry_data::MultiTaskDataset| {
+        (d.inputs.shape().to_vec(), d.inputs.iter().copied().collect::<Vec<f32>>())
+    };
+    match data {
+        RunData::Shared(splits) => {
+            let (shape, values) = inputs(&splits.test);
+            files.push(("inputs.npy".into(), shape, values));
+            let outputs = tapestry_mtl::metrics::predict(model, params, &splits.test, EVAL_BATCH)?;
+            for (spec, out) in tasks.iter().zip(&outputs) {
+                let (shape, values) = array(out);
+                files.push((format!("outputs.{}.npy", spec.name), shape, values));
+            }
+        }
+        RunData::PerTask { test, .. } => {
+            for (t, (spec, set)) in tasks.iter().zip(test).enumerate() {
+                let (shape, values) = inputs(set);
+                files.push((format!("inputs.{}.npy", spec.name), shape, values));
+                let outputs = tapestry_mtl::metrics::predict(model, params, set, EVAL_BATCH)?;
+                let (shape, values) = array(&outputs[t]);
+                files.push((format!("outputs.{}.npy", spec.name), shape, values));
+            }
+        }
+    }
+    for (name, shape, values) in &files {
+        let path = dir.join(name);
+        write_atomic(&path, &tapestry_data::npy::f32_npy_bytes(shape, values))?;
+    }
+    Ok(files.into_iter().map(|(name, ..)| name).collect())
 }
 
 /// Refuses a configuration that does not describe the run whose checkpoint `meta` comes from:

@@ -35,6 +35,7 @@ mod digits;
 mod error;
 mod fashion;
 mod idx;
+pub mod npy;
 mod registry;
 mod scenes;
 mod task;

@@ -20,7 +20,7 @@ use tapestry_data::{BatchOptions, MetricKind, MultiTaskDataset, TaskKind, TaskSp
 use tapestry_nn::{Ctx, Params};
 
 use crate::error::MtlError;
-use crate::model::{check_dataset, input_tensor, task_loss, MultiTaskModel};
+use crate::model::{check_dataset, check_inputs, input_tensor, task_loss, MultiTaskModel};
 
 /// The index of the largest of `scores[start + k * stride]`, `k < classes` (the first on ties).
 fn argmax(scores: &[f32], start: usize, stride: usize, classes: usize) -> usize {
@@ -485,6 +485,52 @@ pub fn evaluate_per_task(
     }
     let samples = datasets.iter().map(MultiTaskDataset::len).sum();
     Ok(Evaluation::from_metrics(tasks, &metrics, samples))
+}
+
+/// The outputs of `model` in eval mode (as [`evaluate`] runs it) on every sample of `dataset`,
+/// in sample order: per task of the model, `[N, ...]` with the task's output shape after the
+/// batch axis. Only the inputs are read, so a data set of one task's inputs serves too.
+///
+/// # Errors
+/// [`MtlError::InputShape`] if the samples do not fit the model, and [`MtlError::Config`] for
+/// an empty data set or a batch size of 0.
+pub fn predict(
+    model: &(impl MultiTaskModel + ?Sized),
+    params: &Params,
+    dataset: &MultiTaskDataset,
+    batch_size: usize,
+) -> Result<Vec<Tensor>, MtlError> {
+    check_inputs(model, dataset)?;
+    if dataset.is_empty() {
+        return Err(MtlError::Config(format!(
+            "data set `{}` has no samples to predict",
+            dataset.name
+        )));
+    }
+    let tasks = model.tasks().len();
+    let options = BatchOptions { batch_size, shuffle: false, seed: 0, drop_last: false };
+    let mut buffers = params.buffers().clone();
+    let mut values: Vec<Vec<f32>> = vec![Vec::new(); tasks];
+    let mut shapes: Vec<Vec<usize>> = vec![Vec::new(); tasks];
+    for batch in dataset.batches(&options, 0)? {
+        let tape = Tape::new();
+        let bound = params.bind_constant(&tape);
+        let mut ctx = Ctx::eval(&bound).with_buffers(&mut buffers);
+        let out = model.forward(tape.constant(input_tensor(&batch.inputs)), &mut ctx);
+        for (t, o) in out.outputs.iter().enumerate() {
+            let value = o.value();
+            values[t].extend_from_slice(value.as_slice());
+            shapes[t] = value.shape().to_vec();
+        }
+    }
+    Ok(values
+        .into_iter()
+        .zip(shapes)
+        .map(|(v, mut shape)| {
+            shape[0] = dataset.len();
+            Tensor::from_vec(&shape, v).expect("one output per sample")
+        })
+        .collect())
 }
 
 /// Runs `model` in eval mode over `dataset` and adds, for each `(task, position)` of `reads`,

@@ -472,6 +472,17 @@ pub fn check_dataset(
             });
         }
     }
+    check_inputs(model, dataset)
+}
+
+/// Checks that the samples of `dataset` have the input shape `model` fixes, if it fixes one.
+///
+/// # Errors
+/// [`MtlError::InputShape`] if they differ.
+pub fn check_inputs(
+    model: &(impl MultiTaskModel + ?Sized),
+    dataset: &MultiTaskDataset,
+) -> Result<(), MtlError> {
     if let Some(shape) = model.input_shape() {
         if dataset.sample_shape() != shape {
             return Err(MtlError::InputShape {
