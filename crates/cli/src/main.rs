@@ -24,6 +24,7 @@ mod meta;
 mod models;
 mod output;
 mod plots;
+mod report;
 mod run;
 mod rundir;
 
@@ -86,6 +87,18 @@ enum Command {
         /// it writes).
         #[arg(long)]
         pytorch: bool,
+    },
+    /// Write one self-contained HTML page (report.html) of runs or comparisons: summaries,
+    /// per-epoch tables, the plots inline, the configuration, and for several runs Δp against
+    /// the first.
+    Report {
+        /// Run directories, or a compare directory (its runs, baseline first).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// The page to write (default: report.html in the one directory given, or in the
+        /// current directory for several).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Train several weighting methods and architectures on the same data and seed and compare
     /// them (Δp over hard-sharing EW).
@@ -493,6 +506,10 @@ fn run(cli: Cli) -> Result<()> {
                 ));
             }
             let path = export::export_pytorch(&run)?;
+            say!("wrote {}", path.display());
+        }
+        Command::Report { runs, out } => {
+            let path = report::report(&runs, out.as_deref())?;
             say!("wrote {}", path.display());
         }
         Command::Methods => output::print_out(&compare::methods_table()),

@@ -930,14 +930,18 @@ fn interrupted(at: &str, out: &Path) -> CliError {
     ))
 }
 
-/// The files an earlier run left in `dir` (its checkpoint, log, configuration and plots), which
-/// a replacing run removes once it has a checkpoint of its own.
+/// The files an earlier run left in `dir` (its checkpoint, log, configuration, plots, exported
+/// model and report), which a replacing run removes once it has a checkpoint of its own.
 fn old_run_files(dir: &Path) -> Result<Vec<String>> {
     let mut found = rundir::run_files(dir, &RUN_FILES);
     let entries = std::fs::read_dir(dir).map_err(|e| CliError::io("read", dir, e))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if (name.ends_with(".svg") || name.ends_with(".png")) && entry.path().is_file() {
+        let derived = name.ends_with(".svg")
+            || name.ends_with(".png")
+            || name == crate::export::MODEL_FILE
+            || name == crate::report::REPORT_FILE;
+        if derived && entry.path().is_file() {
             found.push(name);
         }
     }
