@@ -188,3 +188,17 @@ fn report_refuses_what_it_cannot_read() {
     assert!(!d.join("report.html").exists());
     assert_bad(&tapestry(&["report", "all", "--out", "one"], d), "is a directory");
 }
+
+#[test]
+fn a_replaced_run_loses_its_old_report_and_exported_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train = [&["train"][..], &SMALL, &["1", "--out", "run"]].concat();
+    assert_ok(&tapestry(&train, d));
+    assert_ok(&tapestry(&["report", "run"], d));
+    assert_ok(&tapestry(&["export", "--pytorch", "run"], d));
+    assert!(d.join("run/report.html").is_file() && d.join("run/model.py").is_file());
+    assert_ok(&tapestry(&[&train[..], &["--force", "--arch", "mtan"]].concat(), d));
+    assert!(!d.join("run/report.html").exists(), "a report of the old run");
+    assert!(!d.join("run/model.py").exists(), "a model.py of the old architecture");
+}
