@@ -37,6 +37,7 @@ mod fashion;
 mod idx;
 mod registry;
 mod scenes;
+mod targets;
 mod task;
 
 pub use batch::{Batch, BatchIter, BatchOptions};
@@ -64,6 +65,7 @@ pub use scenes::{
     generate_scene, generate_scenes, scenes, scenes_tasks, Scene, ScenesConfig, Shape, ShapeKind,
     BACKGROUND_DEPTH, FARTHEST_DEPTH, NEAREST_DEPTH,
 };
+pub use targets::{read_target_table, TargetTable};
 pub use task::{LossKind, MetricKind, TaskKind, TaskSpec, MISSING_LABEL};
 
 /// A ChaCha8 generator for one purpose of one seed: each purpose draws from its own stream, so
