@@ -10,6 +10,7 @@
 //!   [`read_idx`] family; [`fashion_mnist`]: the folder as it is, one image and one class.
 //! - [`scenes`]: synthetic shapes with segmentation, depth and an image label.
 //! - [`csv_splits`]: users' own multi-target CSV tables.
+//! - [`images_splits`]: users' own images, a `.npy` (or IDX) array and a CSV of labels.
 //! - [`DatasetConfig::by_name`]: any of them by name.
 //!
 //! ```
@@ -35,6 +36,7 @@ mod digits;
 mod error;
 mod fashion;
 mod idx;
+mod images;
 mod registry;
 mod scenes;
 mod targets;
@@ -60,6 +62,7 @@ pub use fashion::{
 pub use idx::{
     parse_idx, read_idx, read_idx_images, read_idx_labels, write_idx, IdxArray, IdxImages,
 };
+pub use images::{images_splits, read_images, ImagesConfig, ImagesData};
 pub use registry::{DatasetConfig, DATASET_NAMES};
 pub use scenes::{
     generate_scene, generate_scenes, scenes, scenes_tasks, Scene, ScenesConfig, Shape, ShapeKind,
