@@ -39,14 +39,16 @@ pub const SCHEDULES: [&str; 3] = ["all", "round-robin", "sampled"];
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RunConfig {
-    /// The data set: `multidigits`, `multifashion`, `scenes` or `csv`.
+    /// The data set: `multidigits`, `multifashion`, `scenes`, `csv` or `images`.
     pub dataset: String,
-    /// The folder of `multifashion`, the file of `csv`.
+    /// The folder of `multifashion` and `images`, the file of `csv`.
     pub data_path: Option<PathBuf>,
     /// Use at most this many training and test samples (for quick runs).
     pub limit: Option<usize>,
-    /// The tasks of a CSV table, each `COLUMN` or `COLUMN:KIND` (see [`parse_target`]); empty
-    /// means one classification task on the last column.
+    /// The tasks of a CSV table or of an images folder's `labels.csv`, each `COLUMN` or
+    /// `COLUMN:KIND` (see [`parse_target`]); empty means one classification task on the last
+    /// column of a table, and a task of every column of `labels.csv` (a classification when
+    /// every label is an integer from 0, a regression otherwise).
     pub targets: Vec<String>,
     /// The tasks of the data set to train, by name (`left_digit`); empty means all of them.
     pub tasks: Vec<String>,
@@ -339,10 +341,12 @@ impl RunConfig {
             }
             check_multi_input(self.weighting()?.as_ref())?;
         }
-        let uses_csv = self.dataset == "csv" || self.multi_input_datasets().any(|d| d == "csv");
-        if !self.targets.is_empty() && !uses_csv {
+        let reads_targets = |d: &str| matches!(d, "csv" | "images");
+        let uses_targets =
+            reads_targets(&self.dataset) || self.multi_input_datasets().any(reads_targets);
+        if !self.targets.is_empty() && !uses_targets {
             return Err(invalid!(
-                "targets only apply to the csv data set, not to `{}`",
+                "targets only apply to the csv and images data sets, not to `{}`",
                 self.dataset
             ));
         }
@@ -519,7 +523,7 @@ pub fn parse_multi_input(entry: &str) -> Result<(String, String)> {
     Ok((dataset, task.to_string()))
 }
 
-/// Parses a CSV task: `COLUMN` or `COLUMN:KIND`, where `COLUMN` is a header name or a 1-based
+/// Parses a task of a CSV table or of an images folder's labels: `COLUMN` or `COLUMN:KIND`, where `COLUMN` is a header name or a 1-based
 /// column number and `KIND` is `class` (integer labels, the default), `named` (class names) or
 /// `regression`. The task is named after the column.
 pub fn parse_target(spec: &str) -> Result<CsvTask> {
@@ -578,6 +582,12 @@ mod tests {
         };
         assert!(bad(csv("price:banana")).contains("unknown kind `banana`"));
         assert!(bad(csv("0")).contains("start at 1"));
+        let images = RunConfig {
+            dataset: "images".into(),
+            targets: vec!["digit".into(), "size:regression".into()],
+            ..Default::default()
+        };
+        assert_eq!(images.validate().unwrap().targets, ["digit", "size:regression"]);
         assert_eq!(parse_target("3:regression").unwrap().columns, [Column::Index(2)]);
         assert_eq!(parse_target("species:named").unwrap().kind, CsvTargetKind::NamedClasses);
         let ok = RunConfig { method: "MGDA".into(), ..Default::default() }.validate().unwrap();

@@ -68,7 +68,7 @@ pub struct FinetuneArgs {
     /// The data set (default: the train run's; multidigits otherwise).
     #[arg(long)]
     dataset: Option<String>,
-    /// The folder or file of the data set (multifashion, fashion, csv).
+    /// The folder or file of the data set (multifashion, fashion, csv, images).
     #[arg(long)]
     data_path: Option<PathBuf>,
     /// Full-batch Adam steps on the K-shot set.

@@ -43,7 +43,7 @@ impl RunData {
             let test = some_tasks(&splits.test, &keep)?;
             return Ok(RunData::Shared(Box::new(Splits { train, test })));
         }
-        let takes_path = |d: &str| matches!(d, "fashion" | "multifashion" | "csv");
+        let takes_path = |d: &str| matches!(d, "fashion" | "multifashion" | "csv" | "images");
         if config.data_path.is_some() && !config.multi_input_datasets().any(takes_path) {
             return Err(invalid!(
                 "--data-path applies to none of the --multi-input data sets ({})",

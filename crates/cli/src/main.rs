@@ -253,17 +253,19 @@ struct RunArgs {
     /// A TOML file with any of the options below (names with underscores: batch_size = 64).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data set: multidigits (default), multifashion, scenes, csv.
+    /// Data set: multidigits (default), multifashion, scenes, csv, images.
     #[arg(long)]
     dataset: Option<String>,
-    /// The folder of multifashion (MNIST-format files) or the file of csv.
+    /// The folder of multifashion (MNIST-format files) or of images (images.npy and
+    /// labels.csv), or the file of csv.
     #[arg(long)]
     data_path: Option<PathBuf>,
     /// Use at most this many training and test samples.
     #[arg(long)]
     limit: Option<usize>,
-    /// A task of the csv data set, `COLUMN[:class|named|regression]` (repeat for more tasks;
-    /// COLUMN is a header name or a 1-based number). Default: a class label in the last column.
+    /// A task of the csv data set or of the images' labels.csv, `COLUMN[:class|named|regression]`
+    /// (repeat for more tasks; COLUMN is a header name or a 1-based number). Default: csv, a
+    /// class label in the last column; images, every column of labels.csv.
     #[arg(long = "target")]
     targets: Vec<String>,
     /// Train only these tasks of the data set, comma-separated (`--tasks left_digit`: a

@@ -52,18 +52,16 @@ pub fn metric_name(kind: MetricKind) -> &'static str {
 pub fn load_data(config: &RunConfig) -> Result<Splits> {
     let mut dataset =
         DatasetConfig::by_name(&config.dataset, config.seed, config.data_path.clone())?;
-    if let DatasetConfig::Csv(csv) = &mut dataset {
-        if !config.targets.is_empty() {
-            csv.tasks =
-                config.targets.iter().map(|t| parse_target(t)).collect::<Result<Vec<_>>>()?;
+    let targets = || config.targets.iter().map(|t| parse_target(t)).collect::<Result<Vec<_>>>();
+    match &mut dataset {
+        DatasetConfig::Csv(csv) if !config.targets.is_empty() => csv.tasks = targets()?,
+        DatasetConfig::Images(images) if !config.targets.is_empty() => {
+            images.tasks = Some(targets()?);
         }
-    }
-    if let DatasetConfig::Fashion(fashion) = &mut dataset {
-        fashion.max_samples = config.limit;
-    }
-    // Multi-Fashion composes only the images the limit keeps (the same ones, faster).
-    if let DatasetConfig::MultiFashion(fashion) = &mut dataset {
-        fashion.max_images = config.limit;
+        DatasetConfig::Fashion(fashion) => fashion.max_samples = config.limit,
+        // Multi-Fashion composes only the images the limit keeps (the same ones, faster).
+        DatasetConfig::MultiFashion(fashion) => fashion.max_images = config.limit,
+        _ => {}
     }
     let mut splits = dataset.load()?;
     if let Some(limit) = config.limit {
@@ -84,21 +82,29 @@ pub fn load_data(config: &RunConfig) -> Result<Splits> {
     if splits.test.is_empty() {
         return Err(invalid!("the test split of {source} is empty"));
     }
-    if let (DatasetConfig::Csv(csv), "csv") = (&dataset, config.dataset.as_str()) {
-        check_learnable(&splits, &csv.path)?;
+    match &dataset {
+        DatasetConfig::Csv(csv) => check_learnable(&splits, &csv.path, &csv.path)?,
+        DatasetConfig::Images(images) => {
+            let (train_labels, test_labels) = images.label_files();
+            check_learnable(&splits, &train_labels, &test_labels)?;
+        }
+        _ => {}
     }
     Ok(splits)
 }
 
 /// Refuses the tasks of a table that a run can neither learn nor score: a classification whose
 /// training rows hold one class, and a task without any label in the training or test rows.
-fn check_learnable(splits: &Splits, file: &Path) -> Result<()> {
+/// The training rows come from `train_file`, the test rows from `test_file`.
+fn check_learnable(splits: &Splits, train_file: &Path, test_file: &Path) -> Result<()> {
     for (t, spec) in splits.train.tasks.iter().enumerate() {
         let what = match &splits.train.targets[t] {
             TaskTargets::Classes { .. } => "label",
             _ => "value",
         };
-        for (split, name) in [(&splits.train, "training"), (&splits.test, "test")] {
+        for (split, name, file) in
+            [(&splits.train, "training", train_file), (&splits.test, "test", test_file)]
+        {
             if split.targets[t].present() == 0 {
                 return Err(invalid!(
                     "{}: no {name} row has a {what} for task {:?}, so it can be neither learned \
@@ -114,7 +120,7 @@ fn check_learnable(splits: &Splits, file: &Path) -> Result<()> {
                 return Err(invalid!(
                     "{}: the training rows give task {:?} only one class (label {}), so there is \
                      nothing to learn",
-                    file.display(),
+                    train_file.display(),
                     spec.name,
                     classes.first().expect("one class")
                 ));

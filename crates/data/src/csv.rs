@@ -6,16 +6,13 @@
 //! target cell that is empty, `NA`, `N/A`, `NaN` or `?` (any case) is missing: the sample is
 //! masked out of that task's loss and metric. A feature cell must be a number.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD, Axis};
-use rand::seq::SliceRandom;
 
-use crate::dataset::{MultiTaskDataset, Splits, TaskTargets};
+use crate::dataset::{check_test_fraction, MultiTaskDataset, Splits};
 use crate::error::{DataError, Result};
-use crate::seeded_rng;
-use crate::task::{TaskSpec, MISSING_LABEL};
+use crate::targets::{parse_targets, task_columns, TargetTable};
 
 /// The most classes an integer-labelled task may have when the count is taken from the labels
 /// (the largest label plus one): one stray large label would otherwise ask for a head of that
@@ -174,10 +171,13 @@ pub struct CsvData {
 }
 
 /// A parsed file: the header (if any) and the rows with their line numbers.
-struct Table {
-    header: Option<Vec<String>>,
-    rows: Vec<(usize, Vec<String>)>,
-    width: usize,
+pub(crate) struct Table {
+    /// The header's cells, trimmed.
+    pub(crate) header: Option<Vec<String>>,
+    /// Each data row's 1-based line number and cells.
+    pub(crate) rows: Vec<(usize, Vec<String>)>,
+    /// The number of cells of every line.
+    pub(crate) width: usize,
 }
 
 /// Splits one line into cells.
@@ -215,7 +215,7 @@ fn split_record(line: &str, delimiter: char) -> std::result::Result<Vec<String>,
 }
 
 /// Reads and splits the file into a header and rows of equal width.
-fn read_table(path: &Path, has_header: bool, delimiter: char) -> Result<Table> {
+pub(crate) fn read_table(path: &Path, has_header: bool, delimiter: char) -> Result<Table> {
     let text = std::fs::read_to_string(path)
         .map_err(|source| DataError::Io { path: path.into(), source })?;
     // A byte order mark (Excel's "CSV UTF-8") is not part of the first cell.
@@ -262,8 +262,19 @@ fn read_table(path: &Path, has_header: bool, delimiter: char) -> Result<Table> {
 }
 
 impl Table {
+    /// Refuses a file without data rows.
+    pub(crate) fn check_rows(&self, path: &Path) -> Result<()> {
+        if self.rows.is_empty() {
+            return Err(DataError::Format {
+                path: path.into(),
+                message: "the file has a header but no data rows".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// The 0-based position of a column.
-    fn resolve(&self, column: &Column, path: &Path) -> Result<usize> {
+    pub(crate) fn resolve(&self, column: &Column, path: &Path) -> Result<usize> {
         match column {
             Column::Last => Ok(self.width - 1),
             Column::Index(i) if *i < self.width => Ok(*i),
@@ -309,11 +320,22 @@ impl Table {
     }
 
     /// How errors name column `j`: its 1-based position and, with a header, its name.
-    fn describe(&self, j: usize) -> String {
+    pub(crate) fn describe(&self, j: usize) -> String {
         match &self.header {
             Some(h) => format!("{} ({:?})", j + 1, h[j]),
             None => (j + 1).to_string(),
         }
+    }
+
+    /// A [`DataError::Csv`] for the cell of column `j` on line `line`.
+    pub(crate) fn cell_error(
+        &self,
+        path: &Path,
+        line: usize,
+        j: usize,
+        message: String,
+    ) -> DataError {
+        DataError::Csv { path: path.into(), line, column: self.describe(j), message }
     }
 
     /// The name of column `j` for feature lists.
@@ -326,7 +348,7 @@ impl Table {
 }
 
 /// Why `cell` is not a number a feature or regression cell can hold.
-fn not_a_number(cell: &str) -> String {
+pub(crate) fn not_a_number(cell: &str) -> String {
     match cell.parse::<f64>() {
         Ok(v) if v.is_finite() => {
             format!("{cell:?} is too large for a 32-bit float (at most about 3.4e38)")
@@ -337,7 +359,7 @@ fn not_a_number(cell: &str) -> String {
 }
 
 /// Whether a target cell is missing.
-fn is_missing(cell: &str) -> bool {
+pub(crate) fn is_missing(cell: &str) -> bool {
     let cell = cell.trim();
     cell.is_empty() || ["na", "n/a", "nan", "?"].iter().any(|m| cell.eq_ignore_ascii_case(m))
 }
@@ -358,66 +380,9 @@ fn is_missing(cell: &str) -> bool {
 pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
     let path = config.path.as_path();
     let table = read_table(path, config.has_header, config.delimiter)?;
-    if table.rows.is_empty() {
-        return Err(DataError::Format {
-            path: path.into(),
-            message: "the file has a header but no data rows".into(),
-        });
-    }
-    let mut used = Vec::new();
-    let mut owners: Vec<&str> = Vec::new();
-    let mut task_columns = Vec::new();
-    for task in &config.tasks {
-        let columns =
-            task.columns.iter().map(|c| table.resolve(c, path)).collect::<Result<Vec<_>>>()?;
-        let mut seen: Vec<usize> = Vec::new();
-        for &j in &columns {
-            let reuse = if seen.contains(&j) {
-                Some(format!("is listed twice in task {:?}", task.name))
-            } else {
-                used.iter().position(|&u| u == j).map(|k| {
-                    format!("is the target of both task {:?} and task {:?}", owners[k], task.name)
-                })
-            };
-            if let Some(reuse) = reuse {
-                return Err(DataError::Format {
-                    path: path.into(),
-                    message: format!("column {} {reuse}", table.describe(j)),
-                });
-            }
-            seen.push(j);
-        }
-        if let CsvTargetKind::Classification { classes: Some(c) } = task.kind {
-            if c > MAX_CSV_CLASSES {
-                return Err(DataError::Format {
-                    path: path.into(),
-                    message: format!(
-                        "task {:?} asks for {c} classes, more than the {MAX_CSV_CLASSES} a task may have",
-                        task.name
-                    ),
-                });
-            }
-        }
-        let arity_ok = match task.kind {
-            CsvTargetKind::Classification { .. } | CsvTargetKind::NamedClasses => {
-                columns.len() == 1
-            }
-            CsvTargetKind::Regression => !columns.is_empty(),
-        };
-        if !arity_ok {
-            return Err(DataError::Format {
-                path: path.into(),
-                message: format!(
-                    "task {:?} has {} target columns; classification needs 1, regression at least 1",
-                    task.name,
-                    columns.len()
-                ),
-            });
-        }
-        owners.extend(columns.iter().map(|_| task.name.as_str()));
-        used.extend_from_slice(&columns);
-        task_columns.push(columns);
-    }
+    table.check_rows(path)?;
+    let task_columns = task_columns(&table, path, &config.tasks)?;
+    let used = task_columns.concat();
     let features = match &config.features {
         Some(columns) => {
             columns.iter().map(|c| table.resolve(c, path)).collect::<Result<Vec<_>>>()?
@@ -446,12 +411,8 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
             message: format!("column {} is both a feature and a target", table.describe(j)),
         });
     }
-    let cell_error = |line: usize, j: usize, message: String| DataError::Csv {
-        path: path.into(),
-        line,
-        column: table.describe(j),
-        message,
-    };
+    let cell_error =
+        |line: usize, j: usize, message: String| table.cell_error(path, line, j, message);
 
     let n = table.rows.len();
     let mut inputs = Array2::<f32>::zeros((n, features.len()));
@@ -468,113 +429,11 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
         }
     }
 
-    let no_labels = |task: &str| DataError::Format {
-        path: path.into(),
-        message: format!("classification task {task:?} has no label in any row"),
-    };
-    let mut specs = Vec::new();
-    let mut targets = Vec::new();
-    let mut class_names = Vec::new();
-    for (task, columns) in config.tasks.iter().zip(&task_columns) {
-        match task.kind {
-            CsvTargetKind::Classification { classes } => {
-                let j = columns[0];
-                let mut labels = Vec::with_capacity(n);
-                for (line, cells) in &table.rows {
-                    let cell = cells[j].trim();
-                    if is_missing(cell) {
-                        labels.push(MISSING_LABEL);
-                        continue;
-                    }
-                    let label = cell.parse::<i64>().ok().filter(|&l| l >= 0).ok_or_else(|| {
-                        cell_error(
-                            *line,
-                            j,
-                            format!(
-                                "cannot parse {cell:?} as a class label (an integer from 0; \
-                                 text labels need named classes)"
-                            ),
-                        )
-                    })?;
-                    if classes.is_none() && label >= MAX_CSV_CLASSES as i64 {
-                        return Err(cell_error(
-                            *line,
-                            j,
-                            format!(
-                                "class label {label} would make {} classes, more than the \
-                                 {MAX_CSV_CLASSES} a task may have; correct it if it is a typo, or \
-                                 read the column as named classes if the labels are identifiers",
-                                label as u64 + 1
-                            ),
-                        ));
-                    }
-                    if let Some(c) = classes.filter(|&c| label >= c as i64) {
-                        return Err(cell_error(
-                            *line,
-                            j,
-                            format!("class label {label} is not below {c}"),
-                        ));
-                    }
-                    labels.push(label);
-                }
-                let Some(largest) = labels.iter().copied().max().filter(|&l| l >= 0) else {
-                    return Err(no_labels(&task.name));
-                };
-                let classes = classes.unwrap_or(largest as usize + 1);
-                specs.push(TaskSpec::classification(task.name.clone(), classes));
-                targets.push(TaskTargets::Classes { labels });
-                class_names.push(Vec::new());
-            }
-            CsvTargetKind::NamedClasses => {
-                let j = columns[0];
-                let cells = || table.rows.iter().map(|(_, cells)| cells[j].trim());
-                let names: BTreeSet<&str> = cells().filter(|c| !is_missing(c)).collect();
-                if names.is_empty() {
-                    return Err(no_labels(&task.name));
-                }
-                let names: Vec<String> = names.into_iter().map(String::from).collect();
-                let labels = cells()
-                    .map(|c| match names.binary_search_by(|name| name.as_str().cmp(c)) {
-                        Ok(label) => label as i64,
-                        Err(_) => MISSING_LABEL,
-                    })
-                    .collect();
-                specs.push(TaskSpec::classification(task.name.clone(), names.len()));
-                targets.push(TaskTargets::Classes { labels });
-                class_names.push(names);
-            }
-            CsvTargetKind::Regression => {
-                let mut values = Array2::<f32>::zeros((n, columns.len()));
-                let mut mask = vec![true; n];
-                for (i, (line, cells)) in table.rows.iter().enumerate() {
-                    for (k, &j) in columns.iter().enumerate() {
-                        let cell = cells[j].trim();
-                        match cell.parse::<f32>() {
-                            Ok(v) if v.is_finite() => values[[i, k]] = v,
-                            _ if is_missing(cell) => mask[i] = false,
-                            _ => return Err(cell_error(*line, j, not_a_number(cell))),
-                        }
-                    }
-                    if !mask[i] {
-                        values.row_mut(i).fill(0.0);
-                    }
-                }
-                if !mask.contains(&true) {
-                    return Err(DataError::Format {
-                        path: path.into(),
-                        message: format!("regression task {:?} has no value in any row", task.name),
-                    });
-                }
-                let mask = if mask.iter().all(|&m| m) { None } else { Some(mask) };
-                specs.push(TaskSpec::regression(task.name.clone(), columns.len()));
-                targets.push(TaskTargets::Values { values, mask });
-                class_names.push(Vec::new());
-            }
-        }
-    }
+    let TargetTable { tasks, targets, class_names, .. } =
+        parse_targets(&table, path, &config.tasks, &task_columns)?;
     let name =
         path.file_stem().map_or_else(|| "csv".to_string(), |s| s.to_string_lossy().into_owned());
-    let dataset = MultiTaskDataset::new(name, inputs.into_dyn(), specs, targets)?;
+    let dataset = MultiTaskDataset::new(name, inputs.into_dyn(), tasks, targets)?;
     let feature_names = features.iter().map(|&j| table.name(j)).collect();
     Ok(CsvTable { dataset, feature_names, class_names })
 }
@@ -583,19 +442,9 @@ pub fn read_csv(config: &CsvConfig) -> Result<CsvTable> {
 /// standardises the features with statistics of the training rows only. Fails as [`read_csv`]
 /// does, and with [`DataError::Config`] when the test fraction is outside `0..1`.
 pub fn csv_splits(config: &CsvConfig) -> Result<CsvData> {
-    if !(0.0..1.0).contains(&config.test_fraction) {
-        return Err(DataError::Config(format!(
-            "the test fraction must lie in 0..1, got {}",
-            config.test_fraction
-        )));
-    }
+    check_test_fraction(config.test_fraction)?;
     let CsvTable { dataset, feature_names, class_names } = read_csv(config)?;
-    let mut order: Vec<usize> = (0..dataset.len()).collect();
-    order.shuffle(&mut seeded_rng(config.seed, 0));
-    let n_test = (dataset.len() as f64 * config.test_fraction).round() as usize;
-    let (test_rows, train_rows) = order.split_at(n_test);
-    let mut train = dataset.subset(format!("{}/train", dataset.name), train_rows);
-    let mut test = dataset.subset(format!("{}/test", dataset.name), test_rows);
+    let Splits { mut train, mut test } = dataset.random_splits(config.test_fraction, config.seed);
     let standardizer = config.standardize.then(|| {
         let s = Standardizer::fit(&train.inputs);
         s.apply(&mut train.inputs);

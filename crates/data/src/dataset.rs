@@ -1,9 +1,11 @@
 //! The in-memory multi-task data set: one input array, one target store per task.
 
 use ndarray::{Array2, Array3, ArrayD, Axis, Ix4};
+use rand::seq::SliceRandom;
 
 use crate::batch::{BatchIter, BatchOptions};
 use crate::error::{DataError, Result};
+use crate::seeded_rng;
 use crate::task::{TaskKind, TaskSpec, MISSING_LABEL};
 
 /// The targets of one task for every sample of a data set (or of a batch), indexed by sample
@@ -259,10 +261,33 @@ impl MultiTaskDataset {
         })
     }
 
+    /// The samples split at random (drawn with `seed`) into a training set and a test set of
+    /// `len * test_fraction` samples (rounded), named `{name}/train` and `{name}/test`.
+    pub(crate) fn random_splits(&self, test_fraction: f64, seed: u64) -> Splits {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.shuffle(&mut seeded_rng(seed, 0));
+        let n_test = (self.len() as f64 * test_fraction).round() as usize;
+        let (test_rows, train_rows) = order.split_at(n_test);
+        Splits {
+            train: self.subset(format!("{}/train", self.name), train_rows),
+            test: self.subset(format!("{}/test", self.name), test_rows),
+        }
+    }
+
     /// The batches of one epoch; see [`BatchOptions`]. Fails when the batch size is 0.
     pub fn batches(&self, options: &BatchOptions, epoch: u64) -> Result<BatchIter<'_>> {
         BatchIter::new(self, options, epoch)
     }
+}
+
+/// Refuses a test fraction outside `0..1`.
+pub(crate) fn check_test_fraction(test_fraction: f64) -> Result<()> {
+    if !(0.0..1.0).contains(&test_fraction) {
+        return Err(DataError::Config(format!(
+            "the test fraction must lie in 0..1, got {test_fraction}"
+        )));
+    }
+    Ok(())
 }
 
 /// A train and a test split of one data set, with the same tasks.

@@ -73,7 +73,7 @@ pub enum DataError {
     },
     /// A data set name that [`DatasetConfig::by_name`](crate::DatasetConfig::by_name) does not
     /// know.
-    #[error("unknown data set {0:?}; known: multidigits, multifashion, scenes, csv")]
+    #[error("unknown data set {0:?}; known: multidigits, multifashion, scenes, csv, images")]
     UnknownDataset(String),
 }
 

@@ -10,6 +10,7 @@
 //!   [`read_idx`] family; [`fashion_mnist`]: the folder as it is, one image and one class.
 //! - [`scenes`]: synthetic shapes with segmentation, depth and an image label.
 //! - [`csv_splits`]: users' own multi-target CSV tables.
+//! - [`images_splits`]: users' own images, a `.npy` (or IDX) array and a CSV of labels.
 //! - [`DatasetConfig::by_name`]: any of them by name.
 //!
 //! ```
@@ -35,9 +36,11 @@ mod digits;
 mod error;
 mod fashion;
 mod idx;
+mod images;
 pub mod npy;
 mod registry;
 mod scenes;
+mod targets;
 mod task;
 
 pub use batch::{Batch, BatchIter, BatchOptions};
@@ -60,11 +63,13 @@ pub use fashion::{
 pub use idx::{
     parse_idx, read_idx, read_idx_images, read_idx_labels, write_idx, IdxArray, IdxImages,
 };
+pub use images::{images_splits, read_images, ImagesConfig, ImagesData};
 pub use registry::{DatasetConfig, DATASET_NAMES};
 pub use scenes::{
     generate_scene, generate_scenes, scenes, scenes_tasks, Scene, ScenesConfig, Shape, ShapeKind,
     BACKGROUND_DEPTH, FARTHEST_DEPTH, NEAREST_DEPTH,
 };
+pub use targets::{read_target_table, TargetTable};
 pub use task::{LossKind, MetricKind, TaskKind, TaskSpec, MISSING_LABEL};
 
 /// A ChaCha8 generator for one purpose of one seed: each purpose draws from its own stream, so

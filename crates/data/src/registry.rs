@@ -1,5 +1,5 @@
 //! Data sets by name, for the command line: `multidigits`, `multifashion`, `scenes`, `csv`,
-//! `fashion`.
+//! `images`, `fashion`.
 
 use std::path::PathBuf;
 
@@ -8,10 +8,12 @@ use crate::dataset::Splits;
 use crate::digits::{multidigits, MultiDigitsConfig};
 use crate::error::{DataError, Result};
 use crate::fashion::{fashion_mnist, multifashion, FashionConfig, MultiFashionConfig};
+use crate::images::{images_splits, ImagesConfig};
 use crate::scenes::{scenes, ScenesConfig};
 
 /// The names [`DatasetConfig::by_name`] knows, the default first.
-pub const DATASET_NAMES: [&str; 5] = ["multidigits", "multifashion", "scenes", "csv", "fashion"];
+pub const DATASET_NAMES: [&str; 6] =
+    ["multidigits", "multifashion", "scenes", "csv", "images", "fashion"];
 
 /// The configuration of any data set of the crate.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +26,8 @@ pub enum DatasetConfig {
     Scenes(ScenesConfig),
     /// A CSV table.
     Csv(CsvConfig),
+    /// A folder of images and their labels.
+    Images(ImagesConfig),
     /// Fashion-MNIST (or MNIST) as it is, from an MNIST-format folder.
     Fashion(FashionConfig),
 }
@@ -31,11 +35,13 @@ pub enum DatasetConfig {
 impl DatasetConfig {
     /// The default configuration of the data set called `name` (case-insensitive), with the
     /// given seed. `path` is the folder of `multifashion` and `fashion` (default
-    /// [`FASHION_MNIST_DIR`](crate::FASHION_MNIST_DIR)) and the file of `csv` (required; read
-    /// with [`CsvConfig::last_column_classification`]); the other data sets take no path.
+    /// [`FASHION_MNIST_DIR`](crate::FASHION_MNIST_DIR)), the file of `csv` (required; read
+    /// with [`CsvConfig::last_column_classification`]) and the folder of `images` (required; read
+    /// with [`ImagesConfig::new`]); the other data sets take no path.
     ///
     /// Fails with [`DataError::UnknownDataset`] for an unknown name, and with
-    /// [`DataError::Config`] when `csv` has no path or a data set that takes no path gets one.
+    /// [`DataError::Config`] when `csv` or `images` has no path or a data set that takes no path
+    /// gets one.
     pub fn by_name(name: &str, seed: u64, path: Option<PathBuf>) -> Result<Self> {
         let name = name.to_ascii_lowercase();
         let no_path = |config: DatasetConfig| match &path {
@@ -74,6 +80,16 @@ impl DatasetConfig {
                     ..CsvConfig::last_column_classification(path)
                 }))
             }
+            "images" => {
+                let dir = path.ok_or_else(|| {
+                    DataError::Config(
+                        "data set \"images\" needs the path of a folder holding images.npy and \
+                         labels.csv"
+                            .into(),
+                    )
+                })?;
+                Ok(DatasetConfig::Images(ImagesConfig { seed, ..ImagesConfig::new(dir) }))
+            }
             _ => Err(DataError::UnknownDataset(name)),
         }
     }
@@ -85,6 +101,7 @@ impl DatasetConfig {
             DatasetConfig::MultiFashion(_) => "multifashion",
             DatasetConfig::Scenes(_) => "scenes",
             DatasetConfig::Csv(_) => "csv",
+            DatasetConfig::Images(_) => "images",
             DatasetConfig::Fashion(_) => "fashion",
         }
     }
@@ -96,6 +113,7 @@ impl DatasetConfig {
             DatasetConfig::MultiFashion(c) => Ok(multifashion(c)?.splits),
             DatasetConfig::Scenes(c) => scenes(c),
             DatasetConfig::Csv(c) => Ok(csv_splits(c)?.splits),
+            DatasetConfig::Images(c) => Ok(images_splits(c)?.splits),
             DatasetConfig::Fashion(c) => fashion_mnist(c),
         }
     }

@@ -4,7 +4,10 @@ use tapestry_data::{write_idx, DataError, DatasetConfig, DATASET_NAMES};
 
 #[test]
 fn every_name_is_known_and_others_are_refused() {
-    assert_eq!(DATASET_NAMES, ["multidigits", "multifashion", "scenes", "csv", "fashion"]);
+    assert_eq!(
+        DATASET_NAMES,
+        ["multidigits", "multifashion", "scenes", "csv", "images", "fashion"]
+    );
     for name in ["multidigits", "scenes", "multifashion", "fashion"] {
         assert_eq!(DatasetConfig::by_name(name, 0, None).unwrap().name(), name);
     }
@@ -17,6 +20,8 @@ fn every_name_is_known_and_others_are_refused() {
     );
     let err = DatasetConfig::by_name("csv", 0, None).unwrap_err();
     assert!(err.to_string().contains("needs the path"), "{err}");
+    let err = DatasetConfig::by_name("images", 0, None).unwrap_err();
+    assert!(err.to_string().contains("needs the path of a folder"), "{err}");
     assert!(DatasetConfig::by_name("scenes", 0, Some("x".into())).is_err());
 }
 
