@@ -1,5 +1,6 @@
 //! `tapestry export --pytorch RUN`: the run's model as PyTorch code, so that a model trained
-//! here carries on in PyTorch.
+//! here carries on in PyTorch; `tapestry export --data RUN`: the run's data, exactly as it
+//! trains on them, as an images folder that numpy (and `--dataset images`) reads.
 //!
 //! `RUN/model.py` is one self-contained file: `torch.nn.Module` classes for every architecture
 //! of `--arch` and the layers of every preset of `--model`, laid out so that PyTorch's own
@@ -16,9 +17,10 @@ use serde_json::json;
 use tapestry_data::TaskKind;
 
 use crate::error::Result;
+use crate::inputs::RunData;
 use crate::invalid;
 use crate::models::resolve_preset;
-use crate::output::write_atomic;
+use crate::output::{create_dir, write_atomic};
 use crate::run::{load_run, LoadedRun};
 use crate::rundir::LockedDir;
 
@@ -29,15 +31,40 @@ const MODEL_PY: &str = include_str!("export_model.py");
 /// The file `export --pytorch` writes beside the checkpoint.
 pub const MODEL_FILE: &str = "model.py";
 
-/// Writes `model.py` for the run in `run` (a run directory or its checkpoint file) beside its
-/// checkpoint and returns its path.
+/// What `tapestry export` writes.
+#[derive(Debug, Default)]
+pub struct Export {
+    /// `model.py` beside the checkpoint.
+    pub pytorch: bool,
+    /// The run's data, to this folder.
+    pub data: Option<PathBuf>,
+}
+
+/// Loads the run in `run` (a run directory or its checkpoint file, as for `tapestry eval`)
+/// once and writes what `what` asks for; returns one line per folder written.
 ///
 /// # Errors
-/// If the run cannot be loaded (as for `tapestry eval`), a task's name cannot be a PyTorch
-/// module name (empty, or holding a `.`), the directory is being written by another command,
-/// or the file cannot be written.
-pub fn export_pytorch(run: &Path) -> Result<PathBuf> {
-    let LoadedRun { file, config, data, built, .. } = load_run(run, None, None)?;
+/// If the run cannot be loaded, or as [`export_pytorch`] and [`export_data`].
+pub fn export(run: &Path, what: &Export) -> Result<Vec<String>> {
+    let loaded = load_run(run, None, None)?;
+    let mut lines = Vec::new();
+    if what.pytorch {
+        lines.push(format!("wrote {}", export_pytorch(&loaded)?.display()));
+    }
+    if let Some(dir) = &what.data {
+        let files = export_data(&loaded, run, dir)?;
+        lines.push(format!("wrote {} to {}", files.join(", "), dir.display()));
+    }
+    Ok(lines)
+}
+
+/// Writes `model.py` for the loaded run beside its checkpoint and returns its path.
+///
+/// # Errors
+/// If a task's name cannot be a PyTorch module name (empty, or holding a `.`), the directory
+/// is being written by another command, or the file cannot be written.
+pub fn export_pytorch(loaded: &LoadedRun) -> Result<PathBuf> {
+    let LoadedRun { file, config, data, built, .. } = loaded;
     let tasks = data.tasks();
     if let Some(bad) = tasks.iter().find(|t| t.name.is_empty() || t.name.contains('.')) {
         return Err(invalid!(
@@ -92,4 +119,27 @@ pub fn export_pytorch(run: &Path) -> Result<PathBuf> {
     let path = dir.join(MODEL_FILE);
     write_atomic(&path, format!("{source}{MODEL_PY}").as_bytes())?;
     Ok(path)
+}
+
+/// Writes the train and test data of the loaded run (from `run`) to `dir` as an images folder
+/// (`images.npy`, `labels.csv`, `test_images.npy`, `test_labels.csv`; see
+/// [`tapestry_data::images_folder_files`]) and returns the file names.
+///
+/// # Errors
+/// If the run has one data set per task (`--multi-input`), its samples are not images or a
+/// task has no column in a labels file (per-pixel and multi-value targets), or a file cannot be
+/// written.
+pub fn export_data(loaded: &LoadedRun, run: &Path, dir: &Path) -> Result<Vec<String>> {
+    let RunData::Shared(splits) = &loaded.data else {
+        return Err(invalid!(
+            "{} trains each task on its own data set (--multi-input), which one images folder cannot hold",
+            run.display()
+        ));
+    };
+    let files = tapestry_data::images_folder_files(splits)?;
+    create_dir(dir)?;
+    for (name, bytes) in &files {
+        write_atomic(&dir.join(name), bytes)?;
+    }
+    Ok(files.into_iter().map(|(name, _)| name).collect())
 }

@@ -78,15 +78,23 @@ enum Command {
         #[arg(long)]
         outputs: Option<PathBuf>,
     },
-    /// Write a run's model as PyTorch code: RUN/model.py, a torch.nn.Module with the
-    /// checkpoint's parameter names and a loader for checkpoint.safetensors.
+    /// Write a run's model as PyTorch code (RUN/model.py, a torch.nn.Module with the
+    /// checkpoint's parameter names and a loader for checkpoint.safetensors) and its data as an
+    /// images folder of .npy arrays and CSV labels.
     Export {
         /// The run directory.
         run: PathBuf,
-        /// Write model.py (the one export there is; required, so that the command says what
-        /// it writes).
+        /// Write RUN/model.py.
         #[arg(long)]
         pytorch: bool,
+        /// Write the run's train and test data, exactly as it trains on them, as an images
+        /// folder (images.npy, labels.csv, test_images.npy, test_labels.csv) that
+        /// `--dataset images` and numpy read.
+        #[arg(long)]
+        data: bool,
+        /// The folder of --data (default: RUN/data).
+        #[arg(long, requires = "data")]
+        out: Option<PathBuf>,
     },
     /// Write one self-contained HTML page (report.html) of runs or comparisons: summaries,
     /// per-epoch tables, the plots inline, the configuration, and for several runs Δp against
@@ -501,14 +509,16 @@ fn run(cli: Cli) -> Result<()> {
             say!("{table}");
             say!("wrote compare.json, compare.txt and tradeoff.svg to {}", out.display());
         }
-        Command::Export { run, pytorch } => {
-            if !pytorch {
+        Command::Export { run, pytorch, data, out } => {
+            if !pytorch && !data {
                 return Err(CliError::Invalid(
-                    "export needs a format: --pytorch writes RUN/model.py".into(),
+                    "export needs something to write: --pytorch (RUN/model.py) or --data (the run's data as .npy and CSV)".into(),
                 ));
             }
-            let path = export::export_pytorch(&run)?;
-            say!("wrote {}", path.display());
+            let data = data.then(|| out.unwrap_or_else(|| run.join("data")));
+            for line in export::export(&run, &export::Export { pytorch, data })? {
+                say!("{line}");
+            }
         }
         Command::Report { runs, out } => {
             let path = report::report(&runs, out.as_deref())?;

@@ -188,5 +188,59 @@ fn export_refuses_what_it_cannot_write() {
     assert_bad(&tapestry(&["export", "--pytorch", "dotted"], d), "cannot name a PyTorch module");
     assert!(!d.join("dotted/model.py").exists());
     // The format must be named.
-    assert_bad(&tapestry(&["export", "dotted"], d), "--pytorch");
+    assert_bad(&tapestry(&["export", "dotted"], d), "--pytorch (RUN/model.py) or --data");
+}
+
+/// The epoch records' train and test losses and metrics of a run's log.
+fn epoch_results(log: &Path) -> Vec<(serde_json::Value, serde_json::Value)> {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["kind"] == "epoch")
+        .map(|r| (r["train"].clone(), r["test"].clone()))
+        .collect()
+}
+
+#[test]
+fn exported_data_is_exactly_what_the_run_trains_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let common = ["--epochs", "2", "--limit", "256", "--batch-size", "64", "-q", "--seed", "4"];
+    assert_ok(&tapestry(&[&["train", "--out", "digits"][..], &common].concat(), d), "train");
+    let out = tapestry(&["export", "--data", "digits"], d);
+    assert_ok(&out, "export --data");
+    assert!(text(&out.stdout).contains("images.npy, labels.csv, test_images.npy, test_labels.csv"));
+    // Trained again from the folder, the run is the same run: every loss and metric, bit for bit.
+    let again = ["train", "--out", "again", "--dataset", "images", "--data-path", "digits/data"];
+    assert_ok(&tapestry(&[&again[..], &common].concat(), d), "train on the folder");
+    let (a, b) = (
+        epoch_results(&d.join("digits/metrics.jsonl")),
+        epoch_results(&d.join("again/metrics.jsonl")),
+    );
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b);
+
+    // What an images folder cannot hold is refused with one sentence.
+    assert_ok(
+        &tapestry(
+            &[
+                "train",
+                "--dataset",
+                "scenes",
+                "--limit",
+                "16",
+                "--epochs",
+                "1",
+                "-q",
+                "--out",
+                "scenes",
+            ],
+            d,
+        ),
+        "scenes",
+    );
+    assert_bad(&tapestry(&["export", "--data", "scenes"], d), "has no column in a labels file");
+    assert!(!d.join("scenes/data").exists());
+    assert_bad(&tapestry(&["export", "--out", "x", "digits"], d), "--data");
 }

@@ -122,6 +122,81 @@ pub fn images_splits(config: &ImagesConfig) -> Result<ImagesData> {
     Ok(ImagesData { splits, class_names })
 }
 
+/// The files of an images folder holding `splits` with a fixed test split, as
+/// `(file name, bytes)`: `images.npy` and `test_images.npy` (float32 `[N, C, H, W]`, the inputs
+/// exactly) and `labels.csv` and `test_labels.csv` (a column per task, a missing label as an
+/// empty cell, regression values written with a decimal point so that reading infers them as
+/// regression). [`images_splits`] reads the folder back to the same inputs and targets; a
+/// classification task comes back with as many classes as its largest label asks for.
+///
+/// # Errors
+/// [`DataError::Config`] if the samples are not images `[C, H, W]`, or a task is not a
+/// classification or a regression of one value (per-pixel and multi-value targets have no
+/// column of their own).
+pub fn images_folder_files(splits: &Splits) -> Result<Vec<(String, Vec<u8>)>> {
+    let shape = splits.train.sample_shape();
+    if shape.len() != 3 {
+        return Err(DataError::Config(format!(
+            "an images folder holds images [C, H, W], but the samples have shape {shape:?}"
+        )));
+    }
+    let mut files = Vec::new();
+    for (prefix, split) in [("", &splits.train), ("test_", &splits.test)] {
+        let inputs = split.inputs.as_standard_layout();
+        let values = inputs.as_slice().expect("standard layout");
+        files.push((
+            format!("{prefix}images.npy"),
+            crate::npy::f32_npy_bytes(inputs.shape(), values),
+        ));
+        files.push((format!("{prefix}{LABELS_FILE}"), labels_csv(split)?.into_bytes()));
+    }
+    Ok(files)
+}
+
+/// The targets of `split` as `labels.csv`.
+fn labels_csv(split: &MultiTaskDataset) -> Result<String> {
+    let quote = |name: &str| {
+        if name.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", name.replace('"', "\"\""))
+        } else {
+            name.to_string()
+        }
+    };
+    let names: Vec<String> = split.tasks.iter().map(|t| quote(&t.name)).collect();
+    let mut columns: Vec<Vec<String>> = Vec::new();
+    for (spec, targets) in split.tasks.iter().zip(&split.targets) {
+        let column = match (&spec.kind, targets) {
+            (TaskKind::Classification { .. }, TaskTargets::Classes { labels }) => labels
+                .iter()
+                .map(|&l| if l == MISSING_LABEL { String::new() } else { l.to_string() })
+                .collect(),
+            (TaskKind::Regression { dim: 1 }, TaskTargets::Values { values, mask }) => (0..values
+                .nrows())
+                .map(|i| match mask {
+                    Some(m) if !m[i] => String::new(),
+                    // `{:?}` writes the shortest exact form, with a decimal point.
+                    _ => format!("{:?}", values[[i, 0]]),
+                })
+                .collect(),
+            _ => {
+                return Err(DataError::Config(format!(
+                    "task `{}` ({:?}) has no column in a labels file: an images folder holds classifications and regressions of one value",
+                    spec.name, spec.kind
+                )))
+            }
+        };
+        columns.push(column);
+    }
+    let mut text = names.join(",");
+    text.push('\n');
+    for i in 0..split.len() {
+        let row: Vec<&str> = columns.iter().map(|c| c[i].as_str()).collect();
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    Ok(text)
+}
+
 /// The files of an images folder.
 struct FolderFiles {
     /// The images file.

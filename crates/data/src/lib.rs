@@ -63,7 +63,7 @@ pub use fashion::{
 pub use idx::{
     parse_idx, read_idx, read_idx_images, read_idx_labels, write_idx, IdxArray, IdxImages,
 };
-pub use images::{images_splits, read_images, ImagesConfig, ImagesData};
+pub use images::{images_folder_files, images_splits, read_images, ImagesConfig, ImagesData};
 pub use registry::{DatasetConfig, DATASET_NAMES};
 pub use scenes::{
     generate_scene, generate_scenes, scenes, scenes_tasks, Scene, ScenesConfig, Shape, ShapeKind,

@@ -459,3 +459,47 @@ fn test_images_of_another_shape_name_both_files() {
     assert_names(&message, &dir.path().join("test_images.npy"), "shape [1, 4, 3]");
     assert_names(&message, &dir.path().join("images.npy"), "shape [1, 3, 3]");
 }
+
+#[test]
+fn a_data_set_written_as_an_images_folder_reads_back_exactly() {
+    use tapestry_data::images_folder_files;
+    let mut splits = DatasetConfig::by_name("multidigits", 3, None).unwrap().load().unwrap();
+    // A missing label and a missing value must survive the trip as empty cells.
+    if let TaskTargets::Classes { labels } = &mut splits.train.targets[0] {
+        labels[5] = MISSING_LABEL;
+    }
+    let n = splits.train.len();
+    if let TaskTargets::Values { mask, .. } = &mut splits.train.targets[2] {
+        let mut m = vec![true; n];
+        m[7] = false;
+        *mask = Some(m);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in images_folder_files(&splits).unwrap() {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    let back = images_splits(&ImagesConfig::new(dir.path())).unwrap().splits;
+    for (ours, theirs) in [(&splits.train, &back.train), (&splits.test, &back.test)] {
+        assert_eq!(ours.inputs, theirs.inputs, "the inputs, bit for bit");
+        assert_eq!(ours.tasks, theirs.tasks, "the tasks, with their kinds and class counts");
+        for (a, b) in ours.targets.iter().zip(&theirs.targets) {
+            match (a, b) {
+                (
+                    TaskTargets::Values { values: va, mask: ma },
+                    TaskTargets::Values { values: vb, mask: mb },
+                ) => {
+                    assert_eq!(ma, mb);
+                    let present = |i: usize| ma.as_ref().is_none_or(|m| m[i]);
+                    for i in (0..va.nrows()).filter(|&i| present(i)) {
+                        assert_eq!(va[[i, 0]].to_bits(), vb[[i, 0]].to_bits());
+                    }
+                }
+                _ => assert_eq!(a, b),
+            }
+        }
+    }
+    // Per-pixel targets have no column.
+    let scenes = DatasetConfig::by_name("scenes", 0, None).unwrap().load().unwrap();
+    let err = images_folder_files(&scenes).unwrap_err().to_string();
+    assert!(err.contains("has no column in a labels file"), "{err}");
+}
