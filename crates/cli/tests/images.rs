@@ -233,3 +233,53 @@ fn malformed_image_folders_exit_2_with_one_sentence() {
     assert_bad(&train(&f, &["--target", "colour"]), "no column is named \"colour\"");
     assert_bad(&train(&f, &["--target", "quadrant:banana"]), "unknown kind `banana`");
 }
+
+/// The recipe of docs/data.md, run by numpy itself: images saved with `np.save` (uint8, one
+/// quadrant bright) and labels with `np.savetxt`, then trained and evaluated. Needs a Python
+/// with numpy (`TAPESTRY_PYTHON`, `python3` or `/usr/bin/python3`); without one it prints why and
+/// passes, unless `TAPESTRY_REQUIRE_TORCH` is set (`.ci/run` installs numpy with torch).
+#[test]
+fn a_folder_written_by_numpy_trains_and_evaluates() {
+    let mut candidates: Vec<String> = std::env::var("TAPESTRY_PYTHON").into_iter().collect();
+    candidates.extend(["python3".to_string(), "/usr/bin/python3".to_string()]);
+    let python = candidates.iter().find(|p| {
+        Command::new(p).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success())
+    });
+    let Some(python) = python else {
+        assert!(
+            std::env::var_os("TAPESTRY_REQUIRE_TORCH").is_none(),
+            "TAPESTRY_REQUIRE_TORCH is set, but none of {candidates:?} imports numpy"
+        );
+        println!("skipped: none of {candidates:?} imports numpy");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import numpy as np
+rng = np.random.default_rng(0)
+quadrant = rng.integers(0, 4, 300)
+size = rng.uniform(0.5, 1.0, 300)
+images = rng.integers(0, 40, (300, 8, 8))
+for i, q in enumerate(quadrant):
+    r, c = divmod(int(q), 2)
+    images[i, 4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += (200 * size[i]).astype(int)
+digit = quadrant
+np.save("DIR/images.npy", images.astype(np.uint8))
+np.savetxt("DIR/labels.csv", np.column_stack([digit, size]), delimiter=",",
+           header="digit,size", comments="", fmt=["%d", "%.4f"])
+"#;
+    let data = dir.path().join("DIR");
+    fs::create_dir(&data).unwrap();
+    let out = Command::new(python).arg("-c").arg(script).current_dir(dir.path()).output().unwrap();
+    assert!(out.status.success(), "numpy: {}", text(&out.stderr));
+    let train = ["train", "--dataset", "images", "--data-path", "DIR", "--epochs", "4", "-q"];
+    let out = tapestry(&[&train[..], &["--batch-size", "16", "--out", "run"]].concat(), dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let out = tapestry(&["eval", "--checkpoint", "run"], dir.path());
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    // `digit` (integers) is a classification of four classes, `size` a regression.
+    let accuracy = metric(&stdout, "digit");
+    assert!(accuracy > 0.5, "accuracy {accuracy} is not above chance 0.25: {stdout}");
+    assert!(stdout.contains("size") && stdout.contains("RMSE"), "{stdout}");
+}
