@@ -94,29 +94,31 @@ fn stacked_zeros(tasks: usize, shape: &[usize]) -> Tensor {
     Tensor::zeros(&full)
 }
 
-/// Adds `new` into `slot`, stacking along a task axis when two tasks meet.
+/// Adds `new` into `slot`, stacking along a task axis when two tasks meet. The common cases
+/// (a first cotangent, or one more of the same kind) add in place without moving the slot.
 fn accumulate(slot: &mut Option<Cot>, new: Cot, tasks: usize) {
-    *slot = Some(match (slot.take(), new) {
-        (None, new) => new,
-        (Some(Cot::Task(a, mut x)), Cot::Task(b, y)) if a == b => {
-            add_into(&mut x, &y);
-            Cot::Task(a, x)
+    let new = match (slot.as_mut(), new) {
+        (None, new) => {
+            *slot = Some(new);
+            return;
         }
+        (Some(Cot::Task(a, x)), Cot::Task(b, y)) if *a == b => return add_into(x, &y),
+        (Some(Cot::Stacked(s)), Cot::Task(b, y)) => return add_into_row(s, b as usize, &y),
+        (Some(Cot::Stacked(s)), Cot::Stacked(y)) => return add_into(s, &y),
+        (Some(_), new) => new,
+    };
+    *slot = Some(match (slot.take(), new) {
         (Some(Cot::Task(a, x)), Cot::Task(b, y)) => {
             let mut s = stacked_zeros(tasks, x.shape());
             add_into_row(&mut s, a as usize, &x);
             add_into_row(&mut s, b as usize, &y);
             Cot::Stacked(s)
         }
-        (Some(Cot::Stacked(mut s)), Cot::Task(b, y))
-        | (Some(Cot::Task(b, y)), Cot::Stacked(mut s)) => {
+        (Some(Cot::Task(b, y)), Cot::Stacked(mut s)) => {
             add_into_row(&mut s, b as usize, &y);
             Cot::Stacked(s)
         }
-        (Some(Cot::Stacked(mut s)), Cot::Stacked(y)) => {
-            add_into(&mut s, &y);
-            Cot::Stacked(s)
-        }
+        _ => unreachable!("the other pairs were added in place above"),
     });
 }
 

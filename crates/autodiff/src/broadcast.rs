@@ -46,7 +46,7 @@ pub fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Vec<usize>
 /// # Panics
 /// If the shapes do not broadcast.
 pub fn zip_map(op: &'static str, a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
-    if a.shape() == b.shape() {
+    if same_dims(a.shape(), b.shape()) {
         return zip_same(a, b, f);
     }
     let shape = broadcast_shape(op, a.shape(), b.shape());
@@ -79,7 +79,7 @@ fn repeats_as_block(small: &[usize], out: &[usize]) -> bool {
 /// # Panics
 /// If the shapes do not broadcast; the message names `name` and both shapes.
 pub(crate) fn binary(name: &'static str, op: BinaryOp, a: &Tensor, b: &Tensor) -> Tensor {
-    if a.shape() == b.shape() {
+    if same_dims(a.shape(), b.shape()) {
         if a.len() <= TINY {
             return match op {
                 BinaryOp::Add => zip_same(a, b, |x, y| x + y),
@@ -190,10 +190,17 @@ pub fn sum_to(g: &Tensor, lead: usize, shape: &[usize]) -> Tensor {
     sum_to_owned(g.clone(), lead, shape)
 }
 
+/// `a == b` for shapes, by a plain loop: shapes have a few axes, and this check runs for every
+/// op and cotangent, where a call to the C library's `memcmp` costs more than the comparison.
+#[inline]
+pub(crate) fn same_dims(a: &[usize], b: &[usize]) -> bool {
+    a.len() == b.len() && (0..a.len()).all(|i| a[i] == b[i])
+}
+
 /// [`sum_to`] taking the cotangent by value: returned as it is when nothing was broadcast.
 pub(crate) fn sum_to_owned(g: Tensor, lead: usize, shape: &[usize]) -> Tensor {
     let gs = g.shape();
-    if gs.len() == lead + shape.len() && &gs[lead..] == shape {
+    if gs.len() == lead + shape.len() && same_dims(&gs[lead..], shape) {
         return g;
     }
     sum_broadcast_axes(&g, lead, shape)

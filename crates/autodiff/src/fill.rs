@@ -8,7 +8,7 @@
 use tapestry_kernels::buffer;
 use tapestry_kernels::tune::tunables;
 
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, INLINE_VALUES};
 
 /// Tensors up to this many elements skip the kernels for maps whose values a closure gives as
 /// well (arithmetic, scaling, accumulation, the activations): there a plain loop costs less than
@@ -21,7 +21,11 @@ impl Tensor {
     pub(crate) fn from_kernel(shape: &[usize], fill: impl FnOnce(&mut [f32])) -> Tensor {
         const STACK: usize = 64;
         let n: usize = shape.iter().product();
-        if n <= STACK {
+        if n <= INLINE_VALUES {
+            let mut values = [0.0f32; INLINE_VALUES];
+            fill(&mut values[..n]);
+            Tensor::inline(shape, values, n)
+        } else if n <= STACK {
             let mut values = [0.0f32; STACK];
             fill(&mut values[..n]);
             Tensor::from_exact_iter(shape, values[..n].iter().copied())

@@ -56,14 +56,21 @@ pub struct Tensor {
     data: Storage,
 }
 
-/// Shared, reference-counted element storage.
+/// The most elements a tensor holds inline, without an allocation.
+pub(crate) const INLINE_VALUES: usize = 4;
+
+/// Element storage, by size.
 ///
-/// Small tensors are collected straight into one allocation (`Arc<[f32]>`). Large ones live in a
-/// [`Buffer`] of the kernels' pool: when the last reference goes, the buffer is recycled for the
-/// next tensor of the same length (next step's activation or cotangent), instead of going back
-/// to the system and coming back as fresh pages to fault in.
+/// Up to [`INLINE_VALUES`] elements (a loss, a task's weight, the weights of a few tasks) are held
+/// in the tensor itself: creating, cloning and dropping one costs no allocation, and a clone is a
+/// copy. Small tensors are collected straight into one shared allocation (`Arc<[f32]>`). Large
+/// ones live in a [`Buffer`] of the kernels' pool: when the last reference goes, the buffer is
+/// recycled for the next tensor of the same length (next step's activation or cotangent),
+/// instead of going back to the system and coming back as fresh pages to fault in. The inline
+/// form fits in the space the shared ones take, so it does not make a tensor larger.
 #[derive(Clone)]
 enum Storage {
+    Inline { len: u8, values: [f32; INLINE_VALUES] },
     Slice(Arc<[f32]>),
     Vec(Arc<Buffer>),
 }
@@ -72,6 +79,7 @@ impl std::ops::Deref for Storage {
     type Target = [f32];
     fn deref(&self) -> &[f32] {
         match self {
+            Storage::Inline { len, values } => &values[..usize::from(*len)],
             Storage::Slice(s) => s,
             Storage::Vec(v) => v,
         }
@@ -142,9 +150,26 @@ impl Tensor {
             assert!(written == n && values.next().is_none(), "values do not fit {shape:?}");
             return Tensor::from_buffer(shape, data);
         }
+        if n <= INLINE_VALUES {
+            let mut inline = [0.0; INLINE_VALUES];
+            let mut written = 0;
+            for (d, v) in inline.iter_mut().zip(values.by_ref()) {
+                *d = v;
+                written += 1;
+            }
+            assert!(written == n && values.next().is_none(), "values do not fit {shape:?}");
+            return Tensor::inline(shape, inline, n);
+        }
         let data: Arc<[f32]> = values.collect();
         assert_eq!(data.len(), n, "values do not fit {shape:?}");
         Tensor { shape: Shape::from_slice(shape), data: Storage::Slice(data) }
+    }
+
+    /// A tensor of `shape` holding the first `n` of `values` inline (`n` is the shape's size,
+    /// at most [`INLINE_VALUES`]).
+    pub(crate) fn inline(shape: &[usize], values: [f32; INLINE_VALUES], n: usize) -> Self {
+        debug_assert_eq!(n, shape.iter().product::<usize>());
+        Tensor { shape: Shape::from_slice(shape), data: Storage::Inline { len: n as u8, values } }
     }
 
     /// A tensor of zeros.
@@ -247,6 +272,7 @@ impl Tensor {
     /// Mutable access to the elements; copies the storage first if it is shared.
     pub(crate) fn make_mut(&mut self) -> &mut [f32] {
         match &mut self.data {
+            Storage::Inline { len, values } => &mut values[..usize::from(*len)],
             Storage::Vec(v) => &mut Arc::make_mut(v)[..],
             Storage::Slice(s) => {
                 if Arc::get_mut(s).is_none() {
@@ -270,6 +296,7 @@ impl From<Tensor> for ArrayD<f32> {
             Storage::Vec(v) => {
                 Arc::try_unwrap(v).map_or_else(|shared| shared.to_vec(), Buffer::into_vec)
             }
+            Storage::Inline { len, values } => values[..usize::from(len)].to_vec(),
             Storage::Slice(s) => s.to_vec(),
         };
         ArrayD::from_shape_vec(IxDyn(&t.shape), data).expect("Tensor invariant")
@@ -299,5 +326,40 @@ impl fmt::Debug for Tensor {
 impl PartialEq for Tensor {
     fn eq(&self, other: &Self) -> bool {
         self.shape() == other.shape() && self.as_slice() == other.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_tensors_hold_their_values_and_clones_are_copies() {
+        for n in 0..=INLINE_VALUES + 1 {
+            let values: Vec<f32> = (0..n).map(|i| i as f32 - 1.5).collect();
+            let built = [
+                Tensor::from_exact_iter(&[n], values.iter().copied()),
+                Tensor::from_kernel(&[n], |out| out.copy_from_slice(&values)),
+            ];
+            for t in built {
+                assert_eq!(t.as_slice(), &values[..], "{n} elements");
+                assert_eq!(matches!(t.data, Storage::Inline { .. }), n <= INLINE_VALUES);
+                let original = t.clone();
+                let mut changed = t;
+                if n > 0 {
+                    changed.make_mut()[0] = 99.0;
+                    assert_eq!(original.as_slice(), &values[..], "the clone was not changed");
+                    assert_eq!(changed.as_slice()[0], 99.0);
+                }
+                assert_eq!(ArrayD::from(original).as_slice().unwrap(), &values[..]);
+            }
+        }
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn holding_values_inline_does_not_make_a_tensor_larger() {
+        // The inline shape (56 bytes) and the shared storage's fat pointer with its tag (24).
+        assert_eq!(std::mem::size_of::<Tensor>(), 80);
     }
 }
