@@ -9,6 +9,9 @@
 #
 #   benches/multifashion.sh [OUT]    (default runs/multifashion; THREADS=2, SEEDS=0,1,2, EPOCHS=10;
 #                                     PYTHON: a python3 with torch and numpy)
+# SHARED_INIT=1 starts PyTorch from Tapestry's initial parameters: the checkpoint of a run of the
+# same seed and model that takes one SGD step at lr 1e-30, which changes no float32 parameter
+# (every |θ| is far above 1e-30 · |g| / ulp), so it holds the initialisation itself.
 set -euo pipefail
 OUT=${1:-runs/multifashion}
 THREADS=${THREADS:-2}
@@ -24,8 +27,14 @@ for s in ${SEEDS//,/ }; do
     --batch-size 256 --epochs "$EPOCHS" --cosines false --seed "$s" --threads "$THREADS" \
     -q --force --out "$run"
   $T export --pytorch --data "$run" >/dev/null
+  init=()
+  if [ "${SHARED_INIT:-0}" = 1 ]; then
+    $T train --dataset multifashion --model lenet --method ew --optimizer sgd --lr 1e-30 \
+      --batch-size 1 --limit 1 --epochs 1 --cosines false --seed "$s" -q --force --out "$OUT/init-$s"
+    init=(--init "$OUT/init-$s/checkpoint.safetensors")
+  fi
   "$PYTHON" benches/multifashion_torch.py "$run" --epochs "$EPOCHS" --seed "$s" \
-    --threads "$THREADS" > "$OUT/torch-$s.json"
+    --threads "$THREADS" "${init[@]}" > "$OUT/torch-$s.json"
   rm -r "$run/data"
 done
 "$PYTHON" - "$OUT" "$SEEDS" <<'PY'
@@ -50,5 +59,5 @@ mean = lambda xs: sum(xs) / len(xs)
 print("mean  " + " " * 42 + "  ".join(
     f"{mean([o['acc'][t] for _, o, _ in rows]):>20.4f}  {mean([p['test_accuracy'][t] for _, _, p in rows]):>19.4f}"
     for t in tasks))
-print(f"({rows[0][2]['framework']}, {rows[0][2]['threads']} threads)")
+print(f"({rows[0][2]['framework']}, {rows[0][2]['threads']} threads, PyTorch's initial weights: {rows[0][2]['init']})")
 PY

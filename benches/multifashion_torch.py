@@ -10,6 +10,10 @@ weighting), batches of 256 in a new random order each epoch, the last partial ba
 accuracy after the last epoch.
 
     python3 benches/multifashion_torch.py RUN --epochs 10 --seed 0 --threads 2
+
+`--init CHECKPOINT` starts from the parameters of a Tapestry checkpoint instead (loaded by
+model.py with strict=True): with the initial parameters of Tapestry's run, both frameworks start
+from the same weights, and only the batch order and the arithmetic differ.
 """
 import argparse
 import importlib.util
@@ -27,6 +31,7 @@ parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--threads", type=int, default=2)
 parser.add_argument("--batch-size", type=int, default=256)
 parser.add_argument("--lr", type=float, default=1e-3)
+parser.add_argument("--init", type=pathlib.Path, help="start from this checkpoint's parameters")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed)
@@ -34,7 +39,7 @@ torch.manual_seed(args.seed)
 spec = importlib.util.spec_from_file_location("exported", args.run / "model.py")
 exported = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(exported)
-net = exported.build()
+net = exported.load(args.init).train() if args.init else exported.build()
 
 
 def split(prefix):
@@ -76,6 +81,7 @@ print(json.dumps({
     "framework": f"pytorch {torch.__version__}",
     "seed": args.seed,
     "threads": args.threads,
+    "init": str(args.init) if args.init else "pytorch",
     "seconds_per_epoch": seconds,
     "test_accuracy": accuracy,
 }))

@@ -71,6 +71,12 @@ impl RunLog {
         let run = run.ok_or_else(|| {
             invalid!("{} holds no `run` record, so it is not a training log", path.display())
         })?;
+        if !run["tasks"].is_array() {
+            return Err(invalid!(
+                "{} is not the log of a `tapestry train` run (its run record names no tasks; a meta-training run has none)",
+                path.display()
+            ));
+        }
         let config = std::fs::read_to_string(dir.join(CONFIG_FILE)).ok();
         Ok(RunLog { dir: dir.to_path_buf(), label, run, epochs, config, plots: svgs(dir)? })
     }

@@ -179,6 +179,8 @@ fn report_refuses_what_it_cannot_read() {
     fs::create_dir(d.join("torn")).unwrap();
     fs::write(d.join("torn/metrics.jsonl"), "{\"kind\":\"run\"\n").unwrap();
     assert_bad(&tapestry(&["report", "torn"], d), "torn/metrics.jsonl line 1: not a JSON record");
+    fs::write(d.join("torn/metrics.jsonl"), "{\"kind\":\"run\",\"config\":{}}\n").unwrap();
+    assert_bad(&tapestry(&["report", "torn"], d), "is not the log of a `tapestry train` run");
     assert_ok(&tapestry(&[&["train"][..], &SMALL, &["1", "--out", "all"]].concat(), d));
     let one =
         [&["train"][..], &SMALL, &["1", "--out", "one", "--tasks", "left_digit", "--method", "ew"]]
