@@ -587,7 +587,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            note!("tapestry: {} (see tapestry --help)", clap_sentence(&e));
+            note!("tapestry: {} (see tapestry --help).", clap_sentence(&e));
             return ExitCode::from(2);
         }
     };

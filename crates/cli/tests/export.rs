@@ -8,44 +8,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{assert_bad, assert_ok, python_with, required, tapestry, text};
+
 /// The relative error `export_check.py` allows: float32 rounding of two implementations.
 const TOLERANCE: &str = "1e-5";
 const FASHION: &str = "/usr/share/datasets/fashion-mnist";
-
-fn tapestry(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tapestry")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(out: &Output, what: &str) {
-    assert!(out.status.success(), "{what}: {}{}", text(&out.stdout), text(&out.stderr));
-}
-
-fn assert_bad(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {}", text(&out.stderr));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one sentence: {stderr}");
-}
-
-/// A Python that imports torch and numpy, or why there is none.
-fn python() -> Result<String, String> {
-    let mut candidates: Vec<String> = std::env::var("TAPESTRY_PYTHON").into_iter().collect();
-    candidates.extend(["python3".to_string(), "/usr/bin/python3".to_string()]);
-    for candidate in &candidates {
-        let ok = Command::new(candidate)
-            .args(["-c", "import torch, numpy"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Ok(candidate.clone());
-        }
-    }
-    Err(format!("none of {candidates:?} imports torch and numpy"))
-}
 
 /// Trains `args` into `dir/name` for one epoch, exports it and writes its test outputs.
 fn exported_run(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
@@ -67,13 +35,8 @@ fn check(python: &str, runs: &[PathBuf]) -> Output {
 
 #[test]
 fn exported_modules_reproduce_eval_outputs_for_every_preset_and_architecture() {
-    let python = match python() {
-        Ok(p) => p,
-        Err(why) if std::env::var_os("TAPESTRY_REQUIRE_TORCH").is_none() => {
-            println!("skipped: {why}");
-            return;
-        }
-        Err(why) => panic!("TAPESTRY_REQUIRE_TORCH is set, but {why}"),
+    let Some(python) = required(python_with("torch, numpy"), "TAPESTRY_REQUIRE_TORCH") else {
+        return;
     };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

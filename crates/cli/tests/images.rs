@@ -3,38 +3,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+use common::{assert_bad, python_with, required, tapestry, text};
 
 use ndarray::{Array2, Array3, Array4};
 use ndarray_npy::write_npy;
-
-fn tapestry(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tapestry"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Asserts a clean failure: exit code 2, one sentence on stderr that names `needle`, no panic.
-fn assert_bad(out: &Output, needle: &str) {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
-    assert!(
-        !stderr.contains("panicked")
-            && !stderr.contains("backtrace")
-            && !stderr.contains("internal error"),
-        "panic text: {stderr}"
-    );
-    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr:?}");
-    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
-    assert!(stderr.trim_end().ends_with('.'), "not a sentence: {stderr:?}");
-}
 
 /// A small linear congruential generator, so the images differ without a dependency.
 struct Lcg(u64);
@@ -240,19 +215,7 @@ fn malformed_image_folders_exit_2_with_one_sentence() {
 /// passes, unless `TAPESTRY_REQUIRE_TORCH` is set (`.ci/run` installs numpy with torch).
 #[test]
 fn a_folder_written_by_numpy_trains_and_evaluates() {
-    let mut candidates: Vec<String> = std::env::var("TAPESTRY_PYTHON").into_iter().collect();
-    candidates.extend(["python3".to_string(), "/usr/bin/python3".to_string()]);
-    let python = candidates.iter().find(|p| {
-        Command::new(p).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success())
-    });
-    let Some(python) = python else {
-        assert!(
-            std::env::var_os("TAPESTRY_REQUIRE_TORCH").is_none(),
-            "TAPESTRY_REQUIRE_TORCH is set, but none of {candidates:?} imports numpy"
-        );
-        println!("skipped: none of {candidates:?} imports numpy");
-        return;
-    };
+    let Some(python) = required(python_with("numpy"), "TAPESTRY_REQUIRE_TORCH") else { return };
     let dir = tempfile::tempdir().unwrap();
     let script = r#"
 import numpy as np

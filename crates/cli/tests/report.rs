@@ -5,44 +5,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
+
+mod common;
+use common::{assert_bad, assert_ok, chromium, required, tapestry};
 use std::time::{Duration, Instant};
 
-fn tapestry(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tapestry")).args(args).current_dir(cwd).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_ok(out: &Output) -> String {
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn assert_bad(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {}", text(&out.stderr));
-    let stderr = text(&out.stderr);
-    assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "one sentence: {stderr}");
-}
-
 const SMALL: [&str; 6] = ["--limit", "256", "--batch-size", "64", "-q", "--epochs"];
-
-/// A headless Chromium, or why there is none.
-fn chromium() -> Result<String, String> {
-    let mut candidates: Vec<String> = std::env::var("TAPESTRY_CHROMIUM").into_iter().collect();
-    candidates.extend(["chromium".to_string(), "/usr/bin/chromium".to_string()]);
-    for candidate in &candidates {
-        let ok =
-            Command::new(candidate).arg("--version").output().is_ok_and(|o| o.status.success());
-        if ok {
-            return Ok(candidate.clone());
-        }
-    }
-    Err(format!("none of {candidates:?} runs"))
-}
 
 /// A screenshot of `page` (1100 x 2400 pixels) by headless Chromium, within a minute.
 fn screenshot(chromium: &str, page: &Path, png: &Path, profile: &Path) -> image::RgbImage {
@@ -91,8 +60,8 @@ fn coloured_pixels(img: &image::RgbImage) -> usize {
 fn a_run_report_is_one_self_contained_page_that_renders_its_plots() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert_ok(&tapestry(&[&["train"][..], &SMALL, &["3", "--out", "run"]].concat(), d));
-    let stdout = assert_ok(&tapestry(&["report", "run"], d));
+    assert_ok(&tapestry(&[&["train"][..], &SMALL, &["3", "--out", "run"]].concat(), d), "tapestry");
+    let stdout = assert_ok(&tapestry(&["report", "run"], d), "tapestry");
     assert!(stdout.contains("wrote run/report.html"), "{stdout}");
     let page = d.join("run/report.html");
     let html = fs::read_to_string(&page).unwrap();
@@ -119,14 +88,7 @@ fn a_run_report_is_one_self_contained_page_that_renders_its_plots() {
         html.contains("method = &quot;gradnorm&quot;") || html.contains("method = \"gradnorm\"")
     );
 
-    let chromium = match chromium() {
-        Ok(c) => c,
-        Err(why) if std::env::var_os("TAPESTRY_REQUIRE_CHROMIUM").is_none() => {
-            println!("skipped the rendering check: {why}");
-            return;
-        }
-        Err(why) => panic!("TAPESTRY_REQUIRE_CHROMIUM is set, but {why}"),
-    };
+    let Some(chromium) = required(chromium(), "TAPESTRY_REQUIRE_CHROMIUM") else { return };
     let shot = screenshot(&chromium, &page, &d.join("shot.png"), &d.join("profile"));
     assert_eq!(shot.dimensions(), (1100, 2400));
     let ink = shot.pixels().filter(|p| p.0.iter().any(|&c| c < 200)).count();
@@ -152,8 +114,8 @@ fn a_comparison_report_ranks_runs_by_delta_p_against_the_first() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let compare = ["compare", "--methods", "ew,mgda", "--out", "cmp"];
-    assert_ok(&tapestry(&[&compare[..], &SMALL[..], &["2"]].concat(), d));
-    assert_ok(&tapestry(&["report", "cmp"], d));
+    assert_ok(&tapestry(&[&compare[..], &SMALL[..], &["2"]].concat(), d), "tapestry");
+    assert_ok(&tapestry(&["report", "cmp"], d), "tapestry");
     let html = fs::read_to_string(d.join("cmp/report.html")).unwrap();
     assert!(html.contains("<h2>Comparison</h2>"));
     assert!(html.contains("cmp/tradeoff.svg"));
@@ -164,7 +126,7 @@ fn a_comparison_report_ranks_runs_by_delta_p_against_the_first() {
     assert!(html.contains(">+0.00</td>"), "baseline row");
     assert!(html.contains(&format!(">{mgda:+.2}</td>")), "mgda's Δp {mgda:+.2}");
     // Several run directories: the page goes to the current directory unless --out says.
-    assert_ok(&tapestry(&["report", "cmp/ew", "cmp/mgda", "--out", "two.html"], d));
+    assert_ok(&tapestry(&["report", "cmp/ew", "cmp/mgda", "--out", "two.html"], d), "tapestry");
     let two = fs::read_to_string(d.join("two.html")).unwrap();
     assert!(two.contains(&format!(">{mgda:+.2}</td>")));
 }
@@ -181,11 +143,11 @@ fn report_refuses_what_it_cannot_read() {
     assert_bad(&tapestry(&["report", "torn"], d), "torn/metrics.jsonl line 1: not a JSON record");
     fs::write(d.join("torn/metrics.jsonl"), "{\"kind\":\"run\",\"config\":{}}\n").unwrap();
     assert_bad(&tapestry(&["report", "torn"], d), "is not the log of a `tapestry train` run");
-    assert_ok(&tapestry(&[&["train"][..], &SMALL, &["1", "--out", "all"]].concat(), d));
+    assert_ok(&tapestry(&[&["train"][..], &SMALL, &["1", "--out", "all"]].concat(), d), "tapestry");
     let one =
         [&["train"][..], &SMALL, &["1", "--out", "one", "--tasks", "left_digit", "--method", "ew"]]
             .concat();
-    assert_ok(&tapestry(&one, d));
+    assert_ok(&tapestry(&one, d), "tapestry");
     assert_bad(&tapestry(&["report", "all", "one"], d), "so one report cannot compare them");
     assert!(!d.join("report.html").exists());
     assert_bad(&tapestry(&["report", "all", "--out", "one"], d), "is a directory");
@@ -196,11 +158,11 @@ fn a_replaced_run_loses_its_old_report_and_exported_model() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let train = [&["train"][..], &SMALL, &["1", "--out", "run"]].concat();
-    assert_ok(&tapestry(&train, d));
-    assert_ok(&tapestry(&["report", "run"], d));
-    assert_ok(&tapestry(&["export", "--pytorch", "run"], d));
+    assert_ok(&tapestry(&train, d), "tapestry");
+    assert_ok(&tapestry(&["report", "run"], d), "tapestry");
+    assert_ok(&tapestry(&["export", "--pytorch", "run"], d), "tapestry");
     assert!(d.join("run/report.html").is_file() && d.join("run/model.py").is_file());
-    assert_ok(&tapestry(&[&train[..], &["--force", "--arch", "mtan"]].concat(), d));
+    assert_ok(&tapestry(&[&train[..], &["--force", "--arch", "mtan"]].concat(), d), "tapestry");
     assert!(!d.join("run/report.html").exists(), "a report of the old run");
     assert!(!d.join("run/model.py").exists(), "a model.py of the old architecture");
 }

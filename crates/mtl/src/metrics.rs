@@ -16,11 +16,15 @@
 
 use tapestry_autodiff::{Tape, Tensor};
 use tapestry_data::MISSING_LABEL;
-use tapestry_data::{BatchOptions, MetricKind, MultiTaskDataset, TaskKind, TaskSpec, TaskTargets};
+use tapestry_data::{
+    Batch, BatchOptions, MetricKind, MultiTaskDataset, TaskKind, TaskSpec, TaskTargets,
+};
 use tapestry_nn::{Ctx, Params};
 
 use crate::error::MtlError;
-use crate::model::{check_dataset, check_inputs, input_tensor, task_loss, MultiTaskModel};
+use crate::model::{
+    check_dataset, check_inputs, input_tensor, task_loss, ModelOutput, MultiTaskModel,
+};
 
 /// The index of the largest of `scores[start + k * stride]`, `k < classes` (the first on ties).
 fn argmax(scores: &[f32], start: usize, stride: usize, classes: usize) -> usize {
@@ -508,21 +512,16 @@ pub fn predict(
         )));
     }
     let tasks = model.tasks().len();
-    let options = BatchOptions { batch_size, shuffle: false, seed: 0, drop_last: false };
-    let mut buffers = params.buffers().clone();
     let mut values: Vec<Vec<f32>> = vec![Vec::new(); tasks];
     let mut shapes: Vec<Vec<usize>> = vec![Vec::new(); tasks];
-    for batch in dataset.batches(&options, 0)? {
-        let tape = Tape::new();
-        let bound = params.bind_constant(&tape);
-        let mut ctx = Ctx::eval(&bound).with_buffers(&mut buffers);
-        let out = model.forward(tape.constant(input_tensor(&batch.inputs)), &mut ctx);
+    for_each_eval_batch(model, params, dataset, batch_size, |_, out| {
         for (t, o) in out.outputs.iter().enumerate() {
             let value = o.value();
             values[t].extend_from_slice(value.as_slice());
             shapes[t] = value.shape().to_vec();
         }
-    }
+        Ok(())
+    })?;
     Ok(values
         .into_iter()
         .zip(shapes)
@@ -544,6 +543,26 @@ fn measure(
     metrics: &mut [TaskMetric],
 ) -> Result<(), MtlError> {
     let tasks = model.tasks();
+    for_each_eval_batch(model, params, dataset, batch_size, |batch, out| {
+        for &(t, position) in reads {
+            let (spec, o, targets) = (&tasks[t], out.outputs[t], &batch.targets[position]);
+            let loss = task_loss(spec, o, targets)?;
+            metrics[t].add_loss(loss.value().item() as f64, batch.len());
+            metrics[t].add_output(spec, &o.value(), targets)?;
+        }
+        Ok(())
+    })
+}
+
+/// Runs `model` in eval mode (running statistics read, not changed) over `dataset` in order,
+/// `batch_size` samples at a time, handing `f` each batch and the model's output on it.
+fn for_each_eval_batch(
+    model: &(impl MultiTaskModel + ?Sized),
+    params: &Params,
+    dataset: &MultiTaskDataset,
+    batch_size: usize,
+    mut f: impl FnMut(&Batch, &ModelOutput<'_>) -> Result<(), MtlError>,
+) -> Result<(), MtlError> {
     let options = BatchOptions { batch_size, shuffle: false, seed: 0, drop_last: false };
     let mut buffers = params.buffers().clone();
     for batch in dataset.batches(&options, 0)? {
@@ -551,12 +570,7 @@ fn measure(
         let bound = params.bind_constant(&tape);
         let mut ctx = Ctx::eval(&bound).with_buffers(&mut buffers);
         let out = model.forward(tape.constant(input_tensor(&batch.inputs)), &mut ctx);
-        for &(t, position) in reads {
-            let (spec, o, targets) = (&tasks[t], out.outputs[t], &batch.targets[position]);
-            let loss = task_loss(spec, o, targets)?;
-            metrics[t].add_loss(loss.value().item() as f64, batch.len());
-            metrics[t].add_output(spec, &o.value(), targets)?;
-        }
+        f(&batch, &out)?;
     }
     Ok(())
 }
