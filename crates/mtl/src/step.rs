@@ -373,6 +373,9 @@ impl TrainStep {
             (direction, Some(g)) if own_loss.is_none() || direction.is_some() => {
                 let shared_part = match direction {
                     None => g.combine(&w32),
+                    Some(Direction::Combination(c)) => {
+                        g.combine(&combination(c, losses.len(), weighting.name())?)
+                    }
                     Some(Direction::Shared(d)) => {
                         if d.len() != g.dim() {
                             return Err(MtlError::Config(format!(
@@ -393,6 +396,16 @@ impl TrainStep {
             (Some(Direction::Representation(d)), None) => {
                 let shared_part =
                     representation_direction(&tape, &out, &bound, &self.shared, d, weighting.name())?;
+                self.assemble(params, &tape, &bound, total, out.aux_loss, shared_part)
+            }
+            // Only the Gram was kept: one more backward pass, of `Σ_t c_t L_t`, restricted to
+            // the shared parameters.
+            (Some(Direction::Combination(c)), None) => {
+                let c = combination(c, losses.len(), weighting.name())?;
+                let mixed = (losses.iter().zip(&c)).map(|(&l, &c)| l * c).reduce(|a, b| a + b);
+                let vars = bound.vars(&self.shared);
+                let g = tape.grad(mixed.expect("a task"), &vars);
+                let shared_part = vars.iter().map(|&v| g.wrt(v)).collect();
                 self.assemble(params, &tape, &bound, total, out.aux_loss, shared_part)
             }
             (Some(Direction::Shared(_)), None) => {
@@ -557,6 +570,23 @@ pub fn after_update(
         weighting.after_update(&after)?;
     }
     Ok(())
+}
+
+/// The coefficients of a [`Direction::Combination`] as the gradients' `f32`, checked: one per
+/// trained task, each finite.
+fn combination(c: &[f64], tasks: usize, method: &str) -> Result<Vec<f32>, MtlError> {
+    if c.len() != tasks {
+        return Err(MtlError::Config(format!(
+            "weighting `{method}` returned {} coefficients for {tasks} tasks",
+            c.len()
+        )));
+    }
+    if let Some(v) = c.iter().find(|v| !v.is_finite()) {
+        return Err(MtlError::Config(format!(
+            "weighting `{method}` returned a coefficient of {v} for a task's gradient"
+        )));
+    }
+    Ok(c.iter().map(|&v| v as f32).collect())
 }
 
 /// The shared parameters' gradient for a cotangent `d` at the shared representation: the

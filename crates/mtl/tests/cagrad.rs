@@ -32,7 +32,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tapestry_mtl::min_norm::{gram_matrix, min_norm_weights};
 use tapestry_mtl::task_grads::TaskGradients;
-use tapestry_mtl::weighting::{CaGrad, StepInput, Weighting};
+use tapestry_mtl::weighting::{CaGrad, Direction, StepInput, Weighting};
 
 fn gram_of(rows: &[&[f32]]) -> (Vec<f64>, usize) {
     let (t, p) = (rows.len(), rows[0].len());
@@ -306,13 +306,16 @@ fn through_the_interface_the_weights_come_from_the_gram() {
     let input = StepInput { shared: Some(&g), ..StepInput::with_losses(&losses) };
     let mut cagrad = CaGrad::default();
     let out = cagrad.weights(&input).unwrap();
-    assert_eq!(out.weights, CaGrad::weights_from_gram(g.gram(), 3, 0.5).unwrap());
-    assert!(out.direction.is_none());
+    // The shared update is Σ α_t g_t; the heads keep weight 1.
+    let alpha = CaGrad::weights_from_gram(g.gram(), 3, 0.5).unwrap();
+    assert_eq!(out.weights, vec![1.0; 3]);
+    assert_eq!(out.direction, Some(Direction::Combination(alpha.clone())));
+    assert_eq!(out.diagnostic("cagrad.alpha"), Some(&alpha[..]));
     assert!(out.diagnostic("cagrad.kkt_residual").unwrap()[0] < 1e-12);
     assert_eq!(out.diagnostic("cagrad.inner_weights").unwrap().len(), 3);
     // d conflicts with no task: CAGrad's worst-case improvement is positive here.
     let rows: Vec<Vec<f32>> = (0..3).map(|t| g.row(t)).collect();
-    let d = combine(&out.weights, &[&rows[0], &rows[1], &rows[2]]);
+    let d = combine(&alpha, &[&rows[0], &rows[1], &rows[2]]);
     for r in &rows {
         assert!(r.iter().zip(&d).map(|(&a, b)| a as f64 * b).sum::<f64>() > 0.0);
     }

@@ -15,8 +15,8 @@ use tapestry_mtl::model::{input_tensor, task_loss, HardSharing, MultiTaskModel};
 use tapestry_mtl::step::{StepCounters, StepOptions, TrainStep};
 use tapestry_mtl::task_grads::{gram_on_params, GradMode, TaskGradients};
 use tapestry_mtl::weighting::{
-    AlignedMtl, CaGrad, ImtlG, Mgda, NashMtl, Needs, StepInput, StepWeights, Upgrad, Weighting,
-    WeightingError,
+    AlignedMtl, CaGrad, GradVac, Imtl, ImtlG, Mgda, NashMtl, Needs, PcGrad, StepInput, StepWeights,
+    Upgrad, Weighting, WeightingError,
 };
 use tapestry_nn::{Ctx, Flatten, Linear, MaxPool2d, Params, Relu, Sequential};
 
@@ -181,9 +181,18 @@ fn imtl_g_and_aligned_mtl_on_the_gram_path_match_the_materialised_path() {
 }
 
 #[test]
+fn the_combining_methods_on_the_gram_path_match_the_materialised_path() {
+    same_step(|| Box::new(PcGrad));
+    same_step(|| Box::new(GradVac::default()));
+}
+
+#[test]
 fn the_gram_only_methods_ask_for_the_gram_alone() {
     let cagrad = CaGrad { c: 0.5 };
-    for w in [&Mgda::default() as &dyn Weighting, &ImtlG, &AlignedMtl, &NashMtl, &Upgrad, &cagrad] {
+    let gradvac = GradVac::default();
+    let gram_only =
+        [&Mgda::default() as &dyn Weighting, &ImtlG, &AlignedMtl, &NashMtl, &Upgrad, &cagrad];
+    for w in gram_only.into_iter().chain([&PcGrad as &dyn Weighting, &gradvac, &Imtl::default()]) {
         assert_eq!(w.needs(), Needs { shared_gram: true, ..Needs::LOSSES }, "{}", w.name());
     }
 }

@@ -55,7 +55,9 @@ fn imtl_is_imtl_g_on_the_gradients_of_the_scaled_losses() {
     for (w, want) in out.weights.iter().zip([0.3126539871, 0.2164965265, 0.2709892072]) {
         assert!((w - want).abs() < 1e-7, "{:?}", out.weights);
     }
-    let Some(Direction::Shared(d)) = &out.direction else { panic!("a shared direction") };
+    let Some(Direction::Combination(c)) = &out.direction else { panic!("a combination") };
+    assert_eq!(c, &out.weights, "the shared update is Σ_t w_t g_t");
+    let d = &common::shared_direction(&g, &out.direction);
     for (x, want) in d.iter().zip([0.231_652_06f32, 0.191_577_82, 0.120_339_07, 0.779_307_3]) {
         assert!((x - want).abs() < 1e-6, "{d:?}");
     }
@@ -99,7 +101,7 @@ fn degenerate_inputs_fall_back_to_equal_alphas_and_missing_inputs_are_errors() {
             assert!((w - want).abs() < 1e-12, "{:?}", out.weights);
         }
         assert_eq!(out.diagnostic("imtl.singular"), Some(&[1.0][..]));
-        let Some(Direction::Shared(d)) = &out.direction else { panic!("a direction") };
+        let d = common::shared_direction(&g, &out.direction);
         assert!(d.iter().all(|v| v.is_finite()));
     }
     let g = TaskGradients::from_matrix(3, 4, ROWS.to_vec());

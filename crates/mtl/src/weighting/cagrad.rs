@@ -8,11 +8,13 @@
 //! d = g_0 + λ g_w,                 λ = √φ / ‖g_w‖
 //! ```
 //!
-//! with `g_w = Σ_t w_t g_t`, so `d = Σ_t α_t g_t` with `α_t = 1/T + λ w_t`: loss weights, and
-//! everything is an inner product, so the method runs on the `T × T` Gram matrix alone. As in
-//! LibMTL (its default `rescale = 1`, also the authors' code), `d` is divided by `1 + c²`, so the
-//! weights are `α_t / (1 + c²)`; c = 0 gives `1/T` (equal weights' mean). The heads' losses are
-//! weighed by the same `α_t` (LibMTL adds the heads' own gradients with weight 1).
+//! with `g_w = Σ_t w_t g_t`, so `d = Σ_t α_t g_t` with `α_t = 1/T + λ w_t`, and everything is
+//! an inner product, so the method runs on the `T × T` Gram matrix alone. As in LibMTL (its
+//! default `rescale = 1`, also the authors' code), `d` is divided by `1 + c²`, so the
+//! coefficients are `α_t / (1 + c²)`; c = 0 gives `1/T` (equal weights' mean). `d` is the
+//! shared parameters' update ([`Direction::Combination`], the coefficients also logged as
+//! `cagrad.alpha`); the heads, which only their own task reaches, get their task's gradient
+//! with weight 1, as in the paper's algorithm (which only changes the shared update) and LibMTL.
 //!
 //! **The inner problem is solved exactly**, by an active-set method in the manner of Wolfe's
 //! nearest-point algorithm (`min_norm`), on supports `S` of affinely independent gradients.
@@ -40,7 +42,7 @@
 //!
 //! Cost: the per-task gradients and their Gram (as MGDA), and `O(T³)` per cycle on the Gram.
 
-use super::{check_losses, Needs, StepInput, StepWeights, Weighting, WeightingError};
+use super::{check_losses, Direction, Needs, StepInput, StepWeights, Weighting, WeightingError};
 use crate::min_norm::validated_symmetric;
 
 /// Adding a task needs `ν − ⟨g_t, d⟩` above this times `(‖g_t‖ + ‖g_w‖) ‖d‖` (the size of
@@ -153,13 +155,15 @@ impl Weighting for CaGrad {
         let gram = input.shared_gram("cagrad")?;
         let solution = Self::solve(gram, input.losses.len(), self.c)?;
         let rescale = 1.0 + self.c * self.c;
+        let alpha: Vec<f64> = solution.alpha.iter().map(|a| a / rescale).collect();
         Ok(StepWeights {
-            weights: solution.alpha.iter().map(|a| a / rescale).collect(),
+            weights: vec![1.0; alpha.len()],
+            direction: Some(Direction::Combination(alpha.clone())),
             diagnostics: vec![
+                ("cagrad.alpha".into(), alpha),
                 ("cagrad.inner_weights".into(), solution.inner),
                 ("cagrad.kkt_residual".into(), vec![solution.kkt_residual]),
             ],
-            ..Default::default()
         })
     }
 }

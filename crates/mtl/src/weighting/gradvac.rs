@@ -16,18 +16,30 @@
 //! model by default (its 0), or each shared parameter alone (its 2, `all_matrix`); LibMTL's 1
 //! groups a module's weight with its bias, which the gradients here do not record.
 //!
-//! The order is drawn from the run's seed and the step (PCGrad's draws, without i). The result
-//! is a direction on the shared parameters; the heads are weighed by 1. Degenerate inputs: a
-//! zero gradient has cosine 0 and adds nothing; a target of 1 up to rounding (`√(1 − φ̂²) = 0`,
-//! reached only after parallel gradients) has no finite step and is skipped. Cost: the per-task gradients on
-//! the shared parameters (like MGDA) plus `O(T²·P)` for the cosines and steps.
+//! The order is drawn from the run's seed and the step (PCGrad's draws, without i). The heads
+//! are weighed by 1. Degenerate inputs: a zero gradient has cosine 0 and adds nothing; a target
+//! of 1 up to rounding (`√(1 − φ̂²) = 0`, reached only after parallel gradients) has no finite
+//! step and is skipped.
+//!
+//! **On the Gram.** Every `g'_i` stays in the span of the task gradients, `g'_i = Σ_k c_ik g_k`,
+//! so the algorithm runs on each group's `T × T` Gram ([`GradVac::coefficients`]) and the
+//! direction is `Σ_k w_k g_k` with `w = Σ_i c_i`: on the whole model a
+//! [`Direction::Combination`], at MGDA's cost. The norms are not taken as `cᵀGc`, which cancels
+//! catastrophically once a `g'_i` is nearly 0 (opposite gradients, or a group of fewer
+//! dimensions than tasks); instead the Gram gives the gradients exact coordinates in an
+//! orthonormal basis of their span (`G = XXᵀ`, from the eigendecomposition of the cosine
+//! matrix, eigenvalues below `1e-12` of the largest dropped as rounding), and the published
+//! steps run on those `r ≤ T` coordinates, where a sum cancels exactly as it would in the
+//! parameters. A `g'_i` shorter than `1e-6` of the sum of its terms' lengths is zero (a
+//! remainder of rounding, below the gradients' float32 precision). Cost:
+//! the per-task gradients and their Gram, plus `O(T³)` per group.
 //!
 //! Its [`WeightingState`]: the targets `φ̂`, in [`GradVac::targets`]'s order (`targets`, empty
 //! before the first step).
 
 use std::ops::Range;
 
-use rayon::prelude::*;
+use nalgebra::{DMatrix, SymmetricEigen};
 
 use super::{
     check_losses, Direction, Needs, PcGrad, StepInput, StepWeights, Weighting, WeightingError,
@@ -40,6 +52,19 @@ const TARGETS: &str = "targets";
 /// A target within this of 1 is 1 up to the rounding of the cosines it averages (a few ε),
 /// where the step `∝ 1/√(1 − φ̂²)` would be rounding blown up: it is skipped.
 const ONE_TOL: f64 = 8.0 * f64::EPSILON;
+
+/// Eigenvalues of the cosine matrix at most this times the largest are rounding: the
+/// gradients' span has fewer dimensions.
+const RANK_TOL: f64 = 1e-12;
+
+/// A cosine less than this below its target meets it up to the rounding of the coordinates
+/// (a `g'_i` just projected orthogonal to `g_j` has cosine `±ε`, not 0): no step.
+const MEET_TOL: f64 = 1e-12;
+
+/// A `g'_i` at most this times `Σ_k |c_ik| ‖g_k‖` long is zero. A step from a cosine near −1
+/// cancels `g'_i` through `√(1 − φ²)`, which turns the ε of the cosine into `√ε ≈ 1e-8` of
+/// length, and below the float32 precision of the gradients the direction left is noise.
+const ZERO_TOL: f64 = 1e-6;
 
 /// How GradVac groups the shared parameters (LibMTL's `GradVac_group_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,103 +98,133 @@ impl GradVac {
         &self.targets
     }
 
-    /// One step on the gradients `rows` (T rows of length P) with groups of columns `groups`,
-    /// task i taking the others in the order `orders[i]` (i itself, if listed, is skipped):
-    /// the direction `Σ_i g'_i` and the number of adjustments made. Moves the targets.
+    /// One step on the Grams `grams` of K groups (each `T × T`, row-major), task i taking the
+    /// others in the order `orders[i]` (i itself, if listed, is skipped): for each group the
+    /// coefficients `w` of its direction `Σ_k w_k g_k`, and the number of adjustments made.
+    /// Moves the targets.
     ///
     /// # Panics
-    /// If `orders` does not have one order per row, names a row that does not exist, or the
-    /// number of rows or groups changed since the first step.
+    /// If `orders` does not have one order per task, names a task that does not exist, a Gram
+    /// is not `T × T`, or the number of tasks or groups changed since the first step.
+    pub fn coefficients(
+        &mut self,
+        grams: &[Vec<f64>],
+        orders: &[Vec<usize>],
+    ) -> (Vec<Vec<f64>>, usize) {
+        let (t, k_groups) = (orders.len(), grams.len());
+        if self.targets.is_empty() {
+            self.targets = vec![0.0; t * t * k_groups];
+        }
+        assert_eq!(self.targets.len(), t * t * k_groups, "the tasks or groups changed");
+        let beta = self.beta;
+        let mut adjustments = 0;
+        let mut all = Vec::with_capacity(k_groups);
+        for (k, gram) in grams.iter().enumerate() {
+            assert_eq!(gram.len(), t * t, "a {t} x {t} Gram");
+            let (x, norms) = coordinates(gram, t);
+            let mut w = vec![0.0; t];
+            for (i, order) in orders.iter().enumerate() {
+                // g'_i as coordinates and as coefficients on the task gradients.
+                let (mut own, mut c) = (x[i].clone(), vec![0.0f64; t]);
+                c[i] = 1.0;
+                for &j in order.iter().filter(|&&j| j != i) {
+                    let other_norm = norms[j];
+                    let terms: f64 = c.iter().zip(&norms).map(|(c, n)| c.abs() * n).sum();
+                    let own_norm = dot(&own, &own).sqrt();
+                    let own_norm = if own_norm > ZERO_TOL * terms { own_norm } else { 0.0 };
+                    let cos = if own_norm > 0.0 && other_norm > 0.0 {
+                        (dot(&own, &x[j]) / (own_norm * other_norm)).clamp(-1.0, 1.0)
+                    } else {
+                        0.0
+                    };
+                    let target = &mut self.targets[(i * t + j) * k_groups + k];
+                    let room = (1.0 - *target * *target).max(0.0).sqrt();
+                    if cos < *target - MEET_TOL && 1.0 - *target > ONE_TOL && other_norm > 0.0 {
+                        let step = own_norm
+                            * (*target * (1.0 - cos * cos).max(0.0).sqrt() - cos * room)
+                            / (other_norm * room);
+                        own.iter_mut().zip(&x[j]).for_each(|(a, b)| *a += step * b);
+                        c[j] += step;
+                        adjustments += 1;
+                    }
+                    *target = (1.0 - beta) * *target + beta * cos;
+                }
+                w.iter_mut().zip(&c).for_each(|(a, b)| *a += b);
+            }
+            all.push(w);
+        }
+        (all, adjustments)
+    }
+
+    /// [`GradVac::coefficients`] on explicit gradients `rows` (T rows of length P) with groups
+    /// of columns `groups`: the direction `Σ_i g'_i` on every group, and the number of
+    /// adjustments made.
+    ///
+    /// # Panics
+    /// As [`GradVac::coefficients`], and if a group lies outside the rows.
     pub fn direction(
         &mut self,
         rows: &[Vec<f32>],
         groups: &[Range<usize>],
         orders: &[Vec<usize>],
     ) -> (Vec<f32>, usize) {
-        let (t, k_groups) = (rows.len(), groups.len());
+        let t = rows.len();
         assert_eq!(orders.len(), t, "one order per task");
-        if self.targets.is_empty() {
-            self.targets = vec![0.0; t * t * k_groups];
-        }
-        assert_eq!(self.targets.len(), t * t * k_groups, "the tasks or groups changed");
-        let p = rows.first().map_or(0, Vec::len);
-        let wide: Vec<Vec<f64>> =
-            rows.iter().map(|r| r.iter().map(|&v| f64::from(v)).collect()).collect();
-        // ‖g_j‖ on each group.
-        let norms: Vec<Vec<f64>> = (wide.iter())
-            .map(|g| groups.iter().map(|r| dot_and_square(&g[r.clone()], &[]).1.sqrt()).collect())
-            .collect();
-        let beta = self.beta;
-        // Each task's chain of projections reads only the original gradients and its own
-        // targets, so the tasks run in parallel; their sum is taken in task order.
-        let chains: Vec<(Vec<f64>, usize)> = (self.targets.par_chunks_mut(t * k_groups))
-            .zip(orders.par_iter())
-            .enumerate()
-            .map(|(i, (targets, order))| {
-                let mut gi = wide[i].clone();
-                let mut adjustments = 0;
-                for &j in order.iter().filter(|&&j| j != i) {
-                    for (k, range) in groups.iter().enumerate() {
-                        let (own, other) = (&mut gi[range.clone()], &wide[j][range.clone()]);
-                        let (dot, own_square) = dot_and_square(own, other);
-                        let (own_norm, other_norm) = (own_square.sqrt(), norms[j][k]);
-                        let cos = if own_norm > 0.0 && other_norm > 0.0 {
-                            (dot / (own_norm * other_norm)).clamp(-1.0, 1.0)
-                        } else {
-                            0.0
-                        };
-                        let target = &mut targets[j * k_groups + k];
-                        let room = (1.0 - *target * *target).max(0.0).sqrt();
-                        if cos < *target && 1.0 - *target > ONE_TOL && other_norm > 0.0 {
-                            let step = own_norm
-                                * (*target * (1.0 - cos * cos).max(0.0).sqrt() - cos * room)
-                                / (other_norm * room);
-                            own.iter_mut().zip(other).for_each(|(a, b)| *a += step * b);
-                            adjustments += 1;
-                        }
-                        *target = (1.0 - beta) * *target + beta * cos;
+        let grams: Vec<Vec<f64>> = (groups.iter())
+            .map(|r| {
+                let mut gram = vec![0.0; t * t];
+                for a in 0..t {
+                    for b in 0..=a {
+                        let v = (rows[a][r.clone()].iter().zip(&rows[b][r.clone()]))
+                            .map(|(&x, &y)| f64::from(x) * f64::from(y))
+                            .sum();
+                        (gram[a * t + b], gram[b * t + a]) = (v, v);
                     }
                 }
-                (gi, adjustments)
+                gram
             })
             .collect();
-        let mut d = vec![0.0f64; p];
-        let mut adjustments = 0;
-        for (gi, n) in &chains {
-            d.iter_mut().zip(gi).for_each(|(a, b)| *a += b);
-            adjustments += n;
+        let (coefficients, adjustments) = self.coefficients(&grams, orders);
+        let mut d = vec![0.0f32; rows.first().map_or(0, Vec::len)];
+        for (range, w) in groups.iter().zip(&coefficients) {
+            for e in range.clone() {
+                d[e] = rows.iter().zip(w).map(|(r, &w)| w * f64::from(r[e])).sum::<f64>() as f32;
+            }
         }
-        (d.iter().map(|&v| v as f32).collect(), adjustments)
+        (d, adjustments)
     }
 }
 
-/// `(⟨a, b⟩, ‖a‖²)` in one pass (`⟨a, b⟩` is 0 for an empty `b`), each sum over four lanes
-/// added in a fixed order, so the compiler can vectorise it and every run gives the same bits.
-fn dot_and_square(a: &[f64], b: &[f64]) -> (f64, f64) {
-    const LANES: usize = 4;
-    let (mut dot, mut square) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let chunks = a.len() / LANES;
-    for c in 0..chunks {
-        let x = &a[c * LANES..(c + 1) * LANES];
-        for l in 0..LANES {
-            square[l] += x[l] * x[l];
+/// Coordinates `x_t` (rows of length `r`, the rank) of the task gradients in an orthonormal
+/// basis of their span, from their Gram, and their norms: `⟨x_s, x_t⟩ = G_st` up to rounding,
+/// `‖x_t‖ = √G_tt` exactly, and a zero gradient at the origin.
+fn coordinates(gram: &[f64], t: usize) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let norms: Vec<f64> = (0..t).map(|i| gram[i * t + i].max(0.0).sqrt()).collect();
+    let cosine = DMatrix::from_fn(t, t, |a, b| {
+        if norms[a] > 0.0 && norms[b] > 0.0 {
+            gram[a * t + b] / (norms[a] * norms[b])
+        } else {
+            0.0
         }
-        if !b.is_empty() {
-            let y = &b[c * LANES..(c + 1) * LANES];
-            for l in 0..LANES {
-                dot[l] += x[l] * y[l];
-            }
-        }
-    }
-    let (mut dot, mut square) =
-        ((dot[0] + dot[1]) + (dot[2] + dot[3]), (square[0] + square[1]) + (square[2] + square[3]));
-    for i in chunks * LANES..a.len() {
-        square += a[i] * a[i];
-        if !b.is_empty() {
-            dot += a[i] * b[i];
-        }
-    }
-    (dot, square)
+    });
+    let eigen = SymmetricEigen::new(cosine);
+    let largest = eigen.eigenvalues.iter().fold(0.0f64, |m, &v| m.max(v));
+    let kept: Vec<usize> = (0..t).filter(|&e| eigen.eigenvalues[e] > RANK_TOL * largest).collect();
+    let x = (0..t)
+        .map(|a| {
+            let unit: Vec<f64> = (kept.iter())
+                .map(|&e| eigen.eigenvectors[(a, e)] * eigen.eigenvalues[e].sqrt())
+                .collect();
+            let length = dot(&unit, &unit).sqrt();
+            let scale = if length > 0.0 { norms[a] / length } else { 0.0 };
+            unit.iter().map(|u| u * scale).collect()
+        })
+        .collect();
+    (x, norms)
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 impl Default for GradVac {
@@ -184,42 +239,53 @@ impl Weighting for GradVac {
     }
 
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        match self.grouping {
+            GradVacGrouping::WholeModel => Needs { shared_gram: true, ..Needs::LOSSES },
+            GradVacGrouping::PerParameter => Needs { shared_gradients: true, ..Needs::LOSSES },
+        }
     }
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("gradvac", input.losses)?;
-        let grads = input.shared_gradients("gradvac")?;
-        let t = grads.tasks();
-        let groups: Vec<Range<usize>> = match self.grouping {
-            GradVacGrouping::WholeModel => std::iter::once(0..grads.dim()).collect(),
+        let t = input.losses.len();
+        let orders = PcGrad::orders(input.seed, input.step, t);
+        let groups = match self.grouping {
+            GradVacGrouping::WholeModel => 1,
+            GradVacGrouping::PerParameter => input.shared_gradients("gradvac")?.blocks(),
+        };
+        if !self.targets.is_empty() && self.targets.len() != t * t * groups {
+            return Err(WeightingError::Invalid {
+                method: "gradvac",
+                message: format!(
+                    "its targets are for {} task pairs and groups, the gradients have {t} tasks and {groups} groups",
+                    self.targets.len(),
+                ),
+            });
+        }
+        let (direction, adjustments) = match self.grouping {
+            GradVacGrouping::WholeModel => {
+                let gram = input.shared_gram("gradvac")?.to_vec();
+                let (mut w, n) = self.coefficients(&[gram], &orders);
+                (Direction::Combination(w.remove(0)), n)
+            }
             GradVacGrouping::PerParameter => {
+                let grads = input.shared_gradients("gradvac")?;
                 let mut at = 0;
-                (0..grads.blocks())
+                let ranges: Vec<Range<usize>> = (0..grads.blocks())
                     .map(|b| {
                         let n = grads.block(b).1.len() / t.max(1);
                         at += n;
                         at - n..at
                     })
-                    .collect()
+                    .collect();
+                let rows: Vec<Vec<f32>> = (0..t).map(|i| grads.row(i)).collect();
+                let (d, n) = self.direction(&rows, &ranges, &orders);
+                (Direction::Shared(d), n)
             }
         };
-        if !self.targets.is_empty() && self.targets.len() != t * t * groups.len() {
-            return Err(WeightingError::Invalid {
-                method: "gradvac",
-                message: format!(
-                    "its targets are for {} task pairs and groups, the gradients have {t} tasks and {} groups",
-                    self.targets.len(),
-                    groups.len()
-                ),
-            });
-        }
-        let rows: Vec<Vec<f32>> = (0..t).map(|i| grads.row(i)).collect();
-        let orders = PcGrad::orders(input.seed, input.step, t);
-        let (d, adjustments) = self.direction(&rows, &groups, &orders);
         Ok(StepWeights {
             weights: vec![1.0; t],
-            direction: Some(Direction::Shared(d)),
+            direction: Some(direction),
             diagnostics: vec![("gradvac.adjustments".into(), vec![adjustments as f64])],
         })
     }

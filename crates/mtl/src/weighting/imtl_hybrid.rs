@@ -16,8 +16,8 @@
 //! of `L_t` on the shared parameters, `α_t e^{s_t}`. Where IMTL-G's system is singular (parallel
 //! or zero gradients) α falls back to `1/T`, flagged as `imtl.singular`.
 //!
-//! Cost: IMTL-G's (the per-task gradients, their Gram, a `(T−1)`-square solve) plus `O(T·P)` to
-//! combine the direction, and T parameters.
+//! Cost: IMTL-G's (the per-task gradients, their Gram, a `(T−1)`-square solve, one combination,
+//! returned as a [`Direction::Combination`]), and T parameters.
 
 use tapestry_autodiff::Var;
 use tapestry_data::TaskSpec;
@@ -54,7 +54,7 @@ impl Weighting for Imtl {
     }
 
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        Needs { shared_gram: true, ..Needs::LOSSES }
     }
 
     fn register(&mut self, params: &mut Params, tasks: &[TaskSpec]) -> Result<(), WeightingError> {
@@ -67,19 +67,18 @@ impl Weighting for Imtl {
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("imtl", input.losses)?;
-        let grads = input.shared_gradients("imtl")?;
+        let gram = input.shared_gram("imtl")?;
         let scaled = self.scales.weights(input)?;
-        let t = grads.tasks();
-        let (alpha, singular) = match Self::weights_from_gram(grads.gram(), t, &scaled.weights) {
+        let t = input.losses.len();
+        let (alpha, singular) = match Self::weights_from_gram(gram, t, &scaled.weights) {
             Some(alpha) => (alpha, 0.0),
             None => (vec![1.0 / t as f64; t], 1.0),
         };
         let weights: Vec<f64> = alpha.iter().zip(&scaled.weights).map(|(a, e)| a * e).collect();
-        let w32: Vec<f32> = weights.iter().map(|&w| w as f32).collect();
-        let direction = grads.combine(&w32).iter().flat_map(|b| b.to_vec()).collect();
+        let direction = Some(Direction::Combination(weights.clone()));
         let mut diagnostics = vec![("imtl.singular".into(), vec![singular])];
         diagnostics.extend(scaled.diagnostics);
-        Ok(StepWeights { weights, direction: Some(Direction::Shared(direction)), diagnostics })
+        Ok(StepWeights { weights, direction, diagnostics })
     }
 
     fn state(&self) -> WeightingState {

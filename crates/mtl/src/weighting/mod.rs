@@ -186,8 +186,16 @@ impl<'a> StepInput<'a> {
 /// A replacement for the weighted gradient, for methods that alter gradients.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Direction {
+    /// The shared parameters' gradient is `Σ_t c_t ∇L_t` for these coefficients, one per task,
+    /// while every other parameter keeps the gradient of the weighted loss: the methods whose
+    /// trunk update is a combination of the task gradients with other weights than the heads'
+    /// (PCGrad, GradVac, IMTL, CAGrad). The step forms it as it forms a weighted gradient: from
+    /// the per-task gradients when it holds them, else from one backward pass of `Σ_t c_t L_t`,
+    /// so such a method needs no more than the Gram.
+    Combination(Vec<f64>),
     /// The shared parameters' combined gradient, flattened like the rows of
-    /// [`StepInput::shared`].
+    /// [`StepInput::shared`], for a direction that is no single combination of the task
+    /// gradients (GradVac per parameter, DB-MTL's moving averages).
     Shared(Vec<f32>),
     /// A cotangent at the representation `Z` (its shape), pushed back through the trunk.
     Representation(Tensor),

@@ -10,8 +10,10 @@
 //! gradients lose their conflicting components; aligned ones pass unchanged. The order is drawn
 //! from the run's seed and the step. The result is a direction on the shared parameters; the
 //! heads, which only their own task reaches, are weighed by 1. The projections run on the Gram
-//! of the task gradients ([`PcGrad::coefficients`]), so the cost is MGDA's: the per-task
-//! gradients on the shared parameters, their Gram, and one combination of them.
+//! of the task gradients ([`PcGrad::coefficients`]) and the direction is their combination
+//! ([`Direction::Combination`]), so the cost is MGDA's: the per-task gradients on the shared
+//! parameters, their Gram, and one combination of them (or, on the Gram path, the Gram and one
+//! more backward pass).
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -78,20 +80,17 @@ impl Weighting for PcGrad {
     }
 
     fn needs(&self) -> Needs {
-        Needs { shared_gradients: true, ..Needs::LOSSES }
+        Needs { shared_gram: true, ..Needs::LOSSES }
     }
 
     fn weights(&mut self, input: &StepInput<'_>) -> Result<StepWeights, WeightingError> {
         check_losses("pcgrad", input.losses)?;
-        let grads = input.shared_gradients("pcgrad")?;
-        let t = grads.tasks();
-        let (w, projections) =
-            Self::coefficients(grads.gram(), &Self::orders(input.seed, input.step, t));
-        let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-        let d = grads.combine(&w).iter().flat_map(|b| b.as_slice().to_vec()).collect();
+        let gram = input.shared_gram("pcgrad")?;
+        let t = input.losses.len();
+        let (w, projections) = Self::coefficients(gram, &Self::orders(input.seed, input.step, t));
         Ok(StepWeights {
             weights: vec![1.0; t],
-            direction: Some(Direction::Shared(d)),
+            direction: Some(Direction::Combination(w)),
             diagnostics: vec![("pcgrad.projections".into(), vec![projections as f64])],
         })
     }

@@ -179,3 +179,20 @@ pub fn assert_same(got: &[f64], want: &[f64], what: &str) {
         assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{what}: {got:?} vs {want:?}");
     }
 }
+
+/// The shared parameters' gradient a weighting's `direction` asks for, flattened like the rows
+/// of `g`: its combination of the rows, or its explicit direction.
+pub fn shared_direction(
+    g: &tapestry_mtl::task_grads::TaskGradients,
+    direction: &Option<tapestry_mtl::weighting::Direction>,
+) -> Vec<f32> {
+    use tapestry_mtl::weighting::Direction;
+    match direction {
+        Some(Direction::Combination(c)) => {
+            let c: Vec<f32> = c.iter().map(|&v| v as f32).collect();
+            g.combine(&c).iter().flat_map(|b| b.as_slice().to_vec()).collect()
+        }
+        Some(Direction::Shared(d)) => d.clone(),
+        other => panic!("no direction on the shared parameters: {other:?}"),
+    }
+}
