@@ -794,7 +794,10 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         let done_steps =
             done as u64 * steps_per_epoch + trainer.in_epoch().map_or(0, |p| p.batches);
         logger.eta.remaining = (steps_per_epoch * config.epochs as u64).saturating_sub(done_steps);
-        segment_start = logger.records.len();
+        segment_start = match trainer.in_epoch() {
+            Some(_) => saved.state["records_before"].as_u64().unwrap_or(0) as usize,
+            None => logger.records.len(),
+        };
         if !quiet {
             let at = match trainer.in_epoch() {
                 Some(p) => format!("step {}/{steps_per_epoch} of epoch {}", p.batches, done + 1),
@@ -992,7 +995,11 @@ impl Commit<'_> {
             metadata.insert("epoch_steps".to_string(), p.batches.to_string());
         }
         checkpoint::save(out.join(CHECKPOINT_FILE), params, Some(trainer.optimizer()), &metadata)?;
-        *segment_start = logger.records.len();
+        // A segment ends only at an epoch's end, so that where a run was stopped inside an
+        // epoch leaves no trace in the checkpoints that follow.
+        if trainer.in_epoch().is_none() {
+            *segment_start = logger.records.len();
+        }
         write_atomic(&out.join(METRICS_FILE), json_lines(&logger.records).as_bytes())?;
         write_atomic(&out.join(CONFIG_FILE), self.config.to_toml().as_bytes())?;
         let written = write_plots(out, self.names, logger)?;
