@@ -428,6 +428,8 @@ pub struct Saved {
     /// The log up to the checkpoint: `metrics.jsonl`'s records before the checkpoint's last
     /// segment, then that segment from the checkpoint.
     pub records: Vec<Value>,
+    /// How many of `records` come before that segment (where it starts).
+    pub records_before: usize,
 }
 
 impl Saved {
@@ -510,7 +512,7 @@ impl Saved {
         };
         let have = records.len() - before;
         records.extend(segment.into_iter().skip(have));
-        Ok(Saved { file, checkpoint, config, state, records })
+        Ok(Saved { file, checkpoint, config, state, records, records_before: before })
     }
 }
 
@@ -795,7 +797,7 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
             done as u64 * steps_per_epoch + trainer.in_epoch().map_or(0, |p| p.batches);
         logger.eta.remaining = (steps_per_epoch * config.epochs as u64).saturating_sub(done_steps);
         segment_start = match trainer.in_epoch() {
-            Some(_) => saved.state["records_before"].as_u64().unwrap_or(0) as usize,
+            Some(_) => saved.records_before,
             None => logger.records.len(),
         };
         if !quiet {

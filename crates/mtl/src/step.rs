@@ -362,9 +362,7 @@ impl TrainStep {
             )));
         }
         let w32: Vec<f32> = answer.weights.iter().map(|&w| w as f32).collect();
-        let weighted = own_loss.unwrap_or_else(|| {
-            (losses.iter().zip(&w32)).map(|(&l, &w)| l * w).reduce(|a, b| a + b).expect("a task")
-        });
+        let weighted = own_loss.unwrap_or_else(|| weighted_sum(&losses, &w32));
         let total = out.aux_loss.map_or(weighted, |aux| weighted + aux);
 
         let grads = match (&answer.direction, &shared_grads) {
@@ -402,9 +400,8 @@ impl TrainStep {
             // the shared parameters.
             (Some(Direction::Combination(c)), None) => {
                 let c = combination(c, losses.len(), weighting.name())?;
-                let mixed = (losses.iter().zip(&c)).map(|(&l, &c)| l * c).reduce(|a, b| a + b);
                 let vars = bound.vars(&self.shared);
-                let g = tape.grad(mixed.expect("a task"), &vars);
+                let g = tape.grad(weighted_sum(&losses, &c), &vars);
                 let shared_part = vars.iter().map(|&v| g.wrt(v)).collect();
                 self.assemble(params, &tape, &bound, total, out.aux_loss, shared_part)
             }
@@ -570,6 +567,11 @@ pub fn after_update(
         weighting.after_update(&after)?;
     }
     Ok(())
+}
+
+/// `Σ_t w_t L_t` on the tape.
+fn weighted_sum<'t>(losses: &[Var<'t>], w: &[f32]) -> Var<'t> {
+    (losses.iter().zip(w)).map(|(&l, &w)| l * w).reduce(|a, b| a + b).expect("a task")
 }
 
 /// The coefficients of a [`Direction::Combination`] as the gradients' `f32`, checked: one per

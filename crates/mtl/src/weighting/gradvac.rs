@@ -41,6 +41,8 @@ use std::ops::Range;
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
+use crate::min_norm::gram_matrix;
+
 use super::{
     check_losses, Direction, Needs, PcGrad, StepInput, StepWeights, Weighting, WeightingError,
     WeightingState,
@@ -172,16 +174,9 @@ impl GradVac {
         assert_eq!(orders.len(), t, "one order per task");
         let grams: Vec<Vec<f64>> = (groups.iter())
             .map(|r| {
-                let mut gram = vec![0.0; t * t];
-                for a in 0..t {
-                    for b in 0..=a {
-                        let v = (rows[a][r.clone()].iter().zip(&rows[b][r.clone()]))
-                            .map(|(&x, &y)| f64::from(x) * f64::from(y))
-                            .sum();
-                        (gram[a * t + b], gram[b * t + a]) = (v, v);
-                    }
-                }
-                gram
+                let block: Vec<f32> =
+                    rows.iter().flat_map(|row| &row[r.clone()]).copied().collect();
+                gram_matrix(&block, t, r.len())
             })
             .collect();
         let (coefficients, adjustments) = self.coefficients(&grams, orders);
