@@ -41,7 +41,7 @@ pub(crate) struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// The forward value of node `id`.
     pub(crate) fn value(&self, id: NodeId) -> &'a Tensor {
-        &self.nodes[id.index()].value
+        self.nodes[id.index()].value(id)
     }
 
     /// The number of leading task axes on every cotangent (0, or 1 in a stacked sweep).
@@ -213,7 +213,7 @@ fn sweep(
     let nodes = tape.nodes();
     let roots: Vec<NodeId> = seeds.iter().map(|s| s.0).collect();
     let plan = plan(&nodes, &roots, keep);
-    run(&nodes, seeds, tasks, plan, None)
+    run(Nodes::Read(&nodes), seeds, tasks, plan, None)
 }
 
 /// For each node `i`, the kept leaves whose last consumer in the sweep is `i` (the consumer
@@ -236,16 +236,35 @@ fn last_consumers(nodes: &[Node], plan: &Plan) -> Vec<Vec<usize>> {
     at
 }
 
+/// The tape's nodes as a sweep sees them: read, or released as it goes.
+pub(crate) enum Nodes<'a> {
+    Read(&'a [Node]),
+    Release(&'a mut [Node]),
+}
+
+impl Nodes<'_> {
+    fn get(&self) -> &[Node] {
+        match self {
+            Nodes::Read(n) => n,
+            Nodes::Release(n) => n,
+        }
+    }
+}
+
 /// Runs a planned sweep. Without a hook the kept cotangents come back; with one they go to the
 /// hook as they complete (see [`SweepHook::kept`]) and come back empty.
+///
+/// With [`Nodes::Release`] (the final pass, [`Tape::backward_final`]), each node's value and
+/// saved state are dropped right after its rule has run: no later rule reads them, because a
+/// rule reads only its own output and its inputs, and inputs have smaller ids.
 pub(crate) fn run(
-    nodes: &[Node],
+    mut nodes: Nodes<'_>,
     seeds: Vec<(NodeId, Cot)>,
     tasks: usize,
     plan: Plan,
     mut hook: Option<&mut dyn SweepHook>,
 ) -> (Vec<Option<Cot>>, usize) {
-    let release = if hook.is_some() { last_consumers(nodes, &plan) } else { Vec::new() };
+    let leaves_done = if hook.is_some() { last_consumers(nodes.get(), &plan) } else { Vec::new() };
     let Plan { needs, kept, bottom, top } = plan;
     let mut cots: Vec<Option<Cot>> = vec![None; top];
     let mut rules_run = 0;
@@ -255,12 +274,13 @@ pub(crate) fn run(
         }
     }
 
-    let mut ctx = Ctx { nodes, needs: &needs, lead: 0, out: Vec::new() };
+    let mut out = Vec::new();
     for i in (bottom..top).rev() {
         if let Some(cot) = cots[i].take() {
-            let node = &nodes[i];
+            let view = nodes.get();
+            let node = &view[i];
             if let Some(h) = hook.as_deref_mut() {
-                h.visit(nodes, i, &cot);
+                h.visit(view, i, &cot);
             }
             let mut inputs_need = false;
             node.op.for_each_input(|j| inputs_need |= needs[j.index()]);
@@ -269,10 +289,12 @@ pub(crate) fn run(
                     Cot::Task(t, g) => (Some(*t), g),
                     Cot::Stacked(g) => (None, g),
                 };
-                ctx.lead = usize::from(task.is_none());
-                node.op.backward(&node.value, g, &mut ctx);
+                let lead = usize::from(task.is_none());
+                let mut ctx = Ctx { nodes: view, needs: &needs, lead, out };
+                node.op.backward(node.value(NodeId(i as u32)), g, &mut ctx);
                 rules_run += 1;
-                for (id, grad) in ctx.out.drain(..) {
+                out = ctx.out;
+                for (id, grad) in out.drain(..) {
                     let grad = match task {
                         Some(t) => Cot::Task(t, grad),
                         None => Cot::Stacked(grad),
@@ -286,9 +308,14 @@ pub(crate) fn run(
                     None => cots[i] = Some(cot),
                 }
             }
+            if let Nodes::Release(all) = &mut nodes {
+                if !matches!(all[i].op, Op::Leaf | Op::Constant) {
+                    all[i].release();
+                }
+            }
         }
         if let Some(h) = hook.as_deref_mut() {
-            for &k in &release[i] {
+            for &k in &leaves_done[i] {
                 if let Some(cot) = cots[k].take() {
                     h.kept(k, cot);
                 }
@@ -420,6 +447,36 @@ impl Tape {
     /// If `root` does not hold exactly one element (the message names its shape).
     pub fn backward(&self, root: Var<'_>) -> Grads {
         single(sweep(self, vec![unit_seed(root, 0)], 1, Keep::Leaves))
+    }
+
+    /// [`Tape::backward`] as the tape's last pass: each recorded value, and what its op saved
+    /// for its rule (a pooling's argmax, a dropout mask), is dropped as soon as the sweep has run
+    /// that node's rule, so the pass holds only the activations it has not reached yet and the
+    /// cotangents in flight, not every activation of the forward pass (PyTorch's
+    /// `retain_graph=False`). The gradients are those of [`Tape::backward`], bit for bit.
+    ///
+    /// Afterwards the tape takes no other backward pass, and reading a released value
+    /// ([`Var::value`], [`Var::shape`], or an op on it) panics naming the node; leaves, constants
+    /// and nodes the sweep did not visit keep their values.
+    ///
+    /// ```
+    /// use tapestry_autodiff::{Tape, Tensor};
+    /// let tape = Tape::new();
+    /// let x = tape.leaf(Tensor::from(vec![1.0, 2.0, 3.0]));
+    /// let y = (x * x).sum_all();
+    /// let loss = y.value().item();                // read what you need first
+    /// let grads = tape.backward_final(y);
+    /// assert_eq!((loss, grads.wrt(x).to_vec()), (14.0, vec![2.0, 4.0, 6.0]));
+    /// assert_eq!(x.value().to_vec(), vec![1.0, 2.0, 3.0]);   // a leaf keeps its value
+    /// ```
+    ///
+    /// # Panics
+    /// If `root` does not hold exactly one element, or a final pass already ran on this tape.
+    pub fn backward_final(&self, root: Var<'_>) -> Grads {
+        let seeds = vec![unit_seed(root, 0)];
+        let mut nodes = self.nodes_to_release();
+        let plan = plan(&nodes, &[root.id], Keep::Leaves);
+        single(run(Nodes::Release(&mut nodes), seeds, 1, plan, None))
     }
 
     /// Gradients of the scalar `root` with respect to the nodes in `wrt`, which may be

@@ -26,7 +26,7 @@
 //!
 //! Everything is summed in `f64` in a fixed order, so the result is deterministic.
 
-use crate::backward::{ids, plan, run, unit_seeds, Cot, Keep, SweepHook};
+use crate::backward::{ids, plan, run, unit_seeds, Cot, Keep, Nodes, SweepHook};
 use crate::compute;
 use crate::ops::matmul::MatmulOp;
 use crate::ops::Op;
@@ -256,7 +256,7 @@ impl Tape {
                 hook.linear_at[y] = Some((w, x));
             }
         }
-        run(&nodes, seeds, tasks, plan, Some(&mut hook));
+        run(Nodes::Read(&nodes), seeds, tasks, plan, Some(&mut hook));
         wanted_at
             .iter()
             .map(|&w| hook.grams[w].clone().unwrap_or_else(|| vec![0.0; tasks * tasks]))

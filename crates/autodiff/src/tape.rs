@@ -6,8 +6,10 @@
 //!
 //! The tape is never changed by a backward pass; gradients live in the [`Grads`](crate::Grads)
 //! store each pass returns. Handles ([`Var`]) borrow the tape, so no value can outlive the step.
+//! The one exception is the pass that is a tape's last, [`Tape::backward_final`]: it drops each
+//! value once the sweep is past it, and the tape takes no pass after it.
 
-use std::cell::{Cell, Ref, RefCell};
+use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
 
 use crate::ops::Op;
@@ -31,6 +33,30 @@ pub(crate) struct Node {
     pub(crate) requires_grad: bool,
 }
 
+impl Node {
+    /// The value of node `id` (this node).
+    ///
+    /// # Panics
+    /// If [`Tape::backward_final`] released it.
+    #[track_caller]
+    pub(crate) fn value(&self, id: NodeId) -> &Tensor {
+        if matches!(self.op, Op::Released) {
+            panic!(
+                "the value of %{} was released by `Tape::backward_final`; read values before the \
+                 final backward pass",
+                id.0
+            );
+        }
+        &self.value
+    }
+
+    /// Drops the value and what the op saved for its rule, once the final pass is past them.
+    pub(crate) fn release(&mut self) {
+        self.value = Tensor::zeros(&[0]);
+        self.op = Op::Released;
+    }
+}
+
 /// The arena of one forward pass. Create one per training step and drop it afterwards.
 ///
 /// ```
@@ -45,6 +71,8 @@ pub(crate) struct Node {
 pub struct Tape {
     nodes: RefCell<Vec<Node>>,
     no_grad_depth: Cell<u32>,
+    /// Set by [`Tape::backward_final`]: the values it passed are gone.
+    released: Cell<bool>,
 }
 
 /// A handle to a node on a tape: `Copy`, and only valid while the tape lives.
@@ -62,7 +90,11 @@ impl Tape {
 
     /// An empty tape with room for `n` nodes.
     pub fn with_capacity(n: usize) -> Self {
-        Tape { nodes: RefCell::new(Vec::with_capacity(n)), no_grad_depth: Cell::new(0) }
+        Tape {
+            nodes: RefCell::new(Vec::with_capacity(n)),
+            no_grad_depth: Cell::new(0),
+            released: Cell::new(false),
+        }
     }
 
     /// A leaf that gradients are computed for (a parameter, or an input you differentiate).
@@ -113,8 +145,31 @@ impl Tape {
         Var { tape: self, id }
     }
 
+    /// The nodes, for a backward pass.
+    ///
+    /// # Panics
+    /// If [`Tape::backward_final`] has run: the values a pass would read are gone.
+    #[track_caller]
     pub(crate) fn nodes(&self) -> Ref<'_, Vec<Node>> {
+        self.check_not_released();
         self.nodes.borrow()
+    }
+
+    /// The nodes, for the final pass that releases their values as it goes.
+    #[track_caller]
+    pub(crate) fn nodes_to_release(&self) -> RefMut<'_, Vec<Node>> {
+        self.check_not_released();
+        self.released.set(true);
+        self.nodes.borrow_mut()
+    }
+
+    #[track_caller]
+    fn check_not_released(&self) {
+        assert!(
+            !self.released.get(),
+            "this tape's values were released by `Tape::backward_final`, so it takes no further \
+             backward pass; run the other passes before the final one"
+        );
     }
 
     fn push_node(&self, node: Node) -> Var<'_> {
@@ -147,7 +202,7 @@ impl Tape {
         f: impl FnOnce(&Tensor, &Tensor) -> R,
     ) -> R {
         let nodes = self.nodes.borrow();
-        f(&nodes[a.index()].value, &nodes[b.index()].value)
+        f(nodes[a.index()].value(a), nodes[b.index()].value(b))
     }
 
     /// A human-readable listing of the tape, one node per line.
@@ -204,18 +259,30 @@ impl<'t> Var<'t> {
     }
 
     /// The value (a cheap, shared clone).
+    ///
+    /// # Panics
+    /// If [`Tape::backward_final`] released it.
+    #[track_caller]
     pub fn value(self) -> Tensor {
-        self.tape.nodes.borrow()[self.id.index()].value.clone()
+        self.tape.nodes.borrow()[self.id.index()].value(self.id).clone()
     }
 
     /// The shape of the value.
+    ///
+    /// # Panics
+    /// If [`Tape::backward_final`] released the value.
+    #[track_caller]
     pub fn shape(self) -> Vec<usize> {
-        self.tape.nodes.borrow()[self.id.index()].value.shape().to_vec()
+        self.tape.nodes.borrow()[self.id.index()].value(self.id).shape().to_vec()
     }
 
     /// The number of axes.
+    ///
+    /// # Panics
+    /// If [`Tape::backward_final`] released the value.
+    #[track_caller]
     pub fn ndim(self) -> usize {
-        self.tape.nodes.borrow()[self.id.index()].value.ndim()
+        self.tape.nodes.borrow()[self.id.index()].value(self.id).ndim()
     }
 
     /// True if gradients flow through this value.

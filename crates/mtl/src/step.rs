@@ -361,6 +361,11 @@ impl TrainStep {
                 trained.len()
             )));
         }
+        // What the report reads off the tape, read now: an equal-weights step's backward is
+        // the tape's last pass and releases the values it passes.
+        let output_values: Vec<Tensor> = out.outputs.iter().map(|o| o.value()).collect();
+        let aux_value = out.aux_loss.map(|a| f64::from(a.value().item()));
+        let affinity_due = self.options.affinity.is_some_and(|a| a.due(counters.step));
         let w32: Vec<f32> = answer.weights.iter().map(|&w| w as f32).collect();
         let weighted = own_loss.unwrap_or_else(|| weighted_sum(&losses, &w32));
         let total = out.aux_loss.map_or(weighted, |aux| weighted + aux);
@@ -411,7 +416,10 @@ impl TrainStep {
                     weighting.name()
                 )))
             }
-            _ => bound.grads(&tape.backward(total)),
+            // Task affinity reads the tape after the update's gradients; otherwise this pass is
+            // the tape's last.
+            _ if affinity_due => bound.grads(&tape.backward(total)),
+            _ => bound.grads(&tape.backward_final(total)),
         };
         if let Some((id, _)) = grads.iter().find(|(_, g)| !g.all_finite()) {
             return Err(MtlError::NonFiniteGradient {
@@ -454,7 +462,7 @@ impl TrainStep {
         let mut outputs = vec![Tensor::zeros(&[0]); tasks.len()];
         for (i, &t) in trained.iter().enumerate() {
             (all_losses[t], all_weights[t]) = (values[i], answer.weights[i]);
-            outputs[t] = out.outputs[i].value();
+            outputs[t] = output_values[i].clone();
         }
         let report = StepReport {
             step: counters.step,
@@ -466,7 +474,7 @@ impl TrainStep {
             shared: shared_gram.as_deref().map(|g| GradientStats::from_gram(g, losses.len())),
             representation: representation.as_ref().map(GradientStats::of),
             layer_grad_norms,
-            aux_loss: out.aux_loss.map(|a| f64::from(a.value().item())),
+            aux_loss: aux_value,
             diagnostics: answer.diagnostics,
             affinity,
             outputs,

@@ -46,6 +46,9 @@ pub(crate) enum Op {
     Leaf,
     /// A value that needs no gradient; backward stops here.
     Constant,
+    /// A node whose value and saved state [`Tape::backward_final`](crate::Tape::backward_final)
+    /// dropped once its sweep was past it.
+    Released,
     Elementwise(elementwise::ElementwiseOp),
     Activation(activation::ActivationOp),
     Reduce(reduce::ReduceOp),
@@ -59,7 +62,7 @@ pub(crate) enum Op {
 impl Op {
     fn family(&self) -> Option<&dyn Family> {
         Some(match self {
-            Op::Leaf | Op::Constant => return None,
+            Op::Leaf | Op::Constant | Op::Released => return None,
             Op::Elementwise(op) => op,
             Op::Activation(op) => op,
             Op::Reduce(op) => op,
@@ -75,6 +78,7 @@ impl Op {
         match self {
             Op::Leaf => "leaf",
             Op::Constant => "constant",
+            Op::Released => "released",
             op => op.family().expect("not a leaf").name(),
         }
     }
