@@ -428,7 +428,7 @@ impl TrainStep {
             });
         }
         let affinity = match self.options.affinity {
-            Some(a) if a.due(counters.step) => {
+            Some(a) if affinity_due => {
                 let batch = match batches.groups().as_slice() {
                     [(batch, trained_tasks)] if trained_tasks.len() == tasks.len() => *batch,
                     _ => {
@@ -460,9 +460,9 @@ impl TrainStep {
         let mut all_losses = vec![f64::NAN; tasks.len()];
         let mut all_weights = vec![0.0; tasks.len()];
         let mut outputs = vec![Tensor::zeros(&[0]); tasks.len()];
-        for (i, &t) in trained.iter().enumerate() {
+        for ((i, &t), value) in trained.iter().enumerate().zip(output_values) {
             (all_losses[t], all_weights[t]) = (values[i], answer.weights[i]);
-            outputs[t] = output_values[i].clone();
+            outputs[t] = value;
         }
         let report = StepReport {
             step: counters.step,
