@@ -123,8 +123,9 @@ pub struct StepReport {
     pub losses: Vec<f64>,
     /// The task weights of this step's update (`w_t` or `α_t`); 0 for a task not trained.
     pub weights: Vec<f64>,
-    /// Per-task gradient norms and cosines on the shared parameters, when computed (MGDA, or
-    /// any method with diagnostics on), over the trained tasks.
+    /// Per-task gradient norms and cosines on the shared parameters, when the Gram is computed
+    /// (a method that reads it, such as MGDA, or any method with diagnostics on), over the
+    /// trained tasks.
     pub shared: Option<GradientStats>,
     /// Per-task gradient norms and cosines at the shared representation `Z` (MGDA-UB).
     pub representation: Option<GradientStats>,
@@ -312,9 +313,10 @@ impl TrainStep {
         let shared_grads = materialise.then(|| {
             TaskGradients::on_params(&tape, &losses, &bound, &self.shared, self.options.grad_mode)
         });
-        let shared_gram = match &shared_grads {
-            Some(g) => Some(g.gram().to_vec()),
-            None => wants_gram.then(|| gram_on_params(&tape, &losses, &bound, &self.shared)),
+        let shared_gram = match (&shared_grads, wants_gram) {
+            (_, false) => None,
+            (Some(g), true) => Some(g.gram().to_vec()),
+            (None, true) => Some(gram_on_params(&tape, &losses, &bound, &self.shared)),
         };
         let representation = match (needs.representation_gradients, out.shared_representation()) {
             (true, Some(z)) => Some(TaskGradients::at(&tape, &losses, z)),

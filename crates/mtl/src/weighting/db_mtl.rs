@@ -84,17 +84,17 @@ impl DbMtl {
         let p = rows.len() / losses.len().max(1);
         assert_eq!(p * losses.len(), rows.len(), "T rows of P values");
         for ((avg, row), l) in average.chunks_mut(p.max(1)).zip(rows.chunks(p.max(1))).zip(losses) {
-            let mut unused = 0.0;
-            fold_row(avg, row, 1.0 / (l + DB_MTL_EPS), decay, &mut unused);
+            let mut unused = SumSq::default();
+            fold_row(avg, row, 1.0 / (l + DB_MTL_EPS), decay, 0, &mut unused);
         }
     }
 
     /// [`DbMtl::fold`] straight from the per-task gradients' blocks (no `T × P` copy), adding
-    /// each new average's squares to its task's `norms_sq` in column order, as
-    /// [`DbMtl::direction`] sums them: the same numbers in two passes fewer.
+    /// each new average's squares to its task's sum of squares in the lanes [`DbMtl::direction`]
+    /// sums them in: the same numbers in two passes fewer.
     fn fold_blocks(&mut self, grads: &TaskGradients, losses: &[f64], decay: f64) -> Vec<f64> {
         let (t, p) = (grads.tasks(), grads.dim());
-        let mut norms_sq = vec![0.0f64; t];
+        let mut norms_sq = vec![SumSq::default(); t];
         let mut at = 0;
         for b in 0..grads.blocks() {
             let stacked = grads.block(b).1.as_slice();
@@ -102,11 +102,11 @@ impl DbMtl {
             for (task, sum) in norms_sq.iter_mut().enumerate() {
                 let avg = &mut self.average[task * p + at..task * p + at + n];
                 let row = &stacked[task * n..(task + 1) * n];
-                fold_row(avg, row, 1.0 / (losses[task] + DB_MTL_EPS), decay, sum);
+                fold_row(avg, row, 1.0 / (losses[task] + DB_MTL_EPS), decay, at, sum);
             }
             at += n;
         }
-        norms_sq
+        norms_sq.iter().map(SumSq::total).collect()
     }
 
     /// The direction `Σ_t α_t g̃_t` of the averages `average` (`tasks × P` row-major), the
@@ -117,9 +117,8 @@ impl DbMtl {
     pub fn direction(average: &[f32], tasks: usize) -> (Vec<f32>, Vec<f64>, Vec<f64>) {
         let p = average.len() / tasks.max(1);
         assert_eq!(p * tasks, average.len(), "T rows of P values");
-        let norms: Vec<f64> = (average.chunks(p.max(1)).take(tasks))
-            .map(|r| r.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt())
-            .collect();
+        let norms: Vec<f64> =
+            (average.chunks(p.max(1)).take(tasks)).map(|r| SumSq::of(r).sqrt()).collect();
         Self::direction_with_norms(average, tasks, norms)
     }
 
@@ -133,11 +132,20 @@ impl DbMtl {
         let rows: Vec<&[f32]> = average.chunks(p.max(1)).take(tasks).collect();
         let top = norms.iter().fold(0.0f64, |m, &n| m.max(n));
         let alpha: Vec<f64> = norms.iter().map(|n| top / (n + DB_MTL_EPS)).collect();
-        let mut d = vec![0.0f64; p];
-        for (row, a) in rows.iter().zip(&alpha) {
-            d.iter_mut().zip(row.iter()).for_each(|(x, &g)| *x += a * f64::from(g));
+        // Column block by column block, so the `f64` sums stay in cache across the rows.
+        const BLOCK: usize = 2048;
+        let mut d = vec![0.0f32; p];
+        let mut sums = [0.0f64; BLOCK];
+        for (start, out) in (0..p).step_by(BLOCK).zip(d.chunks_mut(BLOCK)) {
+            let sums = &mut sums[..out.len()];
+            sums.fill(0.0);
+            for (row, a) in rows.iter().zip(&alpha) {
+                let row = &row[start..start + out.len()];
+                sums.iter_mut().zip(row).for_each(|(x, &g)| *x += a * f64::from(g));
+            }
+            out.iter_mut().zip(sums.iter()).for_each(|(o, &x)| *o = x as f32);
         }
-        (d.iter().map(|&v| v as f32).collect(), alpha, norms)
+        (d, alpha, norms)
     }
 
     fn check(&self, losses: &[f64]) -> Result<(), WeightingError> {
@@ -159,12 +167,73 @@ impl DbMtl {
 }
 
 /// `avg ← decay · avg + (1 − decay) · scale · row`, element by element, adding each new value's
-/// square to `norm_sq`.
-fn fold_row(avg: &mut [f32], row: &[f32], scale: f64, decay: f64, norm_sq: &mut f64) {
-    for (a, &g) in avg.iter_mut().zip(row) {
+/// square to `norm_sq`; `avg[0]` is entry `at` of its task's row.
+fn fold_row(avg: &mut [f32], row: &[f32], scale: f64, decay: f64, at: usize, norm_sq: &mut SumSq) {
+    let fold = |a: &mut f32, g: f32| {
         let g = scale * f64::from(g);
         *a = (g + decay * (f64::from(*a) - g)) as f32;
-        *norm_sq += f64::from(*a).powi(2);
+        f64::from(*a)
+    };
+    // Up to the next multiple of the lane count one by one, then whole lane groups, which the
+    // compiler turns into vector instructions, then the rest one by one.
+    let head = ((LANES - at % LANES) % LANES).min(avg.len());
+    let (avg_head, avg_body) = avg.split_at_mut(head);
+    let (row_head, row_body) = row.split_at(head);
+    for (i, (a, &g)) in avg_head.iter_mut().zip(row_head).enumerate() {
+        norm_sq.add(at + i, fold(a, g));
+    }
+    let tail_at = at + head + (avg_body.len() / LANES) * LANES;
+    let mut avg_groups = avg_body.chunks_exact_mut(LANES);
+    let mut row_groups = row_body.chunks_exact(LANES);
+    for (a, g) in (&mut avg_groups).zip(&mut row_groups) {
+        for lane in 0..LANES {
+            let v = fold(&mut a[lane], g[lane]);
+            norm_sq.lanes[lane] += v * v;
+        }
+    }
+    for (i, (a, &g)) in
+        avg_groups.into_remainder().iter_mut().zip(row_groups.remainder()).enumerate()
+    {
+        norm_sq.add(tail_at + i, fold(a, g));
+    }
+}
+
+/// The lanes of a sum of squares: entry `i` of a row goes to lane `i % LANES`, so the sum is the
+/// same whether the row comes whole or in blocks, and the lanes let it run as vector code.
+const LANES: usize = 8;
+
+/// A sum of squares in [`LANES`] `f64` lanes, combined in a fixed order.
+#[derive(Debug, Clone, Copy, Default)]
+struct SumSq {
+    lanes: [f64; LANES],
+}
+
+impl SumSq {
+    /// Adds the square of `v`, entry `i` of its row.
+    fn add(&mut self, i: usize, v: f64) {
+        self.lanes[i % LANES] += v * v;
+    }
+
+    /// The row's sum of squares.
+    fn total(&self) -> f64 {
+        let l = &self.lanes;
+        ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+    }
+
+    /// The sum of squares of the whole row `row`.
+    fn of(row: &[f32]) -> f64 {
+        let mut sum = SumSq::default();
+        let mut groups = row.chunks_exact(LANES);
+        for g in &mut groups {
+            for (acc, &v) in sum.lanes.iter_mut().zip(g) {
+                *acc += f64::from(v) * f64::from(v);
+            }
+        }
+        let start = row.len() - groups.remainder().len();
+        for (i, &v) in groups.remainder().iter().enumerate() {
+            sum.add(start + i, f64::from(v));
+        }
+        sum.total()
     }
 }
 
