@@ -14,7 +14,10 @@
 //! - [`Buffer`] owns a vector and gives it back to the pool when dropped.
 //!
 //! Buffers are matched by exact length: shapes repeat from step to step, so exact matching
-//! recycles nearly everything, and a buffer never holds more memory than its length needs. When
+//! recycles nearly everything, and a buffer never holds more memory than its length needs. The
+//! pool keeps only buffers it handed out: a vector made elsewhere (a batch's inputs built afresh
+//! every step, say) is freed when offered, so a long run's pool stays at the size of one step's
+//! working set instead of filling its budget with one more input buffer per step. When
 //! a returned buffer does not fit the budget, the buffers returned longest ago are freed to make
 //! room: a run that changes shapes (a second model, another method in the same process) replaces
 //! the old working set instead of being locked out by it. The
@@ -32,6 +35,8 @@ struct Pool {
     /// The length of every buffer returned, oldest first. Entries whose buffer was taken again
     /// are skipped when evicting (a length is evicted only while its bucket holds a buffer).
     order: VecDeque<usize>,
+    /// Per length, the buffers handed out by [`take`] and not yet given back.
+    out: HashMap<usize, usize>,
     bytes: usize,
     stats: PoolStats,
 }
@@ -48,6 +53,8 @@ pub struct PoolStats {
     /// Buffers freed to keep the pool within its byte budget (the oldest returned first), or
     /// not kept because one buffer alone exceeds it.
     pub dropped: u64,
+    /// Buffers offered that the pool had not handed out (none of their length was out), freed.
+    pub foreign: u64,
     /// Bytes held by the pool now.
     pub held_bytes: usize,
 }
@@ -61,6 +68,7 @@ fn with_pool<R>(f: impl FnOnce(&mut Pool) -> R) -> R {
     let pool = guard.get_or_insert_with(|| Pool {
         by_len: HashMap::new(),
         order: VecDeque::new(),
+        out: HashMap::new(),
         bytes: 0,
         stats: PoolStats::default(),
     });
@@ -78,6 +86,7 @@ fn recycled(len: usize) -> Option<Vec<f32>> {
     }
     with_pool(|p| {
         let v = p.by_len.get_mut(&len).and_then(Vec::pop);
+        *p.out.entry(len).or_default() += 1;
         match &v {
             Some(_) => {
                 p.stats.hits += 1;
@@ -114,14 +123,21 @@ pub fn take_zeroed(len: usize) -> Vec<f32> {
     }
 }
 
-/// Returns a vector to the pool (if it is long enough and the pool has room); otherwise frees it.
+/// Returns a vector to the pool (if it is long enough, a buffer of its length is out, and the
+/// pool has room); otherwise frees it.
 pub fn give(v: Vec<f32>) {
     let len = v.len();
     if !poolable(len) || v.capacity() != len {
         return;
     }
     let budget = tunables().buffer_pool_max_bytes;
-    with_pool(|p| put(p, v, budget));
+    with_pool(|p| match p.out.get_mut(&len).filter(|n| **n > 0) {
+        Some(n) => {
+            *n -= 1;
+            put(p, v, budget);
+        }
+        None => p.stats.foreign += 1,
+    });
 }
 
 /// Keeps `v` in `p`, freeing the buffers returned longest ago until it fits `budget` bytes.
@@ -174,6 +190,7 @@ pub fn clear() {
     with_pool(|p| {
         p.by_len.clear();
         p.order.clear();
+        p.out.clear();
         p.bytes = 0;
         p.stats = PoolStats::default();
     });
@@ -309,6 +326,7 @@ mod tests {
         let mut p = Pool {
             by_len: HashMap::new(),
             order: VecDeque::new(),
+            out: HashMap::new(),
             bytes: 0,
             stats: PoolStats::default(),
         };
@@ -339,6 +357,7 @@ mod tests {
         let mut p = Pool {
             by_len: HashMap::new(),
             order: VecDeque::new(),
+            out: HashMap::new(),
             bytes: 0,
             stats: PoolStats::default(),
         };
@@ -348,6 +367,23 @@ mod tests {
             p.bytes -= v.len() * 4;
         }
         assert!(p.order.len() <= 65, "order grew to {}", p.order.len());
+    }
+
+    #[test]
+    fn vectors_the_pool_did_not_hand_out_are_freed_not_kept() {
+        let len = (1 << 20) + 13;
+        // A step that wraps a fresh input vector each time: the pool must not grow with it.
+        for _ in 0..5 {
+            drop(Buffer::new(vec![1.0; len]));
+        }
+        assert!(with_pool(|p| p.by_len.get(&len).is_none_or(|b| b.is_empty())));
+        // A buffer it handed out comes back; a foreign one of that length offered while it is
+        // out takes its place, and the returning one is then freed: never more than were out.
+        let ours = take(len);
+        give(vec![2.0; len]);
+        give(ours);
+        assert_eq!(with_pool(|p| p.by_len.get(&len).map_or(0, Vec::len)), 1);
+        assert_eq!(take(len)[0], 2.0, "the kept buffer is the one offered first");
     }
 
     #[test]
