@@ -251,6 +251,41 @@ impl Nodes<'_> {
     }
 }
 
+/// Before a final pass from `root`: drops the elements of every value the pass will visit but
+/// no rule of it reads (a convolution's output feeding a relu, which takes its mask from its own
+/// output; a max-pool's output feeding a reshape), so that they are gone for the whole sweep
+/// instead of until the sweep reaches them. `needs` is the plan's. A visited node is one the
+/// root's cotangent reaches; its rule runs if an input needs a cotangent, and reads the elements
+/// of its output and of its inputs as [`Op::reads_output`] and [`Op::reads_inputs`] declare.
+fn release_unread(nodes: &mut [Node], root: NodeId, needs: &[bool]) {
+    let top = root.index() + 1;
+    let mut reached = vec![false; top];
+    let mut read = vec![false; top];
+    reached[root.index()] = needs[root.index()];
+    for i in (0..top).rev() {
+        if !reached[i] {
+            continue;
+        }
+        let op = &nodes[i].op;
+        let mut runs = false;
+        op.for_each_input(|j| runs |= needs[j.index()]);
+        if !runs {
+            continue;
+        }
+        read[i] |= op.reads_output();
+        let reads_inputs = op.reads_inputs();
+        op.for_each_input(|j| {
+            reached[j.index()] |= needs[j.index()];
+            read[j.index()] |= reads_inputs;
+        });
+    }
+    for (i, node) in nodes[..top].iter_mut().enumerate() {
+        if reached[i] && !read[i] && !matches!(node.op, Op::Leaf | Op::Constant | Op::Released) {
+            node.release_elements();
+        }
+    }
+}
+
 /// Runs a planned sweep. Without a hook the kept cotangents come back; with one they go to the
 /// hook as they complete (see [`SweepHook::kept`]) and come back empty.
 ///
@@ -284,14 +319,24 @@ pub(crate) fn run(
             }
             let mut inputs_need = false;
             node.op.for_each_input(|j| inputs_need |= needs[j.index()]);
+            let mut cot = Some(cot);
             if inputs_need {
-                let (task, g) = match &cot {
+                let (task, g) = match cot.as_ref().expect("set above") {
                     Cot::Task(t, g) => (Some(*t), g),
                     Cot::Stacked(g) => (None, g),
                 };
                 let lead = usize::from(task.is_none());
                 let mut ctx = Ctx { nodes: view, needs: &needs, lead, out };
-                node.op.backward(node.value(NodeId(i as u32)), g, &mut ctx);
+                let value = node.value(NodeId(i as u32));
+                if kept[i] {
+                    node.op.backward(value, g, &mut ctx);
+                } else {
+                    // Nothing reads this cotangent after its rule: the rule may reuse its buffer.
+                    let g = match cot.take().expect("set above") {
+                        Cot::Task(_, g) | Cot::Stacked(g) => g,
+                    };
+                    node.op.backward_owned(value, g, &mut ctx);
+                }
                 rules_run += 1;
                 out = ctx.out;
                 for (id, grad) in out.drain(..) {
@@ -302,7 +347,7 @@ pub(crate) fn run(
                     accumulate(&mut cots[id.index()], grad, tasks);
                 }
             }
-            if kept[i] {
+            if let (true, Some(cot)) = (kept[i], cot) {
                 match hook.as_deref_mut() {
                     Some(h) => h.kept(i, cot),
                     None => cots[i] = Some(cot),
@@ -476,6 +521,7 @@ impl Tape {
         let seeds = vec![unit_seed(root, 0)];
         let mut nodes = self.nodes_to_release();
         let plan = plan(&nodes, &[root.id], Keep::Leaves);
+        release_unread(&mut nodes, root.id, &plan.needs);
         single(run(Nodes::Release(&mut nodes), seeds, 1, plan, None))
     }
 
@@ -548,5 +594,43 @@ impl Tape {
         let seeds = unit_seeds(roots);
         let (cots, rules_run) = sweep(self, seeds, roots.len(), Keep::Nodes(&ids(wrt)));
         BatchedGrads { tasks: roots.len(), cots, rules_run }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Reduction, Tape, Tensor};
+
+    #[test]
+    fn the_final_pass_drops_first_the_values_no_rule_reads() {
+        let tape = Tape::new();
+        let ramp = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            Tensor::from_vec(shape, (0..n).map(|i| (i as f32 * 0.7).sin()).collect()).unwrap()
+        };
+        let x = tape.constant(ramp(&[2, 2, 6, 6]));
+        let w = tape.leaf(ramp(&[3, 2, 3, 3]));
+        let fc = tape.leaf(ramp(&[4, 12]));
+        let conv = x.conv2d(w, None, (1, 1), (0, 0), (1, 1));
+        let relu = conv.relu();
+        let pool1 = relu.max_pool2d((2, 2), (2, 2), (0, 0));
+        let pool = pool1.max_pool2d((1, 1), (1, 1), (0, 0));
+        let flat = pool.reshape(&[2, 12]);
+        let logits = flat.linear(fc, None);
+        let loss = logits.cross_entropy(&[0, 3], None, Reduction::Mean);
+        let mut nodes = tape.nodes_to_release();
+        let plan = plan(&nodes, &[loss.id], Keep::Leaves);
+        release_unread(&mut nodes, loss.id, &plan.needs);
+        let released = |v: Var<'_>| nodes[v.id.index()].value.is_released();
+        // The convolution's output feeds only relu (which masks by its own output); a max-pool's
+        // rule reads its argmax, so neither its input nor its output is read, and a reshape's
+        // rule only shapes.
+        assert!(released(conv) && released(pool1) && released(pool));
+        assert!(!released(relu), "relu's rule reads its output");
+        assert!(!released(flat), "the linear layer's rule reads its input");
+        assert!(!released(logits), "cross-entropy's rule reads its logits");
+        assert!(!released(loss) && !released(w) && !released(x));
+        assert_eq!(nodes[conv.id.index()].value.shape(), &[2, 3, 4, 4], "the shape stays");
     }
 }

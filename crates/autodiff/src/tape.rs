@@ -50,6 +50,12 @@ impl Node {
         &self.value
     }
 
+    /// Drops the value's elements but keeps its shape and the op: for a value the final pass's
+    /// rules never read (see [`Tape::backward_final`]).
+    pub(crate) fn release_elements(&mut self) {
+        self.value = self.value.released_like();
+    }
+
     /// Drops the value and what the op saved for its rule, once the final pass is past them.
     pub(crate) fn release(&mut self) {
         self.value = Tensor::zeros(&[0]);

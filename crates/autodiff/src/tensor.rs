@@ -68,11 +68,25 @@ pub(crate) const INLINE_VALUES: usize = 4;
 /// recycled for the next tensor of the same length (next step's activation or cotangent),
 /// instead of going back to the system and coming back as fresh pages to fault in. The inline
 /// form fits in the space the shared ones take, so it does not make a tensor larger.
+///
+/// `Released` holds nothing: a value the final backward pass dropped before its sweep because no
+/// rule reads its elements (see `Tape::backward_final`). Its shape stays, so rules may still ask
+/// for it; reading an element panics naming the cause, so a wrong guess is never a silent result.
 #[derive(Clone)]
 enum Storage {
     Inline { len: u8, values: [f32; INLINE_VALUES] },
     Slice(Arc<[f32]>),
     Vec(Arc<Buffer>),
+    Released,
+}
+
+/// Panics with the reason a released value has no elements.
+#[track_caller]
+fn released() -> ! {
+    panic!(
+        "this value was released by `Tape::backward_final`, which drops a value no rule of its \
+         pass reads; read values before the final backward pass"
+    )
 }
 
 impl std::ops::Deref for Storage {
@@ -82,6 +96,7 @@ impl std::ops::Deref for Storage {
             Storage::Inline { len, values } => &values[..usize::from(*len)],
             Storage::Slice(s) => s,
             Storage::Vec(v) => v,
+            Storage::Released => released(),
         }
     }
 }
@@ -199,12 +214,27 @@ impl Tensor {
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        match self.data {
+            Storage::Released => self.shape.iter().product(),
+            ref data => data.len(),
+        }
     }
 
     /// True if the tensor has no elements.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
+    }
+
+    /// The same shape with no elements behind it, for a value nothing will read again. Its
+    /// shape and length answer; any element access panics.
+    pub(crate) fn released_like(&self) -> Tensor {
+        Tensor { shape: self.shape.clone(), data: Storage::Released }
+    }
+
+    /// True for a tensor made by [`Tensor::released_like`].
+    #[cfg(test)]
+    pub(crate) fn is_released(&self) -> bool {
+        matches!(self.data, Storage::Released)
     }
 
     /// The elements in row-major order.
@@ -280,6 +310,7 @@ impl Tensor {
                 }
                 Arc::get_mut(s).expect("unique after the copy")
             }
+            Storage::Released => released(),
         }
     }
 }
@@ -298,6 +329,7 @@ impl From<Tensor> for ArrayD<f32> {
             }
             Storage::Inline { len, values } => values[..usize::from(len)].to_vec(),
             Storage::Slice(s) => s.to_vec(),
+            Storage::Released => released(),
         };
         ArrayD::from_shape_vec(IxDyn(&t.shape), data).expect("Tensor invariant")
     }

@@ -34,8 +34,8 @@ use crate::tune::tunables;
 
 pub use crate::simd::{active_isa, detected_isa, Isa};
 pub use activation::{
-    exp, leaky_relu_backward, leaky_relu_forward, ln, relu_backward, relu_forward, sigmoid,
-    sigmoid_backward, tanh, tanh_backward,
+    exp, leaky_relu_backward, leaky_relu_forward, ln, relu_backward, relu_backward_in_place,
+    relu_forward, sigmoid, sigmoid_backward, tanh, tanh_backward,
 };
 pub use reduce::{dot, max, sum, sum_over_rows, sum_rows};
 

@@ -62,6 +62,9 @@ fn relu_forward_and_backward() {
         let ok =
             x.iter().zip(&dy).zip(&dx).all(|((&a, &d), &g)| g == if a > 0.0 { d } else { 0.0 });
         assert!(ok, "relu_backward len {n}");
+        let mut d = dy.clone();
+        ew::relu_backward_in_place(&x, &mut d);
+        assert_eq!(bits(&d), bits(&dx), "relu_backward_in_place len {n}");
     }
 }
 

@@ -251,6 +251,29 @@ impl Family for ActivationOp {
         }
     }
 
+    // relu, sigmoid and tanh take their local derivative from the output; the others from x.
+    fn reads_output(&self) -> bool {
+        matches!(self, A::Relu(_) | A::Sigmoid(_) | A::Tanh(_))
+    }
+
+    fn reads_inputs(&self) -> bool {
+        !self.reads_output()
+    }
+
+    // relu's rule over its own cotangent: the mask zeroes it in place (a copy first if the
+    // cotangent is shared), the same values as `backward` without a second buffer.
+    fn backward_owned(&self, out: &Tensor, mut g: Tensor, ctx: &mut Ctx<'_>) {
+        match *self {
+            A::Relu(x) if ctx.needs(x) && !out.is_empty() => {
+                for gt in g.make_mut().chunks_exact_mut(out.len()) {
+                    ew::relu_backward_in_place(out.as_slice(), gt);
+                }
+                ctx.acc(x, || g);
+            }
+            _ => self.backward(out, &g, ctx),
+        }
+    }
+
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         // Every rule is g times a local derivative of the input's shape.
         let gz = |local: Tensor| binary("backward", BinaryOp::Mul, g, &local);

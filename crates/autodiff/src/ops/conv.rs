@@ -368,6 +368,15 @@ impl Family for ConvOp {
         }
     }
 
+    // A convolution's rule needs x and w, a max-pool's its argmax: only their output's shape.
+    fn reads_output(&self) -> bool {
+        !matches!(self, ConvOp::Conv2d { .. } | ConvOp::MaxPool2d { .. })
+    }
+
+    fn reads_inputs(&self) -> bool {
+        !matches!(self, ConvOp::MaxPool2d { .. })
+    }
+
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         let lead = ctx.lead();
         let tasks = g.len() / out.len().max(1);

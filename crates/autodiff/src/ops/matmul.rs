@@ -178,6 +178,11 @@ impl Family for MatmulOp {
         }
     }
 
+    // Both rules need the inputs only.
+    fn reads_output(&self) -> bool {
+        false
+    }
+
     fn backward(&self, _out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         match *self {
             MatmulOp::Matmul(a, b) => {

@@ -34,9 +34,24 @@ pub(crate) trait Family {
     fn for_each_input(&self, f: &mut dyn FnMut(NodeId));
     /// Adds the cotangents of the inputs, given the output `out` and its cotangent `g`.
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>);
+    /// [`Family::backward`] for a cotangent nothing reads afterwards, handed over so that a rule
+    /// may write its result over it (relu's mask); by default the same rule.
+    fn backward_owned(&self, out: &Tensor, g: Tensor, ctx: &mut Ctx<'_>) {
+        self.backward(out, &g, ctx);
+    }
     /// The same rule recorded on the tape: adds the inputs' cotangents as `Var`s, given the
     /// output `out` and its cotangent `g` (no task axis).
     fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>);
+    /// Whether `backward` reads the elements of its output `out` (not only its shape).
+    /// [`Tape::backward_final`](crate::Tape::backward_final) drops, before its sweep, every value
+    /// that neither its own rule nor a consumer's reads; the default keeps it.
+    fn reads_output(&self) -> bool {
+        true
+    }
+    /// Whether `backward` reads the elements of its inputs' values (not only their shapes).
+    fn reads_inputs(&self) -> bool {
+        true
+    }
 }
 
 /// What produced a node.
@@ -95,9 +110,25 @@ impl Op {
         }
     }
 
+    pub(crate) fn backward_owned(&self, out: &Tensor, g: Tensor, ctx: &mut Ctx<'_>) {
+        if let Some(op) = self.family() {
+            op.backward_owned(out, g, ctx);
+        }
+    }
+
     pub(crate) fn backward_graph<'t>(&self, out: Var<'t>, g: Var<'t>, ctx: &mut GraphCtx<'t>) {
         if let Some(op) = self.family() {
             op.backward_graph(out, g, ctx);
         }
+    }
+
+    /// See [`Family::reads_output`]; false for nodes without a rule.
+    pub(crate) fn reads_output(&self) -> bool {
+        self.family().is_some_and(|op| op.reads_output())
+    }
+
+    /// See [`Family::reads_inputs`]; false for nodes without a rule.
+    pub(crate) fn reads_inputs(&self) -> bool {
+        self.family().is_some_and(|op| op.reads_inputs())
     }
 }

@@ -402,6 +402,15 @@ impl Family for ShapeOp {
         }
     }
 
+    // Every rule moves the cotangent by shapes and indices alone.
+    fn reads_output(&self) -> bool {
+        false
+    }
+
+    fn reads_inputs(&self) -> bool {
+        false
+    }
+
     fn backward(&self, out: &Tensor, g: &Tensor, ctx: &mut Ctx<'_>) {
         let lead = ctx.lead();
         let zeros = |shape: &[usize]| ArrayD::<f32>::zeros(IxDyn(&with_lead(g, lead, shape)));

@@ -33,14 +33,36 @@ pub fn away_from_zero(rng: &mut ChaCha8Rng, shape: &[usize], lo: f32, hi: f32) -
     Tensor::from_vec(shape, data).unwrap()
 }
 
-/// Panics with the failing element if `f`'s gradients disagree with finite differences.
+/// Panics with the failing element if `f`'s gradients disagree with finite differences, or if
+/// the final pass (`Tape::backward_final`, which drops every value no rule of its pass reads)
+/// gives gradients that differ from `Tape::backward`'s in any bit.
 pub fn check<F>(name: &str, f: F, inputs: &[Tensor])
 where
     F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
 {
+    final_pass_agrees(name, &f, inputs);
     if let Err(e) = gradcheck(f, inputs, &GradcheckOptions::default()) {
         panic!("{name}: {e}");
     }
+}
+
+/// `Tape::backward_final` against `Tape::backward` on `Σ rᵢ fᵢ(inputs)`, bit for bit: a rule
+/// that reads a value it declared unread panics, and one that reads the wrong buffer differs.
+pub fn final_pass_agrees<F>(name: &str, f: &F, inputs: &[Tensor])
+where
+    F: for<'t> Fn(&'t Tape, &[Var<'t>]) -> Var<'t>,
+{
+    let grads = |last: bool| -> Vec<Vec<u32>> {
+        let tape = Tape::new();
+        let vars: Vec<Var<'_>> = inputs.iter().map(|t| tape.leaf(t.clone())).collect();
+        let y = f(&tape, &vars);
+        let n = y.value().len();
+        let r = Tensor::from_vec(&y.shape(), (0..n).map(|i| (i as f32 * 0.37).sin()).collect());
+        let loss = (y * tape.constant(r.unwrap())).sum_all();
+        let g = if last { tape.backward_final(loss) } else { tape.backward(loss) };
+        vars.iter().map(|&v| g.wrt(v).as_slice().iter().map(|x| x.to_bits()).collect()).collect()
+    };
+    assert_eq!(grads(true), grads(false), "{name}: backward_final differs from backward");
 }
 
 /// Asserts that copies of the correct analytic gradient with small faults are rejected: every

@@ -49,6 +49,25 @@ pub fn relu_backward(x: &[f32], dy: &[f32], dx: &mut [f32]) {
 }
 
 multiversion! {
+    fn relu_back_in_place_k(x: &[f32], d: &mut [f32]) {
+        for (o, &v) in d.iter_mut().zip(x) {
+            *o = if v > 0.0 { *o } else { 0.0 };
+        }
+    }
+}
+
+/// [`relu_backward`] writing `dx` over `dy`: `d[i]` stays where `x[i] > 0`, else becomes 0. For
+/// a cotangent nothing else holds, so that the rule needs no second buffer.
+///
+/// # Panics
+///
+/// If the slices differ in length.
+pub fn relu_backward_in_place(x: &[f32], d: &mut [f32]) {
+    check_same("relu_backward_in_place", "d", d.len(), x.len());
+    map1(x, d, relu_back_in_place_k);
+}
+
+multiversion! {
     fn leaky_relu_k(slope: f32, x: &[f32], y: &mut [f32]) {
         for (o, &v) in y.iter_mut().zip(x) {
             *o = if v > 0.0 { v } else { slope * v };
