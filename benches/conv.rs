@@ -1,5 +1,7 @@
 //! conv2d forward, input gradient (dX) and weight gradient (dW) in FLOP/s (`2·outputs·c_in·kh·kw`
-//! per pass) at the reference model's two convolutions, batch 32 and 128. The count is the direct
+//! per pass) at the reference model's two convolutions, batch 32 and 128, and at the two of the
+//! Multi-Fashion LeNet (1 → 10 k9 on 36x36 and 10 → 20 k5 on 14x14, no padding), batch 256. The
+//! LeNet's forwards run the direct kernel with a partial last vector of channels. The count is the direct
 //! algorithm's whatever algorithm runs, so that figures compare by time: the 32 → 64 layer runs
 //! Winograd F(2×2, 3×3) on AVX-512, with 2.25 times fewer multiplications, and may report more
 //! than the core's FMA peak (`TAPESTRY_CONV_WINOGRAD=0` runs it on the direct kernel).
@@ -21,19 +23,28 @@ fn random(len: usize, seed: u64) -> Vec<f32> {
     (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
 }
 
+/// Name, input channels, input height and width, output channels, kernel size, padding, batches.
+type Shape = (&'static str, usize, usize, usize, usize, usize, &'static [usize]);
+
 fn conv(c: &mut Criterion) {
-    for (name, c_in, hw, c_out) in [("3to32_28x28", 3, 28, 32), ("32to64_14x14", 32, 14, 64)] {
-        for n in [32, 128] {
+    let shapes: [Shape; 4] = [
+        ("3to32_28x28", 3, 28, 32, 3, 1, &[32, 128]),
+        ("32to64_14x14", 32, 14, 64, 3, 1, &[32, 128]),
+        ("lenet_1to10_k9_36x36", 1, 36, 10, 9, 0, &[256]),
+        ("lenet_10to20_k5_14x14", 10, 14, 20, 5, 0, &[256]),
+    ];
+    for (name, c_in, hw, c_out, k, pad, batches) in shapes {
+        for &n in batches {
             let g = Conv2dGeometry {
                 n,
                 c_in,
                 h: hw,
                 w: hw,
                 c_out,
-                kh: 3,
-                kw: 3,
+                kh: k,
+                kw: k,
                 stride: (1, 1),
-                padding: (1, 1),
+                padding: (pad, pad),
                 dilation: (1, 1),
             };
             let x = random(g.x_len(), 1);
@@ -44,7 +55,7 @@ fn conv(c: &mut Criterion) {
             let mut dx = vec![0.0f32; g.x_len()];
             let mut dw = vec![0.0f32; g.w_len()];
             let mut db = vec![0.0f32; c_out];
-            let flops = 2 * g.y_len() * c_in * 9;
+            let flops = 2 * g.y_len() * c_in * k * k;
             let mut grp = c.benchmark_group(format!("conv_{name}"));
             grp.throughput(Throughput::Elements(flops as u64));
             grp.bench_function(BenchmarkId::new("forward", format!("b{n}")), |b| {

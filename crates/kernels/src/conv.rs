@@ -364,7 +364,7 @@ pub fn conv2d_forward(
     }
     if may_take(ConvPath::Direct)
         && !pointwise
-        && conv_direct::applicable(g)
+        && conv_direct::forward_applicable(g)
         && taking(ConvPath::Direct)
     {
         conv_direct::forward(g, x, w, bias, y);
