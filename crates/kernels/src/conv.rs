@@ -364,7 +364,7 @@ pub fn conv2d_forward(
     }
     if may_take(ConvPath::Direct)
         && !pointwise
-        && conv_direct::forward_applicable(g)
+        && conv_direct::padded_applicable(g)
         && taking(ConvPath::Direct)
     {
         conv_direct::forward(g, x, w, bias, y);
@@ -495,7 +495,7 @@ pub fn conv2d_backward_weight(
     if may_take(ConvPath::Direct)
         && direct_taps
         && !g.is_pointwise()
-        && conv_direct::applicable(g)
+        && conv_direct::padded_applicable(g)
         && taking(ConvPath::Direct)
     {
         conv_direct::backward_weight(g, x, dy, dw, db, chunks);

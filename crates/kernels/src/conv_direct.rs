@@ -44,14 +44,15 @@ pub(crate) fn applicable(g: &Conv2dGeometry) -> bool {
     active_isa() == Isa::Avx512 && fits(g)
 }
 
-/// True when the direct forward kernel computes `g`: as [`applicable`], or with a partial last
-/// vector of output channels when padding them to whole vectors costs at most 1.6 times the
-/// multiply-adds (10 channels as 16, 20 as 32). The padded lanes multiply zero weights and are
-/// never stored. Measured on the LeNet of the Multi-Fashion protocol (batch 256), the forward
-/// of its 1 → 10 (k9) and 10 → 20 (k5) layers ran in half the time of im2col + GEMM this way;
-/// with fewer channels per vector the wasted lanes outweigh that.
-pub(crate) fn forward_applicable(g: &Conv2dGeometry) -> bool {
-    active_isa() == Isa::Avx512 && fits_forward(g)
+/// True when the direct forward kernel and [`backward_weight`] compute `g`: as [`applicable`],
+/// or with a partial last vector of output channels when padding them to whole vectors costs at
+/// most 1.6 times the multiply-adds (10 channels as 16, 20 as 32). The padded lanes multiply
+/// zero weights (forward) or zero cotangents (weight gradient) and are never stored. Measured on
+/// the LeNet of the Multi-Fashion protocol (batch 256), the forward of its 1 → 10 (k9) and
+/// 10 → 20 (k5) layers ran in half the time of im2col + GEMM this way; with fewer channels per
+/// vector the wasted lanes outweigh that.
+pub(crate) fn padded_applicable(g: &Conv2dGeometry) -> bool {
+    active_isa() == Isa::Avx512 && fits_padded(g)
 }
 
 /// Output channels rounded up to whole vectors.
@@ -59,8 +60,8 @@ fn padded_channels(c_out: usize) -> usize {
     c_out.div_ceil(CO_VEC) * CO_VEC
 }
 
-/// The geometry half of [`forward_applicable`].
-fn fits_forward(g: &Conv2dGeometry) -> bool {
+/// The geometry half of [`padded_applicable`].
+fn fits_padded(g: &Conv2dGeometry) -> bool {
     fits_rows(g) && g.c_out > 0 && padded_channels(g.c_out) * 5 <= g.c_out * 8
 }
 
@@ -153,7 +154,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &
     let (oh, ow) = (g.out_h(), g.out_w());
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * oh * ow);
     let c_pad = padded_channels(g.c_out);
-    assert!(avx512() && fits_forward(g) && x.len() == g.n * x_img && y.len() == g.n * y_img);
+    assert!(avx512() && fits_padded(g) && x.len() == g.n * x_img && y.len() == g.n * y_img);
     assert!(packed.len() == c_pad * g.c_in * g.kh * g.kw);
     assert!(bias.is_none_or(|b| b.len() == g.c_out));
     // The bias padded like the weights, so that a tile loads whole vectors of it.
@@ -343,8 +344,9 @@ impl Tile<'_> {
     }
 }
 
-/// Gradient with respect to the weight (stride 1, dilation 1; checked by the caller with
-/// [`applicable`]); `dw` is overwritten. The bias gradient is the caller's.
+/// Gradients with respect to the weight and the bias (stride 1, dilation 1; checked by the
+/// caller with [`padded_applicable`]); `dw` and `db` are overwritten. A partial last vector of
+/// output channels is computed as a whole one whose padded lanes have zero cotangents.
 ///
 /// `dW[co, ci, r, s] = Σ_n Σ_(oy, ox) dy[n, co, oy, ox] · xp[n, ci, oy + r, ox + s]`: a GEMM whose
 /// inner dimension is the pixels. The register tile is `V` vectors of 16 output channels by `TT`
@@ -364,13 +366,15 @@ pub(crate) fn backward_weight(
     db: Option<&mut [f32]>,
     chunks: usize,
 ) {
-    assert!(avx512() && fits(g));
+    assert!(avx512() && fits_padded(g));
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
     let taps = g.c_in * g.kh * g.kw;
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
+    // The channels as whole vectors: the lanes past `c_out` carry zero cotangents.
+    let cp = padded_channels(g.c_out);
     let tap_offsets: Vec<usize> = (0..g.c_in)
         .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
         .map(|(ci, r, s)| ci * hp * wp + r * wp + s)
@@ -378,21 +382,21 @@ pub(crate) fn backward_weight(
     let pix_offsets: Vec<usize> =
         (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
-    let acc_len = g.c_out * taps;
+    let acc_len = cp * taps;
     // One chunk of images into a partial dW, in the packed (tap-major per channel block) layout,
     // followed by the partial bias gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
-        let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
+        let mut acc = Buffer::new(buffer::take_zeroed(acc_len + cp));
         let mut xp = Buffer::new(buffer::take(g.c_in * hp * wp));
-        let mut dyt = Buffer::new(buffer::take(p * g.c_out));
+        let mut dyt = Buffer::new(buffer::take(p * cp));
         for i in images {
             pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
             // dyᵀ: channels last, so that 16 channels of one pixel are one vector.
-            channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, p, &mut dyt);
-            add_pixels(&dyt[..p * g.c_out], &mut acc[acc_len..]);
+            channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, cp, p, &mut dyt);
+            add_pixels(&dyt[..p * cp], &mut acc[acc_len..]);
             let mut off = 0;
-            for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
-                let v = ((g.c_out - co0) / CO_VEC).min(MAX_V_DW);
+            for co0 in (0..cp).step_by(MAX_V_DW * CO_VEC) {
+                let v = ((cp - co0) / CO_VEC).min(MAX_V_DW);
                 let block = &mut acc[off..off + taps * v * CO_VEC];
                 off += taps * v * CO_VEC;
                 for q0 in (0..p).step_by(PIXEL_CHUNK) {
@@ -402,8 +406,8 @@ pub(crate) fn backward_weight(
                         let tt = MAX_TT.min(taps - t0);
                         let tile = WeightTile {
                             xp: &xp,
-                            dyt: &dyt[q0 * g.c_out + co0..],
-                            c_out: g.c_out,
+                            dyt: &dyt[q0 * cp + co0..],
+                            c_out: cp,
                             pixels,
                             taps: &tap_offsets[t0..t0 + tt],
                             acc: &mut block[t0 * v * CO_VEC..(t0 + tt) * v * CO_VEC],
@@ -419,14 +423,15 @@ pub(crate) fn backward_weight(
     let packed = sum_over_chunks(g.n, chunks, partial);
     let (packed, db_sum) = packed.split_at(acc_len);
     if let Some(db) = db {
-        db.copy_from_slice(db_sum);
+        db.copy_from_slice(&db_sum[..g.c_out]);
     }
-    // Unpack: block by block, tap-major → dw[co, tap].
+    // Unpack: block by block, tap-major → dw[co, tap], dropping the padded channels.
     let mut off = 0;
-    for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
-        let width = (g.c_out - co0).min(MAX_V_DW * CO_VEC);
+    for co0 in (0..cp).step_by(MAX_V_DW * CO_VEC) {
+        let width = (cp - co0).min(MAX_V_DW * CO_VEC);
+        let real = g.c_out.saturating_sub(co0).min(width);
         for t in 0..taps {
-            for l in 0..width {
+            for l in 0..real {
                 dw[(co0 + l) * taps + t] = packed[off + t * width + l];
             }
         }
@@ -434,16 +439,26 @@ pub(crate) fn backward_weight(
     }
 }
 
-/// `dyt[q·c_out + c] = dy[c·p + q]` for `c_out` (a multiple of 16) channels of `p` pixels, 16
-/// channels at a time through [`rows_to_lanes`].
-pub(crate) fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32]) {
-    assert!(avx512() && c_out.is_multiple_of(CO_VEC));
-    assert!(dy.len() >= c_out * p && dyt.len() >= c_out * p);
-    for c0 in (0..c_out).step_by(CO_VEC) {
-        // SAFETY: AVX-512 is available (asserted); rows c0..c0 + 16 of `dy` (stride p) hold p
-        // values each, and `dyt` has room for p pixels of c_out channels from channel c0 on.
+/// `dyt[q·stride + c] = dy[c·p + q]` for `c_out` channels of `p` pixels, 16 channels at a time
+/// through [`rows_to_lanes`]; `stride` is `c_out` rounded up to whole vectors, and the lanes of
+/// channels `c_out..stride` are zeros.
+pub(crate) fn channels_last(dy: &[f32], c_out: usize, stride: usize, p: usize, dyt: &mut [f32]) {
+    assert!(avx512() && stride.is_multiple_of(CO_VEC) && c_out <= stride);
+    assert!(dy.len() >= c_out * p && dyt.len() >= stride * p);
+    for c0 in (0..stride).step_by(CO_VEC) {
+        let rows = c_out.saturating_sub(c0).min(CO_VEC);
+        // SAFETY: AVX-512 is available (asserted); rows c0..c0 + rows of `dy` (stride p) hold p
+        // values each (no row is read when `rows` is 0), and `dyt` has room for p pixels of
+        // `stride` channels from channel c0 on.
         unsafe {
-            rows_to_lanes(dy.as_ptr().add(c0 * p), p, CO_VEC, p, dyt.as_mut_ptr().add(c0), c_out)
+            rows_to_lanes(
+                dy.as_ptr().add(c0.min(c_out) * p),
+                p,
+                rows,
+                p,
+                dyt.as_mut_ptr().add(c0),
+                stride,
+            )
         };
     }
 }

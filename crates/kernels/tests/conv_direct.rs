@@ -1,10 +1,10 @@
-//! The direct AVX-512 convolution (stride 1, dilation 1, output channels in multiples of 16)
-//! against naive f64 loops. Each check forces the direct path on its own thread (so 3x3 shapes
+//! The direct AVX-512 convolution (stride 1, dilation 1, output channels in multiples of 16, or
+//! padded to them) against naive f64 loops. Each check forces the direct path on its own thread (so 3x3 shapes
 //! do not take Winograd's) and asserts which paths ran: on a CPU without AVX-512, im2col alone.
 
 mod common;
 use common::conv_ref::{check_on, forward_and_input_gradient, geom, on_this_cpu};
-use tapestry_kernels::conv::Conv2dGeometry;
+use tapestry_kernels::conv::{conv2d_backward_weight, Conv2dGeometry};
 use tapestry_kernels::path::{forced, ConvPath, Force};
 
 use ConvPath::{Direct, DirectRows, Im2col};
@@ -52,28 +52,39 @@ fn direct_path_shapes_every_tile_width_and_channel_block() {
 }
 
 #[test]
-fn the_forward_takes_a_partial_last_vector_of_channels() {
+fn the_forward_and_weight_gradient_take_a_partial_last_vector_of_channels() {
     // Output channels padded to whole vectors when that costs at most 1.6x the multiply-adds
-    // (10 as 16, 20 and 26 as 32, 45 as 48): the padded lanes are computed from zero weights and
-    // never stored, so the neighbouring channel rows and images must come out exact. The LeNet
-    // shapes of the Multi-Fashion protocol (1 → 10 k9, 10 → 20 k5) among them, rows split into
-    // tiles of 1 to 7 pixels, with and without bias. The gradients take the other paths.
+    // (10 as 16, 20 and 26 as 32, 45 as 48, 70 as 80): the padded lanes are computed from zero
+    // weights (forward) or zero cotangents (weight gradient) and never stored, so the
+    // neighbouring channel rows, images and bias entries must come out exact. The LeNet shapes
+    // of the Multi-Fashion protocol (1 → 10 k9, 10 → 20 k5) among them; rows split into tiles of
+    // 1 to 7 pixels; the weight gradient's channel blocks of 1, 2, 3 and 4 + 1 vectors with the
+    // partial one last; with and without bias. dX takes im2col (input channels not in 16s).
     let mut shapes = vec![
         geom(2, 1, 12, 13, 10, (9, 9), (1, 1), (0, 0), (1, 1)),
         geom(3, 10, 9, 9, 20, (5, 5), (1, 1), (0, 0), (1, 1)),
         geom(2, 3, 5, 11, 26, (3, 3), (1, 1), (1, 1), (1, 1)),
         geom(2, 2, 4, 5, 45, (2, 3), (1, 1), (1, 0), (1, 1)),
+        geom(2, 3, 4, 6, 70, (3, 3), (1, 1), (1, 1), (1, 1)),
     ];
     for w in [1, 2, 3, 4, 5, 7, 11, 13] {
         shapes.push(geom(2, 4, 3, w, 13, (3, 3), (1, 1), (1, 1), (1, 1)));
     }
     for (i, g) in shapes.into_iter().enumerate() {
+        // Against the f64 loops, every pass forced onto the direct path where it applies.
         let ran = check_on(Direct, g, i % 2 == 0);
-        assert_eq!(ran.contains(&Direct), on_this_cpu(&[Direct]) == [Direct], "{g:?}: {ran:?}");
+        assert_eq!(ran, on_this_cpu(&[Direct, Im2col]), "{g:?}");
+        // And the weight gradient on its own, so that its path is known.
+        let (x, dy) = (vec![0.5f32; g.x_len()], vec![0.25f32; g.y_len()]);
+        let (mut dw, mut db) = (vec![0.0f32; g.w_len()], vec![0.0f32; g.c_out]);
+        let ((), ran) = forced(Force { conv: Some(Direct), ..Force::NONE }, || {
+            conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db))
+        });
+        assert_eq!(ran.convs(), on_this_cpu(&[Direct]), "{g:?}: dW");
     }
     // Too few channels for a vector (5 as 16 would be 3.2x the work): im2col.
     let g = geom(2, 4, 5, 7, 5, (3, 3), (1, 1), (1, 1), (1, 1));
-    assert!(!check_on(Direct, g, true).contains(&Direct), "{g:?}");
+    assert_eq!(check_on(Direct, g, true), vec![Im2col], "{g:?}");
 }
 
 #[test]
