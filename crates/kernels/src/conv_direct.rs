@@ -19,6 +19,10 @@
 //! convolution of `dy` with the weight flipped in both spatial axes and its two channel axes
 //! swapped, padded by `k − 1 − p` ([`backward_input`]).
 //!
+//! With output channels that are not whole vectors of 16 (LeNet's 10 and 20), a channel tile
+//! would compute wasted lanes; [`forward_rows`] and [`backward_weight_rows`] vectorise over 16
+//! neighbouring pixels instead.
+//!
 //! [`applicable`] says when this path runs (after the Winograd path for the 3x3 convolutions
 //! that one takes); `conv.rs` falls back to im2col + GEMM otherwise.
 
@@ -42,27 +46,6 @@ const MAX_PX: usize = 7;
 /// output channels come in whole vectors of 16.
 pub(crate) fn applicable(g: &Conv2dGeometry) -> bool {
     active_isa() == Isa::Avx512 && fits(g)
-}
-
-/// True when the direct forward kernel and [`backward_weight`] compute `g`: as [`applicable`],
-/// or with a partial last vector of output channels when padding them to whole vectors costs at
-/// most 1.6 times the multiply-adds (10 channels as 16, 20 as 32). The padded lanes multiply
-/// zero weights (forward) or zero cotangents (weight gradient) and are never stored. Measured on
-/// the LeNet of the Multi-Fashion protocol (batch 256), the forward of its 1 → 10 (k9) and
-/// 10 → 20 (k5) layers ran in half the time of im2col + GEMM this way; with fewer channels per
-/// vector the wasted lanes outweigh that.
-pub(crate) fn padded_applicable(g: &Conv2dGeometry) -> bool {
-    active_isa() == Isa::Avx512 && fits_padded(g)
-}
-
-/// Output channels rounded up to whole vectors.
-fn padded_channels(c_out: usize) -> usize {
-    c_out.div_ceil(CO_VEC) * CO_VEC
-}
-
-/// The geometry half of [`padded_applicable`].
-fn fits_padded(g: &Conv2dGeometry) -> bool {
-    fits_rows(g) && g.c_out > 0 && padded_channels(g.c_out) * 5 <= g.c_out * 8
 }
 
 /// The geometry half of [`applicable`]. The kernels assert it together with the CPU's support
@@ -106,8 +89,8 @@ fn pack_weights(c_out: usize, k_len: usize, w: impl Fn(usize, usize) -> f32) -> 
     packed
 }
 
-/// Forward convolution of one geometry with stride 1 and dilation 1 (checked by the caller with
-/// [`applicable`]); `y` is overwritten.
+/// Forward convolution of one geometry with stride 1 and dilation 1 and whole vectors of output
+/// channels (checked by the caller with [`applicable`]); `y` is overwritten.
 pub(crate) fn forward(
     g: &Conv2dGeometry,
     x: &[f32],
@@ -116,14 +99,7 @@ pub(crate) fn forward(
     y: &mut [f32],
 ) {
     let k_len = g.c_in * g.kh * g.kw;
-    let c_out = g.c_out;
-    let packed = pack_weights(padded_channels(c_out), k_len, |co, t| {
-        if co < c_out {
-            w[co * k_len + t]
-        } else {
-            0.0
-        }
-    });
+    let packed = pack_weights(g.c_out, k_len, |co, t| w[co * k_len + t]);
     run(g, x, &packed, bias, y);
 }
 
@@ -147,23 +123,14 @@ pub(crate) fn backward_input(
     run(t, dy, &packed, None, dx);
 }
 
-/// Runs the tiles of every image, over the batch in parallel when worthwhile. `packed` holds the
-/// weights of the output channels padded to whole vectors (zeros in the padding).
+/// Runs the tiles of every image, over the batch in parallel when worthwhile.
 fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &mut [f32]) {
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * oh * ow);
-    let c_pad = padded_channels(g.c_out);
-    assert!(avx512() && fits_padded(g) && x.len() == g.n * x_img && y.len() == g.n * y_img);
-    assert!(packed.len() == c_pad * g.c_in * g.kh * g.kw);
+    assert!(avx512() && fits(g) && x.len() == g.n * x_img && y.len() == g.n * y_img);
+    assert!(packed.len() == g.c_out * g.c_in * g.kh * g.kw);
     assert!(bias.is_none_or(|b| b.len() == g.c_out));
-    // The bias padded like the weights, so that a tile loads whole vectors of it.
-    let bias: Option<Vec<f32>> = bias.map(|b| {
-        let mut padded = b.to_vec();
-        padded.resize(c_pad, 0.0);
-        padded
-    });
-    let bias = bias.as_deref();
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
     // Pixels per tile: as even a split of the row into tiles of at most MAX_PX as possible.
     let tiles = ow.div_ceil(MAX_PX);
@@ -181,8 +148,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &
         let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
         let mut off = 0;
         for co0 in (0..g.c_out).step_by(MAX_V * CO_VEC) {
-            let v = (c_pad - co0).div_ceil(CO_VEC).min(MAX_V);
-            let channels = (g.c_out - co0).min(v * CO_VEC);
+            let v = ((g.c_out - co0) / CO_VEC).min(MAX_V);
             let block = &packed[off..off + g.c_in * g.kh * g.kw * v * CO_VEC];
             off += block.len();
             let b = bias.map(|b| &b[co0..co0 + v * CO_VEC]);
@@ -198,7 +164,6 @@ fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &
                         w: block,
                         bias: b,
                         y: &mut yi[co0 * oh * ow + oy * ow + ox..],
-                        channels,
                         p_stride: oh * ow,
                         offsets,
                     };
@@ -225,9 +190,6 @@ struct Tile<'a> {
     bias: Option<&'a [f32]>,
     /// The output from the tile's first channel and pixel on.
     y: &'a mut [f32],
-    /// The channels of the tile that exist (at most `v·16`; fewer in a partial last vector,
-    /// whose other lanes are computed from zero weights and not stored).
-    channels: usize,
     /// Elements between output channels.
     p_stride: usize,
     /// The offset in `x` of each tap `(ci, r, s)`: `ci·plane + r·wp + s`.
@@ -272,13 +234,11 @@ impl Tile<'_> {
         let taps = g.c_in * g.kh * g.kw;
         assert!(self.offsets.len() == taps, "direct conv: tap table");
         // Bounds: the last input read is x[(c_in-1)·plane + (kh-1)·wp + (kw-1) + PX-1], the last
-        // weight w[taps·V·16 - 1], the last output y[(channels-1)·p_stride + PX-1].
+        // weight w[taps·V·16 - 1], the last output y[(V·16-1)·p_stride + PX-1].
         let x_last = (g.c_in - 1) * self.plane + (g.kh - 1) * self.wp + (g.kw - 1) + PX - 1;
         assert!(x_last < self.x.len(), "direct conv: input tile out of bounds");
         assert!(self.w.len() == taps * V * CO_VEC, "direct conv: weight block length");
-        let channels = self.channels;
-        assert!(channels > 0 && channels <= V * CO_VEC, "direct conv: channels of the tile");
-        assert!((channels - 1) * self.p_stride + PX - 1 < self.y.len(), "direct conv: output");
+        assert!((V * CO_VEC - 1) * self.p_stride + PX - 1 < self.y.len(), "direct conv: output");
         let mut acc = [[_mm512_setzero_ps(); PX]; V];
         if let Some(b) = self.bias {
             for v in 0..V {
@@ -321,18 +281,14 @@ impl Tile<'_> {
             // Row m: channel m's pixels in the low half, channel m + 8's in the high half.
             for (m, row) in transpose_8x16(r).into_iter().enumerate() {
                 let c = v * CO_VEC + m;
-                // SAFETY: channel c's pixels 0..PX and channel c + 8's, each stored only if it
-                // is below `channels`, are inside `y`: the largest offset written,
-                // (channels − 1)·p_stride + PX − 1, is (asserted above). The high half is stored
-                // from 8 elements before channel c + 8's row, which is still inside `y`
-                // ((c + 8)·p_stride ≥ 8); only the lanes of the mask are written.
+                // SAFETY: channel c's pixels 0..PX and channel c + 8's are inside `y`: the
+                // largest offset written, (V·16 − 1)·p_stride + PX − 1, is (asserted above).
+                // The high half is stored from 8 elements before channel c + 8's row, which is
+                // still inside `y` ((c + 8)·p_stride ≥ 8); only the lanes of the mask are
+                // written.
                 unsafe {
-                    if c < channels {
-                        _mm512_mask_storeu_ps(y.add(c * self.p_stride), lo, row);
-                    }
-                    if c + 8 < channels {
-                        _mm512_mask_storeu_ps(y.add((c + 8) * self.p_stride - 8), hi, row);
-                    }
+                    _mm512_mask_storeu_ps(y.add(c * self.p_stride), lo, row);
+                    _mm512_mask_storeu_ps(y.add((c + 8) * self.p_stride - 8), hi, row);
                 }
             }
         }
@@ -344,9 +300,8 @@ impl Tile<'_> {
     }
 }
 
-/// Gradients with respect to the weight and the bias (stride 1, dilation 1; checked by the
-/// caller with [`padded_applicable`]); `dw` and `db` are overwritten. A partial last vector of
-/// output channels is computed as a whole one whose padded lanes have zero cotangents.
+/// Gradient with respect to the weight (stride 1, dilation 1; checked by the caller with
+/// [`applicable`]); `dw` is overwritten. The bias gradient is the caller's.
 ///
 /// `dW[co, ci, r, s] = Σ_n Σ_(oy, ox) dy[n, co, oy, ox] · xp[n, ci, oy + r, ox + s]`: a GEMM whose
 /// inner dimension is the pixels. The register tile is `V` vectors of 16 output channels by `TT`
@@ -366,15 +321,13 @@ pub(crate) fn backward_weight(
     db: Option<&mut [f32]>,
     chunks: usize,
 ) {
-    assert!(avx512() && fits_padded(g));
+    assert!(avx512() && fits(g));
     let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
     let taps = g.c_in * g.kh * g.kw;
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
-    // The channels as whole vectors: the lanes past `c_out` carry zero cotangents.
-    let cp = padded_channels(g.c_out);
     let tap_offsets: Vec<usize> = (0..g.c_in)
         .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
         .map(|(ci, r, s)| ci * hp * wp + r * wp + s)
@@ -382,21 +335,21 @@ pub(crate) fn backward_weight(
     let pix_offsets: Vec<usize> =
         (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
-    let acc_len = cp * taps;
+    let acc_len = g.c_out * taps;
     // One chunk of images into a partial dW, in the packed (tap-major per channel block) layout,
     // followed by the partial bias gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
-        let mut acc = Buffer::new(buffer::take_zeroed(acc_len + cp));
+        let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
         let mut xp = Buffer::new(buffer::take(g.c_in * hp * wp));
-        let mut dyt = Buffer::new(buffer::take(p * cp));
+        let mut dyt = Buffer::new(buffer::take(p * g.c_out));
         for i in images {
             pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
             // dyᵀ: channels last, so that 16 channels of one pixel are one vector.
-            channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, cp, p, &mut dyt);
-            add_pixels(&dyt[..p * cp], &mut acc[acc_len..]);
+            channels_last(&dy[i * y_img..(i + 1) * y_img], g.c_out, p, &mut dyt);
+            add_pixels(&dyt[..p * g.c_out], &mut acc[acc_len..]);
             let mut off = 0;
-            for co0 in (0..cp).step_by(MAX_V_DW * CO_VEC) {
-                let v = ((cp - co0) / CO_VEC).min(MAX_V_DW);
+            for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
+                let v = ((g.c_out - co0) / CO_VEC).min(MAX_V_DW);
                 let block = &mut acc[off..off + taps * v * CO_VEC];
                 off += taps * v * CO_VEC;
                 for q0 in (0..p).step_by(PIXEL_CHUNK) {
@@ -406,8 +359,8 @@ pub(crate) fn backward_weight(
                         let tt = MAX_TT.min(taps - t0);
                         let tile = WeightTile {
                             xp: &xp,
-                            dyt: &dyt[q0 * cp + co0..],
-                            c_out: cp,
+                            dyt: &dyt[q0 * g.c_out + co0..],
+                            c_out: g.c_out,
                             pixels,
                             taps: &tap_offsets[t0..t0 + tt],
                             acc: &mut block[t0 * v * CO_VEC..(t0 + tt) * v * CO_VEC],
@@ -423,15 +376,14 @@ pub(crate) fn backward_weight(
     let packed = sum_over_chunks(g.n, chunks, partial);
     let (packed, db_sum) = packed.split_at(acc_len);
     if let Some(db) = db {
-        db.copy_from_slice(&db_sum[..g.c_out]);
+        db.copy_from_slice(db_sum);
     }
-    // Unpack: block by block, tap-major → dw[co, tap], dropping the padded channels.
+    // Unpack: block by block, tap-major → dw[co, tap].
     let mut off = 0;
-    for co0 in (0..cp).step_by(MAX_V_DW * CO_VEC) {
-        let width = (cp - co0).min(MAX_V_DW * CO_VEC);
-        let real = g.c_out.saturating_sub(co0).min(width);
+    for co0 in (0..g.c_out).step_by(MAX_V_DW * CO_VEC) {
+        let width = (g.c_out - co0).min(MAX_V_DW * CO_VEC);
         for t in 0..taps {
-            for l in 0..real {
+            for l in 0..width {
                 dw[(co0 + l) * taps + t] = packed[off + t * width + l];
             }
         }
@@ -439,26 +391,16 @@ pub(crate) fn backward_weight(
     }
 }
 
-/// `dyt[q·stride + c] = dy[c·p + q]` for `c_out` channels of `p` pixels, 16 channels at a time
-/// through [`rows_to_lanes`]; `stride` is `c_out` rounded up to whole vectors, and the lanes of
-/// channels `c_out..stride` are zeros.
-pub(crate) fn channels_last(dy: &[f32], c_out: usize, stride: usize, p: usize, dyt: &mut [f32]) {
-    assert!(avx512() && stride.is_multiple_of(CO_VEC) && c_out <= stride);
-    assert!(dy.len() >= c_out * p && dyt.len() >= stride * p);
-    for c0 in (0..stride).step_by(CO_VEC) {
-        let rows = c_out.saturating_sub(c0).min(CO_VEC);
-        // SAFETY: AVX-512 is available (asserted); rows c0..c0 + rows of `dy` (stride p) hold p
-        // values each (no row is read when `rows` is 0), and `dyt` has room for p pixels of
-        // `stride` channels from channel c0 on.
+/// `dyt[q·c_out + c] = dy[c·p + q]` for `c_out` (a multiple of 16) channels of `p` pixels, 16
+/// channels at a time through [`rows_to_lanes`].
+pub(crate) fn channels_last(dy: &[f32], c_out: usize, p: usize, dyt: &mut [f32]) {
+    assert!(avx512() && c_out.is_multiple_of(CO_VEC));
+    assert!(dy.len() >= c_out * p && dyt.len() >= c_out * p);
+    for c0 in (0..c_out).step_by(CO_VEC) {
+        // SAFETY: AVX-512 is available (asserted); rows c0..c0 + 16 of `dy` (stride p) hold p
+        // values each, and `dyt` has room for p pixels of c_out channels from channel c0 on.
         unsafe {
-            rows_to_lanes(
-                dy.as_ptr().add(c0.min(c_out) * p),
-                p,
-                rows,
-                p,
-                dyt.as_mut_ptr().add(c0),
-                stride,
-            )
+            rows_to_lanes(dy.as_ptr().add(c0 * p), p, CO_VEC, p, dyt.as_mut_ptr().add(c0), c_out)
         };
     }
 }
@@ -518,27 +460,37 @@ fn pad_image(g: &Conv2dGeometry, x: &[f32], xp: &mut [f32], hp: usize, wp: usize
     xp.fill(0.0);
     for ci in 0..g.c_in {
         let dst = (ci * hp + g.padding.0) * wp + g.padding.1;
-        copy_rows(&x[ci * g.h * g.w..(ci + 1) * g.h * g.w], g.w, &mut xp[dst..], wp, g.h);
+        copy_rows(&x[ci * g.h * g.w..(ci + 1) * g.h * g.w], g.w, g.w, &mut xp[dst..], wp, g.h);
     }
 }
 
-/// Copies `rows` rows of `len` floats, `src` holding them back to back and `dst` one every
-/// `dst_stride` floats. Image rows are short (28 floats at 28x28), and a call to `memcpy` per
-/// row cost more than the copy: this moves each row as whole and masked 16-float vectors.
-fn copy_rows(src: &[f32], len: usize, dst: &mut [f32], dst_stride: usize, rows: usize) {
-    assert!(avx512() && src.len() >= rows * len && len <= dst_stride);
+/// Copies `rows` rows of `len` floats, one every `src_stride` floats in `src` and one every
+/// `dst_stride` floats in `dst`. Image rows are short (28 floats at 28x28), and a call to
+/// `memcpy` per row cost more than the copy: this moves each row as whole and masked 16-float
+/// vectors.
+fn copy_rows(
+    src: &[f32],
+    src_stride: usize,
+    len: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+    rows: usize,
+) {
+    assert!(avx512() && len <= src_stride && len <= dst_stride);
+    assert!(rows == 0 || src.len() >= (rows - 1) * src_stride + len);
     assert!(rows == 0 || dst.len() >= (rows - 1) * dst_stride + len);
     // SAFETY: AVX-512 is available, and the bounds are asserted above.
-    unsafe { copy_rows_avx512(src.as_ptr(), len, dst.as_mut_ptr(), dst_stride, rows) }
+    unsafe { copy_rows_avx512(src.as_ptr(), src_stride, len, dst.as_mut_ptr(), dst_stride, rows) }
 }
 
 /// # Safety
-/// AVX-512F must be available; `src` readable for `rows·len` floats, `dst` writable for `len`
-/// floats at each `r·dst_stride`, `r < rows`.
+/// AVX-512F must be available; `src` readable and `dst` writable for `len` floats at each
+/// `r·src_stride` and `r·dst_stride`, `r < rows`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn copy_rows_avx512(
     src: *const f32,
+    src_stride: usize,
     len: usize,
     dst: *mut f32,
     dst_stride: usize,
@@ -551,7 +503,7 @@ unsafe fn copy_rows_avx512(
             // SAFETY: the masked lanes are elements c0.. < len of row r of both (the caller's
             // bounds).
             unsafe {
-                let v = _mm512_maskz_loadu_ps(mask, src.add(r * len + c0));
+                let v = _mm512_maskz_loadu_ps(mask, src.add(r * src_stride + c0));
                 _mm512_mask_storeu_ps(dst.add(r * dst_stride + c0), mask, v);
             }
         }
@@ -559,7 +511,7 @@ unsafe fn copy_rows_avx512(
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn copy_rows_avx512(_: *const f32, _: usize, _: *mut f32, _: usize, _: usize) {
+unsafe fn copy_rows_avx512(_: *const f32, _: usize, _: usize, _: *mut f32, _: usize, _: usize) {
     unreachable!("the direct convolution needs AVX-512")
 }
 
@@ -701,7 +653,7 @@ pub(crate) fn backward_weight_rows(
             dyp.fill(0.0);
             let dyi = &dy[i * y_img..(i + 1) * y_img];
             for co in 0..g.c_out {
-                copy_rows(&dyi[co * p..(co + 1) * p], ow, &mut dyp[co * q_len..], wp, oh);
+                copy_rows(&dyi[co * p..(co + 1) * p], ow, ow, &mut dyp[co * q_len..], wp, oh);
                 // The bias gradient, while the channel's rows are in cache.
                 acc[acc_len + co] += crate::simd::sum_lanes(&dyi[co * p..(co + 1) * p]);
             }
@@ -731,6 +683,173 @@ pub(crate) fn backward_weight_rows(
     }
     if let Some(db) = db {
         db.copy_from_slice(db_sum);
+    }
+}
+
+/// Output channels per forward row tile.
+const FWD_CO: usize = 5;
+/// Vectors of 16 pixels per forward row tile.
+const FWD_Q: usize = 4;
+
+/// Forward convolution on rows, for layers with few output channels (LeNet's 10 and 20), where
+/// [`forward`]'s tiles of 16 channels would compute many padded lanes. `y` is overwritten.
+///
+/// The same padded-row layout as [`backward_weight_rows`]: pixel `q = oy·wp + ox` of the output
+/// reads the input under tap `(ci, r, s)` at `xp[ci·plane + r·wp + s + q]`, so that each tap
+/// sees a contiguous run of the padded image, and
+///
+/// ```text
+/// y[co, q] = b[co] + Σ_tap W[co, tap] · xp[tap + q]
+/// ```
+///
+/// is a GEMM of the weights (`c_out × taps`) with a matrix whose rows are shifted windows of
+/// `xp`. The register tile is up to 5 channels by 4 vectors of 16 pixels: per tap, 4 loads of
+/// the input and 5 broadcast weights for 20 fused multiply-adds, every lane a real channel. The
+/// columns `ow..wp` of each row are computed and dropped when the tile's rows are copied out, so
+/// the layout costs `wp/ow` times the useful products (36/28 for LeNet's 9x9 layer, 14/10 for
+/// its 5x5 one), against 16/10 and 32/20 for the channel vectors.
+pub(crate) fn forward_rows(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    assert!(avx512() && fits_rows(g));
+    let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let plane = hp * wp;
+    let taps = g.c_in * g.kh * g.kw;
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    assert!(x.len() == g.n * x_img && y.len() == g.n * y_img && w.len() == g.c_out * taps);
+    assert!(bias.is_none_or(|b| b.len() == g.c_out));
+    let q_len = (oh * wp).div_ceil(CO_VEC) * CO_VEC;
+    let tap_offsets: Vec<usize> = (0..g.c_in)
+        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
+        .map(|(ci, r, s)| ci * plane + r * wp + s)
+        .collect();
+    let xp_len = (tap_offsets.iter().max().copied().unwrap_or(0) + q_len).max(g.c_in * plane);
+    // The weights tap-major, so that a tile's broadcasts of one tap are neighbours.
+    let mut wt = Buffer::new(buffer::take(taps * g.c_out));
+    for co in 0..g.c_out {
+        for t in 0..taps {
+            wt[t * g.c_out + co] = w[co * taps + t];
+        }
+    }
+    let wt = &wt;
+    let zeros = vec![0.0f32; g.c_out];
+    let bias = bias.unwrap_or(&zeros);
+    // Balanced tiles: as even a split of the channels and of the pixel vectors as the tile
+    // sizes allow (10 channels as 5 + 5, 16 as 4·4).
+    let per_co = g.c_out.div_ceil(g.c_out.div_ceil(FWD_CO));
+    let vectors = q_len / CO_VEC;
+    let per_q = vectors.div_ceil(vectors.div_ceil(FWD_Q));
+    let tap_offsets = &tap_offsets;
+    let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
+    for_each_image(g, xp_len + g.c_out * q_len, move |i, scratch| {
+        let (xp, yp) = scratch.split_at_mut(xp_len);
+        pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp[..g.c_in * plane], hp, wp);
+        xp[g.c_in * plane..].fill(0.0);
+        for co0 in (0..g.c_out).step_by(per_co) {
+            let nc = per_co.min(g.c_out - co0);
+            for v0 in (0..vectors).step_by(per_q) {
+                let nq = per_q.min(vectors - v0);
+                let tile = ForwardRowTile {
+                    xp,
+                    q0: v0 * CO_VEC,
+                    w: &wt[co0..],
+                    c_out: g.c_out,
+                    taps: tap_offsets,
+                    bias: &bias[co0..co0 + nc],
+                    y: &mut yp[co0 * q_len..(co0 + nc) * q_len],
+                    q_len,
+                };
+                tile.run(nc, nq);
+            }
+        }
+        // SAFETY: image `i` owns the disjoint range `i*y_img..(i+1)*y_img` of `y`, in bounds by
+        // the assertion above; `y` stays mutably borrowed for the whole loop.
+        let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
+        for co in 0..g.c_out {
+            copy_rows(&yp[co * q_len..], wp, ow, &mut yi[co * p..(co + 1) * p], ow, oh);
+        }
+    });
+}
+
+/// One forward row tile: `nc` channels by `nq` vectors of 16 pixels, summed over every tap.
+struct ForwardRowTile<'a> {
+    /// The padded image with its zero tail.
+    xp: &'a [f32],
+    /// The tile's first pixel (a multiple of 16).
+    q0: usize,
+    /// The tap-major weights from the tile's first channel on: tap `t` of channel `c` at
+    /// `t·c_out + c`.
+    w: &'a [f32],
+    c_out: usize,
+    /// The offset in `xp` of each tap.
+    taps: &'a [usize],
+    /// The tile's channels' bias.
+    bias: &'a [f32],
+    /// The tile's channels' output rows, `q_len` apart, in the padded-row layout.
+    y: &'a mut [f32],
+    q_len: usize,
+}
+
+impl ForwardRowTile<'_> {
+    fn run(self, nc: usize, nq: usize) {
+        dispatch!(self, nc, nq; 1, 2, 3, 4, 5; 1, 2, 3, 4)
+    }
+
+    /// # Safety
+    /// AVX-512F must be available.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::needless_range_loop)] // see `Tile::run_tile`
+    unsafe fn run_tile<const C: usize, const Q: usize>(self) {
+        use std::arch::x86_64::*;
+        let taps = self.taps.len();
+        assert!(self.bias.len() == C && self.y.len() == C * self.q_len);
+        assert!(self.q0 + Q * CO_VEC <= self.q_len);
+        let last_tap = self.taps.iter().copied().max().unwrap_or(0);
+        assert!(last_tap + self.q_len <= self.xp.len(), "forward row tile: input");
+        assert!(taps == 0 || (taps - 1) * self.c_out + C <= self.w.len(), "forward row tile: w");
+        let mut acc = [[_mm512_setzero_ps(); Q]; C];
+        for c in 0..C {
+            let b = _mm512_set1_ps(self.bias[c]);
+            for j in 0..Q {
+                acc[c][j] = b;
+            }
+        }
+        let (xp, w) = (self.xp.as_ptr(), self.w.as_ptr());
+        for (t, &off) in self.taps.iter().enumerate() {
+            let mut xv = [_mm512_setzero_ps(); Q];
+            for j in 0..Q {
+                // SAFETY: off + q0 + (j + 1)·16 ≤ off + q_len ≤ xp.len() (asserted above).
+                xv[j] = unsafe { _mm512_loadu_ps(xp.add(off + self.q0 + j * CO_VEC)) };
+            }
+            for c in 0..C {
+                // SAFETY: t·c_out + c < w.len() (asserted above).
+                let wv = _mm512_set1_ps(unsafe { *w.add(t * self.c_out + c) });
+                for j in 0..Q {
+                    acc[c][j] = _mm512_fmadd_ps(wv, xv[j], acc[c][j]);
+                }
+            }
+        }
+        let y = self.y.as_mut_ptr();
+        for c in 0..C {
+            for j in 0..Q {
+                // SAFETY: c·q_len + q0 + (j + 1)·16 ≤ C·q_len = y.len() (asserted above).
+                unsafe {
+                    _mm512_storeu_ps(y.add(c * self.q_len + self.q0 + j * CO_VEC), acc[c][j])
+                };
+            }
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    unsafe fn run_tile<const C: usize, const Q: usize>(self) {
+        unreachable!("the direct convolution needs AVX-512")
     }
 }
 

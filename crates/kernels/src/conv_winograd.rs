@@ -317,7 +317,7 @@ pub(crate) fn backward_weight(
             for (b, i) in block.enumerate() {
                 let t0 = b * tl.per_image();
                 channels_last_padded(g, &tl, &x[i * x_img..(i + 1) * x_img], xt);
-                channels_last(&dy[i * y_img..(i + 1) * y_img], c_out, c_out, p, dyt);
+                channels_last(&dy[i * y_img..(i + 1) * y_img], c_out, p, dyt);
                 add_pixels(&dyt[..p * c_out], db_part);
                 // SAFETY: AVX-512 is available (asserted); the slices' sizes are checked inside.
                 unsafe {

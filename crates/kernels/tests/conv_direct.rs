@@ -1,10 +1,10 @@
-//! The direct AVX-512 convolution (stride 1, dilation 1, output channels in multiples of 16, or
-//! padded to them) against naive f64 loops. Each check forces the direct path on its own thread (so 3x3 shapes
+//! The direct AVX-512 convolution (stride 1, dilation 1; output channels in multiples of 16,
+//! or rows of pixels for the others) against naive f64 loops. Each check forces the direct path on its own thread (so 3x3 shapes
 //! do not take Winograd's) and asserts which paths ran: on a CPU without AVX-512, im2col alone.
 
 mod common;
 use common::conv_ref::{check_on, forward_and_input_gradient, geom, on_this_cpu};
-use tapestry_kernels::conv::{conv2d_backward_weight, Conv2dGeometry};
+use tapestry_kernels::conv::{conv2d_backward_weight, conv2d_forward, Conv2dGeometry};
 use tapestry_kernels::path::{forced, ConvPath, Force};
 
 use ConvPath::{Direct, DirectRows, Im2col};
@@ -52,46 +52,46 @@ fn direct_path_shapes_every_tile_width_and_channel_block() {
 }
 
 #[test]
-fn the_forward_and_weight_gradient_take_a_partial_last_vector_of_channels() {
-    // Output channels padded to whole vectors when that costs at most 1.6x the multiply-adds
-    // (10 as 16, 20 and 26 as 32, 45 as 48, 70 as 80): the padded lanes are computed from zero
-    // weights (forward) or zero cotangents (weight gradient) and never stored, so the
-    // neighbouring channel rows, images and bias entries must come out exact. The LeNet shapes
-    // of the Multi-Fashion protocol (1 → 10 k9, 10 → 20 k5) among them; rows split into tiles of
-    // 1 to 7 pixels; the weight gradient's channel blocks of 1, 2, 3 and 4 + 1 vectors with the
-    // partial one last; with and without bias. dX takes im2col (input channels not in 16s).
+fn the_forward_on_rows_every_tile_tail() {
+    // Output channels that are not whole vectors of 16 take the forward pass and the weight
+    // gradient on rows (unforced, too). The forward's tiles are of up to 5 channels by 4 vectors of 16 pixels, split evenly, so channel tiles
+    // of 1 to 5 (1, 2, 3, 4 = 16/4, 5, 7 = 4 + 3, 13 = 5 + 4 + 4) and pixel-vector tails (the
+    // padded rows of 1 to 23 pixels wide images, 1 to 63 vectors), paddings, rectangular
+    // kernels, and the LeNet layers. Checked against the f64 loops with every pass forced onto
+    // rows where it applies (dX never does).
     let mut shapes = vec![
-        geom(2, 1, 12, 13, 10, (9, 9), (1, 1), (0, 0), (1, 1)),
-        geom(3, 10, 9, 9, 20, (5, 5), (1, 1), (0, 0), (1, 1)),
-        geom(2, 3, 5, 11, 26, (3, 3), (1, 1), (1, 1), (1, 1)),
-        geom(2, 2, 4, 5, 45, (2, 3), (1, 1), (1, 0), (1, 1)),
-        geom(2, 3, 4, 6, 70, (3, 3), (1, 1), (1, 1), (1, 1)),
+        geom(2, 1, 36, 36, 10, (9, 9), (1, 1), (0, 0), (1, 1)),
+        geom(2, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1)),
     ];
-    for w in [1, 2, 3, 4, 5, 7, 11, 13] {
-        shapes.push(geom(2, 4, 3, w, 13, (3, 3), (1, 1), (1, 1), (1, 1)));
+    for c_out in [1, 2, 3, 4, 5, 7, 13] {
+        shapes.push(geom(2, 3, 5, 7, c_out, (3, 3), (1, 1), (1, 1), (1, 1)));
     }
+    for w in [1, 2, 3, 5, 9, 12, 23] {
+        shapes.push(geom(2, 2, 6, w, 10, (2, 3), (1, 1), (1, 2), (1, 1)));
+    }
+    shapes.push(geom(3, 5, 9, 8, 6, (1, 5), (1, 1), (0, 2), (1, 1)));
     for (i, g) in shapes.into_iter().enumerate() {
-        // Against the f64 loops, every pass forced onto the direct path where it applies.
-        let ran = check_on(Direct, g, i % 2 == 0);
-        assert_eq!(ran, on_this_cpu(&[Direct, Im2col]), "{g:?}");
-        // And the weight gradient on its own, so that its path is known.
-        let (x, dy) = (vec![0.5f32; g.x_len()], vec![0.25f32; g.y_len()]);
-        let (mut dw, mut db) = (vec![0.0f32; g.w_len()], vec![0.0f32; g.c_out]);
-        let ((), ran) = forced(Force { conv: Some(Direct), ..Force::NONE }, || {
-            conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db))
-        });
-        assert_eq!(ran.convs(), on_this_cpu(&[Direct]), "{g:?}: dW");
+        assert_eq!(
+            check_on(DirectRows, g, i % 2 == 1),
+            on_this_cpu(&[DirectRows, Im2col]),
+            "{g:?}"
+        );
+        // Unforced, the forward pass and the weight gradient take rows.
+        let (x, w) = (vec![0.5f32; g.x_len()], vec![0.25f32; g.w_len()]);
+        let (mut y, mut dw) = (vec![0.0f32; g.y_len()], vec![0.0f32; g.w_len()]);
+        let ((), ran) = forced(Force::NONE, || conv2d_forward(&g, &x, &w, None, &mut y));
+        assert_eq!(ran.convs(), on_this_cpu(&[DirectRows]), "{g:?}: forward");
+        let ((), ran) = forced(Force::NONE, || conv2d_backward_weight(&g, &x, &y, &mut dw, None));
+        assert_eq!(ran.convs(), on_this_cpu(&[DirectRows]), "{g:?}: dW");
     }
-    // Too few channels for a vector (5 as 16 would be 3.2x the work): im2col.
-    let g = geom(2, 4, 5, 7, 5, (3, 3), (1, 1), (1, 1), (1, 1));
-    assert_eq!(check_on(Direct, g, true), vec![Im2col], "{g:?}");
 }
 
 #[test]
 fn weight_gradient_on_rows_every_tail() {
     // Below 64 taps the weight gradient runs on rows (unforced, too): tiles of up to 4 channels
     // by 6 taps, so every tail of both (1 to 5 channels, 1 to 5 taps), and rows of any width.
-    // The forward pass and dX of these shapes take im2col.
+    // The forward pass takes rows too (32 channels on rows only because it is forced), dX
+    // im2col.
     let mut shapes = vec![];
     for (c_in, k, pad) in [(1, (1, 1), 1), (2, (1, 1), 1), (1, (2, 2), 0), (1, (1, 5), 2)] {
         for c_out in [1, 2, 3, 5] {
