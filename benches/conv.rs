@@ -3,9 +3,10 @@
 //! Multi-Fashion LeNet (1 → 10 k9 on 36x36 and 10 → 20 k5 on 14x14, no padding), batch 256. The
 //! LeNet's forward passes and weight gradients run on rows of pixels (its channel counts are not
 //! whole vectors of 16); `examples/conv_paths.rs` in the kernels crate times every path that can
-//! compute them side by side. The count is the direct algorithm's whatever algorithm runs, so that figures compare by time: the 32 → 64 layer runs
-//! Winograd F(2×2, 3×3) on AVX-512, with 2.25 times fewer multiplications, and may report more
-//! than the core's FMA peak (`TAPESTRY_CONV_WINOGRAD=0` runs it on the direct kernel).
+//! compute them side by side. The count is the direct algorithm's whatever algorithm runs, so that
+//! figures compare by time: the 32 → 64 layer runs Winograd F(2×2, 3×3) on AVX-512, with 2.25 times
+//! fewer multiplications, and may report more than the core's FMA peak (`TAPESTRY_CONV_WINOGRAD=0`
+//! runs it on the direct kernel).
 //!
 //! `RAYON_NUM_THREADS=1 cargo bench --bench conv -- --warm-up-time 1 --measurement-time 3`
 

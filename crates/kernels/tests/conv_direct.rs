@@ -1,6 +1,7 @@
 //! The direct AVX-512 convolution (stride 1, dilation 1; output channels in multiples of 16,
-//! or rows of pixels for the others) against naive f64 loops. Each check forces the direct path on its own thread (so 3x3 shapes
-//! do not take Winograd's) and asserts which paths ran: on a CPU without AVX-512, im2col alone.
+//! or rows of pixels for the others) against naive f64 loops. Each check forces the direct path
+//! on its own thread (so 3x3 shapes do not take Winograd's) and asserts which paths ran: on a
+//! CPU without AVX-512, im2col alone.
 
 mod common;
 use common::conv_ref::{check_on, forward_and_input_gradient, geom, on_this_cpu};
@@ -54,11 +55,11 @@ fn direct_path_shapes_every_tile_width_and_channel_block() {
 #[test]
 fn the_forward_on_rows_every_tile_tail() {
     // Output channels that are not whole vectors of 16 take the forward pass and the weight
-    // gradient on rows (unforced, too). The forward's tiles are of up to 5 channels by 4 vectors of 16 pixels, split evenly, so channel tiles
-    // of 1 to 5 (1, 2, 3, 4 = 16/4, 5, 7 = 4 + 3, 13 = 5 + 4 + 4) and pixel-vector tails (the
-    // padded rows of 1 to 23 pixels wide images, 1 to 63 vectors), paddings, rectangular
-    // kernels, and the LeNet layers. Checked against the f64 loops with every pass forced onto
-    // rows where it applies (dX never does).
+    // gradient on rows (unforced, too). The forward's tiles are of up to 5 channels by 4 vectors
+    // of 16 pixels, split evenly, so channel tiles of 1 to 5 (1, 2, 3, 4 = 16/4, 5, 7 = 4 + 3, 13
+    // = 5 + 4 + 4) and pixel-vector tails (the padded rows of images 1 to 23 pixels wide, 1 to 63
+    // vectors), paddings, rectangular kernels, and the LeNet layers. Checked against the f64 loops
+    // with every pass forced onto rows where it applies (dX never does).
     let mut shapes = vec![
         geom(2, 1, 36, 36, 10, (9, 9), (1, 1), (0, 0), (1, 1)),
         geom(2, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1)),
