@@ -9,9 +9,10 @@
 //! 2. **Direct** (`conv_direct.rs`) for stride 1 and dilation 1, on AVX-512: an implicit GEMM
 //!    over the zero-padded image. The forward pass and dX tile vectors of 16 output channels
 //!    when the channels come in whole vectors; otherwise the forward pass runs on rows, vectors
-//!    of 16 neighbouring pixels (LeNet's 10 and 20 channels). The weight gradient tiles channel
-//!    vectors too when they are whole and there are at least 64 taps, and runs on rows
-//!    otherwise.
+//!    of 16 neighbouring pixels (LeNet's 10 and 20 channels), and so does dX, scattering `dy`
+//!    through the same tiles, when there are at least 5 input channels.
+//!    The weight gradient tiles channel vectors too when they are whole and there are at least
+//!    64 taps, and runs on rows otherwise.
 //! 3. **im2col + GEMM** for everything else. For one image, `col` is the `K × P` matrix
 //!    (`K = c_in·kh·kw`, `P = out_h·out_w`) whose column `p` holds the input patch under output
 //!    pixel `p`. Then
@@ -437,6 +438,14 @@ pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
         .filter(|_| !pointwise && may_take(ConvPath::Direct) && taking(ConvPath::Direct))
     {
         conv_direct::backward_input(g, &t, dy, w, dx);
+        return;
+    }
+    if !pointwise
+        && may_take(ConvPath::DirectRows)
+        && conv_direct::rows_input_applicable(g)
+        && taking(ConvPath::DirectRows)
+    {
+        conv_direct::backward_input_rows(g, dy, w, dx);
         return;
     }
     taking(ConvPath::Im2col);

@@ -724,12 +724,10 @@ pub(crate) fn forward_rows(
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && y.len() == g.n * y_img && w.len() == g.c_out * taps);
     assert!(bias.is_none_or(|b| b.len() == g.c_out));
-    let q_len = (oh * wp).div_ceil(CO_VEC) * CO_VEC;
     let tap_offsets: Vec<usize> = (0..g.c_in)
         .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
         .map(|(ci, r, s)| ci * plane + r * wp + s)
         .collect();
-    let xp_len = (tap_offsets.iter().max().copied().unwrap_or(0) + q_len).max(g.c_in * plane);
     // The weights tap-major, so that a tile's broadcasts of one tap are neighbours.
     let mut wt = Buffer::new(buffer::take(taps * g.c_out));
     for co in 0..g.c_out {
@@ -737,44 +735,158 @@ pub(crate) fn forward_rows(
             wt[t * g.c_out + co] = w[co * taps + t];
         }
     }
-    let wt = &wt;
     let zeros = vec![0.0f32; g.c_out];
-    let bias = bias.unwrap_or(&zeros);
-    // Balanced tiles: as even a split of the channels and of the pixel vectors as the tile
-    // sizes allow (10 channels as 5 + 5, 16 as 4·4).
-    let per_co = g.c_out.div_ceil(g.c_out.div_ceil(FWD_CO));
-    let vectors = q_len / CO_VEC;
-    let per_q = vectors.div_ceil(vectors.div_ceil(FWD_Q));
-    let tap_offsets = &tap_offsets;
+    let rows = Rows::new(&tap_offsets, &wt, bias.unwrap_or(&zeros), oh * wp);
+    let xp_len = rows.input_len().max(g.c_in * plane);
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
-    for_each_image(g, xp_len + g.c_out * q_len, move |i, scratch| {
+    for_each_image(g, xp_len + rows.output_len(), move |i, scratch| {
         let (xp, yp) = scratch.split_at_mut(xp_len);
         pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp[..g.c_in * plane], hp, wp);
         xp[g.c_in * plane..].fill(0.0);
-        for co0 in (0..g.c_out).step_by(per_co) {
-            let nc = per_co.min(g.c_out - co0);
-            for v0 in (0..vectors).step_by(per_q) {
-                let nq = per_q.min(vectors - v0);
-                let tile = ForwardRowTile {
-                    xp,
-                    q0: v0 * CO_VEC,
-                    w: &wt[co0..],
-                    c_out: g.c_out,
-                    taps: tap_offsets,
-                    bias: &bias[co0..co0 + nc],
-                    y: &mut yp[co0 * q_len..(co0 + nc) * q_len],
-                    q_len,
-                };
-                tile.run(nc, nq);
-            }
-        }
+        rows.run(xp, yp);
         // SAFETY: image `i` owns the disjoint range `i*y_img..(i+1)*y_img` of `y`, in bounds by
         // the assertion above; `y` stays mutably borrowed for the whole loop.
         let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
         for co in 0..g.c_out {
-            copy_rows(&yp[co * q_len..], wp, ow, &mut yi[co * p..(co + 1) * p], ow, oh);
+            copy_rows(&yp[co * rows.q_len..], wp, ow, &mut yi[co * p..(co + 1) * p], ow, oh);
         }
     });
+}
+
+/// True when [`backward_input_rows`] computes the input gradient of `g`: the rows kernels apply
+/// and there are at least [`FWD_CO`] input channels, so that the tile's broadcasts of the
+/// weight are not outnumbered by its loads of `dy`.
+pub(crate) fn rows_input_applicable(g: &Conv2dGeometry) -> bool {
+    rows_applicable(g) && g.c_in >= FWD_CO
+}
+
+/// Gradient with respect to the input on rows, for layers with few input channels (LeNet's 10),
+/// where [`backward_input`]'s tiles of 16 channels would compute many padded lanes. `dx` is
+/// overwritten.
+///
+/// The forward pass reads; this pass scatters:
+///
+/// ```text
+/// dxp[ci, q] = Σ_(co, r, s) W[co, ci, r, s] · dyp[co, q − r·wp − s]
+/// ```
+///
+/// over the pixels `q = iy·wp + ix` of the padded input (`hp × wp`). Each channel of `dy` is
+/// laid out in rows of the padded input's length `wp` (its `ow` real columns first) behind a
+/// run of zeros at least `(kh − 1)·wp + kw − 1` long: a tap that reaches above the image reads
+/// those zeros, and one that reaches left or right of `dy` reads the zero columns `ow..wp` of a
+/// neighbouring row. Written as reads at the offsets `co·S + lead − r·wp − s`, it is the
+/// forward pass's GEMM with the same register tile, and no weight flip. The padded layout
+/// costs `hp·wp / (oh·ow)` times the useful products (196/100 for LeNet's 10 → 20 layer); the
+/// flipped-weight forward convolution over `dy` padded by `k − 1` would cost 252/100.
+pub(crate) fn backward_input_rows(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut [f32]) {
+    assert!(avx512() && fits_rows(g));
+    let (hp, wp) = (g.h + 2 * g.padding.0, g.w + 2 * g.padding.1);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
+    let taps = g.c_out * g.kh * g.kw;
+    assert!(dx.len() == g.n * x_img && dy.len() == g.n * y_img && w.len() == g.c_in * taps);
+    // Zeros before each channel: a tap reads from `(kh−1)·wp + kw − 1` before a channel's
+    // first pixel, and for the pixels of the padded image (`hp·wp = oh·wp + (kh−1)·wp`) up to
+    // `(kh−1)·wp` past its last, in the next channel's lead (or the tail). The pixels from
+    // `hp·wp` to `q_len` only round the rows up to whole vectors: what they read is dropped.
+    let lead = (g.kh - 1) * wp + g.kw - 1;
+    let stride = lead + oh * wp;
+    let tap_offsets: Vec<usize> = (0..g.c_out)
+        .flat_map(|co| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (co, r, s))))
+        .map(|(co, r, s)| co * stride + lead - r * wp - s)
+        .collect();
+    // Tap (co, r, s) of output channel ci is W[co, ci, r, s], tap-major.
+    let khw = g.kh * g.kw;
+    let mut wt = Buffer::new(buffer::take(taps * g.c_in));
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for rs in 0..khw {
+                wt[(co * khw + rs) * g.c_in + ci] = w[(co * g.c_in + ci) * khw + rs];
+            }
+        }
+    }
+    let zeros = vec![0.0f32; g.c_in];
+    let rows = Rows::new(&tap_offsets, &wt, &zeros, hp * wp);
+    let dyp_len = rows.input_len().max(g.c_out * stride + lead);
+    let dx_ptr = crate::par::SendPtr(dx.as_mut_ptr());
+    for_each_image(g, dyp_len + rows.output_len(), move |i, scratch| {
+        let (dyp, xp) = scratch.split_at_mut(dyp_len);
+        dyp.fill(0.0);
+        let dyi = &dy[i * y_img..(i + 1) * y_img];
+        for co in 0..g.c_out {
+            let dst = &mut dyp[co * stride + lead..];
+            copy_rows(&dyi[co * p..(co + 1) * p], ow, ow, dst, wp, oh);
+        }
+        rows.run(dyp, xp);
+        // SAFETY: image `i` owns the disjoint range `i*x_img..(i+1)*x_img` of `dx`, in bounds by
+        // the assertion above; `dx` stays mutably borrowed for the whole loop.
+        let dxi = unsafe { std::slice::from_raw_parts_mut(dx_ptr.get().add(i * x_img), x_img) };
+        let plane = g.h * g.w;
+        for ci in 0..g.c_in {
+            let src = &xp[ci * rows.q_len + g.padding.0 * wp + g.padding.1..];
+            copy_rows(src, wp, g.w, &mut dxi[ci * plane..(ci + 1) * plane], g.w, g.h);
+        }
+    });
+}
+
+/// The GEMM that [`forward_rows`] and [`backward_input_rows`] share: for every output channel
+/// `c` and pixel `q < q_len` of the padded-row layout, `out[c, q] = bias[c] + Σ_t w[t, c] ·
+/// input[taps[t] + q]`, in tiles of up to [`FWD_CO`] channels by [`FWD_Q`] vectors of 16 pixels.
+struct Rows<'a> {
+    /// The offset in the input of each tap.
+    taps: &'a [usize],
+    /// The weights tap-major: tap `t` of channel `c` at `t·c_out + c`.
+    wt: &'a [f32],
+    bias: &'a [f32],
+    c_out: usize,
+    /// Output pixels per channel, rounded up to whole vectors.
+    q_len: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// `pixels` output pixels per channel (rounded up to whole vectors).
+    fn new(taps: &'a [usize], wt: &'a [f32], bias: &'a [f32], pixels: usize) -> Self {
+        let c_out = bias.len();
+        assert!(wt.len() == taps.len() * c_out);
+        Rows { taps, wt, bias, c_out, q_len: pixels.div_ceil(CO_VEC) * CO_VEC }
+    }
+
+    /// The input length every tap may read.
+    fn input_len(&self) -> usize {
+        self.taps.iter().max().copied().unwrap_or(0) + self.q_len
+    }
+
+    /// The output length: `c_out` rows of `q_len`.
+    fn output_len(&self) -> usize {
+        self.c_out * self.q_len
+    }
+
+    /// Writes `out` (`c_out` rows of `q_len`) from `input` (at least [`Rows::input_len`]).
+    fn run(&self, input: &[f32], out: &mut [f32]) {
+        // Balanced tiles: as even a split of the channels and of the pixel vectors as the tile
+        // sizes allow (10 channels as 5 + 5, 16 as 4·4).
+        let per_co = self.c_out.div_ceil(self.c_out.div_ceil(FWD_CO));
+        let vectors = self.q_len / CO_VEC;
+        let per_q = vectors.div_ceil(vectors.div_ceil(FWD_Q));
+        for co0 in (0..self.c_out).step_by(per_co) {
+            let nc = per_co.min(self.c_out - co0);
+            for v0 in (0..vectors).step_by(per_q) {
+                let nq = per_q.min(vectors - v0);
+                let tile = ForwardRowTile {
+                    xp: input,
+                    q0: v0 * CO_VEC,
+                    w: &self.wt[co0..],
+                    c_out: self.c_out,
+                    taps: self.taps,
+                    bias: &self.bias[co0..co0 + nc],
+                    y: &mut out[co0 * self.q_len..(co0 + nc) * self.q_len],
+                    q_len: self.q_len,
+                };
+                tile.run(nc, nq);
+            }
+        }
+    }
 }
 
 /// One forward row tile: `nc` channels by `nq` vectors of 16 pixels, summed over every tap.

@@ -5,7 +5,9 @@
 
 mod common;
 use common::conv_ref::{check_on, forward_and_input_gradient, geom, on_this_cpu};
-use tapestry_kernels::conv::{conv2d_backward_weight, conv2d_forward, Conv2dGeometry};
+use tapestry_kernels::conv::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Conv2dGeometry,
+};
 use tapestry_kernels::path::{forced, ConvPath, Force};
 
 use ConvPath::{Direct, DirectRows, Im2col};
@@ -52,6 +54,12 @@ fn direct_path_shapes_every_tile_width_and_channel_block() {
     check_direct(geom(3, 3, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1)), true);
 }
 
+/// The paths a call forced onto rows takes: the forward pass and dW on rows, dX on rows with at
+/// least 5 input channels and on im2col with fewer.
+fn rows_paths(g: &Conv2dGeometry) -> Vec<ConvPath> {
+    on_this_cpu(if g.c_in >= 5 { &[DirectRows] } else { &[DirectRows, Im2col] })
+}
+
 #[test]
 fn the_forward_on_rows_every_tile_tail() {
     // Output channels that are not whole vectors of 16 take the forward pass and the weight
@@ -59,7 +67,7 @@ fn the_forward_on_rows_every_tile_tail() {
     // of 16 pixels, split evenly, so channel tiles of 1 to 5 (1, 2, 3, 4 = 16/4, 5, 7 = 4 + 3, 13
     // = 5 + 4 + 4) and pixel-vector tails (the padded rows of images 1 to 23 pixels wide, 1 to 63
     // vectors), paddings, rectangular kernels, and the LeNet layers. Checked against the f64 loops
-    // with every pass forced onto rows where it applies (dX never does).
+    // with every pass forced onto rows where it applies.
     let mut shapes = vec![
         geom(2, 1, 36, 36, 10, (9, 9), (1, 1), (0, 0), (1, 1)),
         geom(2, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1)),
@@ -72,11 +80,7 @@ fn the_forward_on_rows_every_tile_tail() {
     }
     shapes.push(geom(3, 5, 9, 8, 6, (1, 5), (1, 1), (0, 2), (1, 1)));
     for (i, g) in shapes.into_iter().enumerate() {
-        assert_eq!(
-            check_on(DirectRows, g, i % 2 == 1),
-            on_this_cpu(&[DirectRows, Im2col]),
-            "{g:?}"
-        );
+        assert_eq!(check_on(DirectRows, g, i % 2 == 1), rows_paths(&g), "{g:?}");
         // Unforced, the forward pass and the weight gradient take rows.
         let (x, w) = (vec![0.5f32; g.x_len()], vec![0.25f32; g.w_len()]);
         let (mut y, mut dw) = (vec![0.0f32; g.y_len()], vec![0.0f32; g.w_len()]);
@@ -88,11 +92,42 @@ fn the_forward_on_rows_every_tile_tail() {
 }
 
 #[test]
+fn the_input_gradient_on_rows_every_tile_tail() {
+    // Input channels that are not whole vectors of 16, at least 5 of them, take dX on rows
+    // (unforced, too): `dy` scattered through the forward's tiles, so channel tiles of 1 to 5
+    // (5, 6 = 3 + 3, 7 = 4 + 3, 9 = 5 + 4, 13 = 5 + 4 + 4, 24 = 4·6), pixel-vector tails (padded
+    // images 1 to 23 pixels wide), a kernel that reaches back further than the image is tall
+    // (9x9 over 3 rows padded by 4), paddings up to and past the kernel, rectangular kernels,
+    // and the LeNet's 10 → 20 layer. With 4 input channels dX stays on im2col.
+    let mut shapes = vec![geom(2, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1))];
+    for c_in in [5, 6, 7, 9, 13, 24] {
+        shapes.push(geom(2, c_in, 5, 7, 3, (3, 3), (1, 1), (1, 1), (1, 1)));
+    }
+    for w in [1, 2, 3, 5, 9, 12, 23] {
+        shapes.push(geom(2, 6, 6, w, 4, (2, 3), (1, 1), (1, 2), (1, 1)));
+    }
+    for pad in [0, 2, 3, 4] {
+        shapes.push(geom(2, 5, 4, 6, 2, (3, 2), (1, 1), (pad, pad / 2), (1, 1)));
+    }
+    shapes.push(geom(2, 5, 3, 11, 7, (9, 9), (1, 1), (4, 1), (1, 1)));
+    shapes.push(geom(3, 8, 9, 8, 1, (1, 5), (1, 1), (0, 2), (1, 1)));
+    shapes.push(geom(2, 4, 6, 6, 3, (3, 3), (1, 1), (1, 1), (1, 1)));
+    for (i, g) in shapes.into_iter().enumerate() {
+        assert_eq!(check_on(DirectRows, g, i % 2 == 0), rows_paths(&g), "{g:?}");
+        let (dy, w) = (vec![0.5f32; g.y_len()], vec![0.25f32; g.w_len()]);
+        let mut dx = vec![0.0f32; g.x_len()];
+        let ((), ran) = forced(Force::NONE, || conv2d_backward_input(&g, &dy, &w, &mut dx));
+        let want = if g.c_in >= 5 { DirectRows } else { Im2col };
+        assert_eq!(ran.convs(), on_this_cpu(&[want]), "{g:?}: dX");
+    }
+}
+
+#[test]
 fn weight_gradient_on_rows_every_tail() {
     // Below 64 taps the weight gradient runs on rows (unforced, too): tiles of up to 4 channels
     // by 6 taps, so every tail of both (1 to 5 channels, 1 to 5 taps), and rows of any width.
-    // The forward pass takes rows too (32 channels on rows only because it is forced), dX
-    // im2col.
+    // The forward pass takes rows too (32 channels on rows only because it is forced), and so
+    // does dX with 7 input channels; with 1 to 3 it takes im2col.
     let mut shapes = vec![];
     for (c_in, k, pad) in [(1, (1, 1), 1), (2, (1, 1), 1), (1, (2, 2), 0), (1, (1, 5), 2)] {
         for c_out in [1, 2, 3, 5] {
@@ -103,7 +138,7 @@ fn weight_gradient_on_rows_every_tail() {
     shapes.push((geom(3, 3, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1)), true));
     shapes.push((geom(2, 7, 3, 17, 6, (3, 3), (1, 1), (2, 2), (1, 1)), false));
     for (g, bias) in shapes {
-        assert_eq!(check_on(DirectRows, g, bias), on_this_cpu(&[DirectRows, Im2col]), "{g:?}");
+        assert_eq!(check_on(DirectRows, g, bias), rows_paths(&g), "{g:?}");
     }
 }
 
