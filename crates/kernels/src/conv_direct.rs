@@ -602,6 +602,10 @@ pub(crate) fn rows_applicable(g: &Conv2dGeometry) -> bool {
 const ROW_CO: usize = 4;
 /// Taps per weight-gradient row tile.
 const ROW_TT: usize = 6;
+/// Pixels a weight-gradient row tile should meet per pass (over a block of images).
+const ROW_BLOCK_PIXELS: usize = 1024;
+/// The most images in such a block.
+const MAX_ROW_BLOCK: usize = 8;
 
 /// Weight gradient for layers with few taps (the 3-channel first layer: 27), where
 /// [`backward_weight`]'s channels-last copy of `dy` costs more than it saves. `dw` is
@@ -612,7 +616,11 @@ const ROW_TT: usize = 6;
 /// rows of `wp` (zeros past the `ow` real columns), and the input under tap `(ci, r, s)` for pixel
 /// `q = oy·wp + ox` is `xp[ci·plane + r·wp + s + q]`. The tile is 4 channels by 6 taps of 16-lane
 /// accumulators: per 16 pixels, 10 loads and 24 FMAs. The accumulators stay vectors across all
-/// images of a chunk and are summed across lanes (in a fixed tree) once at the end. The padded
+/// images of a chunk and are summed across lanes (in a fixed tree) once at the end. A tile
+/// loads and stores its accumulators once per block of up to 8 images, at least 1024 pixels
+/// when the images are small (one image of LeNet's 10 → 20 layer is 9 vectors of 16 pixels:
+/// per image, the 24 loads and 24 stores of the accumulators cost as much as a fifth of the
+/// FMAs, and the accumulators of all tiles, 320 KB there, streamed through the cache). The padded
 /// layout computes `wp/ow` times the useful products (30/28 at 28x28), with zeros.
 ///
 /// Chunks of images are summed in order, as in [`backward_weight`].
@@ -642,20 +650,33 @@ pub(crate) fn backward_weight_rows(
     let xp_len = tap_offsets.iter().max().copied().unwrap_or(0) + q_len;
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
     let acc_len = g.c_out * taps * CO_VEC;
+    // Images per pass over the tiles: each tile loads and stores its accumulators once per
+    // pass, so a pass should meet at least ROW_BLOCK_PIXELS pixels (LeNet's 10 → 20 layer has
+    // only 144 per image, its 1 → 10 layer 1008).
+    let block = (ROW_BLOCK_PIXELS / q_len).clamp(1, MAX_ROW_BLOCK);
+    let xp_stride = xp_len.max(g.c_in * plane);
+    let dy_stride = g.c_out * q_len;
     // One chunk of images into 16-lane partial sums of dW, followed by the partial bias gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
         let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
-        let mut xp = Buffer::new(buffer::take(xp_len.max(g.c_in * plane)));
-        let mut dyp = Buffer::new(buffer::take(g.c_out * q_len));
-        for i in images {
-            pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp, hp, wp);
-            xp[g.c_in * plane..].fill(0.0);
-            dyp.fill(0.0);
-            let dyi = &dy[i * y_img..(i + 1) * y_img];
-            for co in 0..g.c_out {
-                copy_rows(&dyi[co * p..(co + 1) * p], ow, ow, &mut dyp[co * q_len..], wp, oh);
-                // The bias gradient, while the channel's rows are in cache.
-                acc[acc_len + co] += crate::simd::sum_lanes(&dyi[co * p..(co + 1) * p]);
+        let mut xp = Buffer::new(buffer::take(block * xp_stride));
+        let mut dyp = Buffer::new(buffer::take(block * dy_stride));
+        for first in images.clone().step_by(block) {
+            let nb = block.min(images.end - first);
+            for b in 0..nb {
+                let i = first + b;
+                // Zeros around the image and in the tail too.
+                let xb = &mut xp[b * xp_stride..(b + 1) * xp_stride];
+                pad_image(g, &x[i * x_img..(i + 1) * x_img], xb, hp, wp);
+                let dyb = &mut dyp[b * dy_stride..(b + 1) * dy_stride];
+                dyb.fill(0.0);
+                let dyi = &dy[i * y_img..(i + 1) * y_img];
+                for co in 0..g.c_out {
+                    let src = &dyi[co * p..(co + 1) * p];
+                    copy_rows(src, ow, ow, &mut dyb[co * q_len..], wp, oh);
+                    // The bias gradient, while the channel's rows are in cache.
+                    acc[acc_len + co] += crate::simd::sum_lanes(src);
+                }
             }
             for co0 in (0..g.c_out).step_by(ROW_CO) {
                 let nc = ROW_CO.min(g.c_out - co0);
@@ -663,7 +684,10 @@ pub(crate) fn backward_weight_rows(
                     let nt = ROW_TT.min(taps - t0);
                     let tile = RowTile {
                         xp: &xp,
-                        dyp: &dyp[co0 * q_len..(co0 + nc) * q_len],
+                        xp_stride,
+                        dyp: &dyp[co0 * q_len..],
+                        dy_stride,
+                        images: nb,
                         q_len,
                         taps: &tap_offsets[t0..t0 + nt],
                         acc: &mut acc,
@@ -967,9 +991,15 @@ impl ForwardRowTile<'_> {
 
 /// One row tile of the weight gradient: `nc` channels by `nt` taps of 16-lane accumulators.
 struct RowTile<'a> {
+    /// The padded images of the block, `xp_stride` apart.
     xp: &'a [f32],
-    /// The tile's `dy` rows in the padded-row layout, `q_len` apart.
+    xp_stride: usize,
+    /// The tile's `dy` rows in the padded-row layout, `q_len` apart, from the tile's first
+    /// channel on; the block's images `dy_stride` apart.
     dyp: &'a [f32],
+    dy_stride: usize,
+    /// Images in the block.
+    images: usize,
     q_len: usize,
     /// The offset in `xp` of each tap of the tile.
     taps: &'a [usize],
@@ -993,10 +1023,12 @@ impl RowTile<'_> {
     #[allow(clippy::needless_range_loop)] // see `Tile::run_tile`
     unsafe fn run_tile<const C: usize, const T: usize>(self) {
         use std::arch::x86_64::*;
-        assert!(self.taps.len() == T && self.dyp.len() == C * self.q_len);
-        assert!(self.q_len.is_multiple_of(CO_VEC));
+        let last_image = self.images.saturating_sub(1);
+        assert!(self.images > 0 && self.taps.len() == T && self.q_len.is_multiple_of(CO_VEC));
+        assert!(last_image * self.dy_stride + C * self.q_len <= self.dyp.len(), "dW row tile: dy");
         let last_tap = self.taps.iter().copied().max().unwrap_or(0);
-        assert!(last_tap + self.q_len <= self.xp.len(), "dW row tile: input");
+        let last_read = last_image * self.xp_stride + last_tap + self.q_len;
+        assert!(last_read <= self.xp.len(), "dW row tile: input");
         let last_acc = self.acc_base + (C - 1) * self.acc_co_stride + T * CO_VEC;
         assert!(last_acc <= self.acc.len(), "dW row tile: accumulators");
         let a = self.acc.as_mut_ptr();
@@ -1008,23 +1040,26 @@ impl RowTile<'_> {
                 acc[c][t] = unsafe { _mm512_loadu_ps(at) };
             }
         }
-        let mut base = [self.xp.as_ptr(); T];
-        for t in 0..T {
-            // SAFETY: the tap offset plus q_len is within `xp` (asserted above).
-            base[t] = unsafe { base[t].add(self.taps[t]) };
-        }
-        let d = self.dyp.as_ptr();
-        for q in (0..self.q_len).step_by(CO_VEC) {
-            let mut dv = [_mm512_setzero_ps(); C];
-            for c in 0..C {
-                // SAFETY: c·q_len + q + 16 ≤ C·q_len = dyp.len().
-                dv[c] = unsafe { _mm512_loadu_ps(d.add(c * self.q_len + q)) };
-            }
+        for b in 0..self.images {
+            let mut base = [self.xp.as_ptr(); T];
             for t in 0..T {
-                // SAFETY: tap offset + q + 16 ≤ tap offset + q_len ≤ xp.len().
-                let xv = unsafe { _mm512_loadu_ps(base[t].add(q)) };
+                // SAFETY: b·xp_stride + the tap offset + q_len is within `xp` (asserted above).
+                base[t] = unsafe { base[t].add(b * self.xp_stride + self.taps[t]) };
+            }
+            // SAFETY: b·dy_stride + C·q_len ≤ dyp.len() (asserted above).
+            let d = unsafe { self.dyp.as_ptr().add(b * self.dy_stride) };
+            for q in (0..self.q_len).step_by(CO_VEC) {
+                let mut dv = [_mm512_setzero_ps(); C];
                 for c in 0..C {
-                    acc[c][t] = _mm512_fmadd_ps(dv[c], xv, acc[c][t]);
+                    // SAFETY: c·q_len + q + 16 ≤ C·q_len, within this image's rows.
+                    dv[c] = unsafe { _mm512_loadu_ps(d.add(c * self.q_len + q)) };
+                }
+                for t in 0..T {
+                    // SAFETY: tap offset + q + 16 ≤ tap offset + q_len, within this image.
+                    let xv = unsafe { _mm512_loadu_ps(base[t].add(q)) };
+                    for c in 0..C {
+                        acc[c][t] = _mm512_fmadd_ps(dv[c], xv, acc[c][t]);
+                    }
                 }
             }
         }

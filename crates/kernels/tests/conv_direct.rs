@@ -125,7 +125,8 @@ fn the_input_gradient_on_rows_every_tile_tail() {
 #[test]
 fn weight_gradient_on_rows_every_tail() {
     // Below 64 taps the weight gradient runs on rows (unforced, too): tiles of up to 4 channels
-    // by 6 taps, so every tail of both (1 to 5 channels, 1 to 5 taps), and rows of any width.
+    // by 6 taps, so every tail of both (1 to 5 channels, 1 to 5 taps), rows of any width, and a
+    // last block of images shorter than the others.
     // The forward pass takes rows too (32 channels on rows only because it is forced), and so
     // does dX with 7 input channels; with 1 to 3 it takes im2col.
     let mut shapes = vec![];
@@ -137,6 +138,8 @@ fn weight_gradient_on_rows_every_tail() {
     }
     shapes.push((geom(3, 3, 28, 28, 32, (3, 3), (1, 1), (1, 1), (1, 1)), true));
     shapes.push((geom(2, 7, 3, 17, 6, (3, 3), (1, 1), (2, 2), (1, 1)), false));
+    // Small images come in blocks of up to 8 per pass over the tiles: 11 = 8 + 3.
+    shapes.push((geom(11, 2, 5, 7, 3, (3, 3), (1, 1), (1, 1), (1, 1)), true));
     for (g, bias) in shapes {
         assert_eq!(check_on(DirectRows, g, bias), rows_paths(&g), "{g:?}");
     }
