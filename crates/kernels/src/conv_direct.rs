@@ -598,6 +598,14 @@ pub(crate) fn rows_applicable(g: &Conv2dGeometry) -> bool {
     active_isa() == Isa::Avx512 && fits_rows(g)
 }
 
+/// Splits `0..total` into as few runs of at most `most` as can hold it, as even as can be (the
+/// longer runs first), as `(start, len)`: 13 by 4 as 4, 3, 3, 3.
+fn balanced(total: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
+    let runs = total.div_ceil(most.max(1));
+    let (base, extra) = if runs == 0 { (0, 0) } else { (total / runs, total % runs) };
+    (0..runs).map(move |k| (k * base + k.min(extra), base + usize::from(k < extra)))
+}
+
 /// Output channels per weight-gradient row tile.
 const ROW_CO: usize = 4;
 /// Taps per weight-gradient row tile.
@@ -678,10 +686,8 @@ pub(crate) fn backward_weight_rows(
                     acc[acc_len + co] += crate::simd::sum_lanes(src);
                 }
             }
-            for co0 in (0..g.c_out).step_by(ROW_CO) {
-                let nc = ROW_CO.min(g.c_out - co0);
-                for t0 in (0..taps).step_by(ROW_TT) {
-                    let nt = ROW_TT.min(taps - t0);
+            for (co0, nc) in balanced(g.c_out, ROW_CO) {
+                for (t0, nt) in balanced(taps, ROW_TT) {
                     let tile = RowTile {
                         xp: &xp,
                         xp_stride,
@@ -888,15 +894,10 @@ impl<'a> Rows<'a> {
 
     /// Writes `out` (`c_out` rows of `q_len`) from `input` (at least [`Rows::input_len`]).
     fn run(&self, input: &[f32], out: &mut [f32]) {
-        // Balanced tiles: as even a split of the channels and of the pixel vectors as the tile
-        // sizes allow (10 channels as 5 + 5, 16 as 4·4).
-        let per_co = self.c_out.div_ceil(self.c_out.div_ceil(FWD_CO));
-        let vectors = self.q_len / CO_VEC;
-        let per_q = vectors.div_ceil(vectors.div_ceil(FWD_Q));
-        for co0 in (0..self.c_out).step_by(per_co) {
-            let nc = per_co.min(self.c_out - co0);
-            for v0 in (0..vectors).step_by(per_q) {
-                let nq = per_q.min(vectors - v0);
+        // Balanced tiles: 10 channels as 5 + 5, 13 pixel vectors as 4 + 3 + 3 + 3 (not 4 + 4 +
+        // 4 + 1: a tile of one vector loads 6 values for 5 FMAs).
+        for (co0, nc) in balanced(self.c_out, FWD_CO) {
+            for (v0, nq) in balanced(self.q_len / CO_VEC, FWD_Q) {
                 let tile = ForwardRowTile {
                     xp: input,
                     q0: v0 * CO_VEC,

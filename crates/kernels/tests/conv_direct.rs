@@ -125,12 +125,15 @@ fn the_input_gradient_on_rows_every_tile_tail() {
 #[test]
 fn weight_gradient_on_rows_every_tail() {
     // Below 64 taps the weight gradient runs on rows (unforced, too): tiles of up to 4 channels
-    // by 6 taps, so every tail of both (1 to 5 channels, 1 to 5 taps), rows of any width, and a
-    // last block of images shorter than the others.
+    // by 6 taps, split evenly, so every tile of both (1, 2, 3, 3 + 2, 8·4 channels; 1, 2, 3, 4,
+    // 5, 6 + 6 + 5 + 5 + 5 taps), rows of any width, and a last block of images shorter than the
+    // others.
     // The forward pass takes rows too (32 channels on rows only because it is forced), and so
     // does dX with 7 input channels; with 1 to 3 it takes im2col.
     let mut shapes = vec![];
-    for (c_in, k, pad) in [(1, (1, 1), 1), (2, (1, 1), 1), (1, (2, 2), 0), (1, (1, 5), 2)] {
+    for (c_in, k, pad) in
+        [(1, (1, 1), 1), (2, (1, 1), 1), (3, (1, 1), 1), (1, (2, 2), 0), (1, (1, 5), 2)]
+    {
         for c_out in [1, 2, 3, 5] {
             shapes
                 .push((geom(2, c_in, 5, 7, c_out, k, (1, 1), (pad, pad), (1, 1)), c_out % 2 == 1));
