@@ -34,7 +34,7 @@ use crate::conv_direct;
 use crate::conv_winograd;
 use crate::error::KernelError;
 use crate::gemm::sgemm;
-use crate::par::{fork, may_parallelize};
+use crate::par::{for_each_range, may_parallelize};
 use crate::path::{Carry, ConvPath};
 use crate::tune::tunables;
 use rayon::prelude::*;
@@ -308,28 +308,14 @@ where
     F: Fn(std::ops::Range<usize>, &mut [f32]) + Sync + Send,
 {
     let block = block.max(1);
-    let blocks = g.n.div_ceil(block);
-    let range = |b: usize| b * block..((b + 1) * block).min(g.n);
     let scratch = || Buffer::new(buffer::take(scratch_len));
-    if blocks > 1 && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
-        // One task per thread, each with its own scratch, taking blocks from a shared counter:
-        // a thread on a busy core takes fewer. (Through `par::fork`: the caller works too and
-        // joins by spinning.) A block's result does not depend on which thread computes it.
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        fork(rayon::current_num_threads().min(blocks), |_| {
-            let mut s = scratch();
-            loop {
-                let b = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if b >= blocks {
-                    break;
-                }
-                f(range(b), &mut s);
-            }
-        });
+    if g.n > block && g.flops() >= tunables().conv_par_min_flops && may_parallelize() {
+        // A block's result does not depend on which thread computes it.
+        for_each_range(g.n, block, scratch, |s, images| f(images, s));
     } else {
         let mut s = scratch();
-        for b in 0..blocks {
-            f(range(b), &mut s);
+        for first in (0..g.n).step_by(block) {
+            f(first..(first + block).min(g.n), &mut s);
         }
     }
 }

@@ -602,7 +602,8 @@ pub(crate) fn rows_applicable(g: &Conv2dGeometry) -> bool {
 /// longer runs first), as `(start, len)`: 13 by 4 as 4, 3, 3, 3.
 fn balanced(total: usize, most: usize) -> impl Iterator<Item = (usize, usize)> {
     let runs = total.div_ceil(most.max(1));
-    let (base, extra) = if runs == 0 { (0, 0) } else { (total / runs, total % runs) };
+    let base = total.checked_div(runs).unwrap_or(0);
+    let extra = total - base * runs;
     (0..runs).map(move |k| (k * base + k.min(extra), base + usize::from(k < extra)))
 }
 

@@ -72,32 +72,70 @@ pub(crate) fn fork(tasks: usize, f: impl Fn(usize) + Sync) {
     });
 }
 
+/// Calls `f(state, range)` for consecutive ranges of `block` items of `0..items` (the last may
+/// be shorter), in parallel through [`fork`]: one task per thread of the pool, each with its own
+/// `state` from `init` (scratch space), taking ranges from a shared counter, so that a thread on
+/// a busy core takes fewer (the caller works too and joins by spinning). What `f` computes on a
+/// range must not depend on which thread runs it.
+pub(crate) fn for_each_range<S>(
+    items: usize,
+    block: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, std::ops::Range<usize>) + Sync,
+) {
+    let block = block.max(1);
+    let ranges = items.div_ceil(block);
+    let next = AtomicUsize::new(0);
+    fork(rayon::current_num_threads().clamp(1, ranges.max(1)), |_| {
+        let mut state = init();
+        loop {
+            let r = next.fetch_add(1, Ordering::Relaxed);
+            if r >= ranges {
+                break;
+            }
+            f(&mut state, r * block..((r + 1) * block).min(items));
+        }
+    });
+}
+
+/// [`for_each_range`] over the `piece`-long pieces of `out`, `block` pieces at a time: calls
+/// `f(i, piece_i)` for every piece `i` (the last may be shorter).
+pub(crate) fn for_each_piece_mut<T: Send>(
+    out: &mut [T],
+    piece: usize,
+    block: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let piece = piece.max(1);
+    let len = out.len();
+    let ptr = SendPtr(out.as_mut_ptr());
+    for_each_range(
+        len.div_ceil(piece),
+        block,
+        || (),
+        |(), range| {
+            for i in range {
+                let (start, end) = (i * piece, ((i + 1) * piece).min(len));
+                // SAFETY: pieces are disjoint ranges of `out`, each visited once, and `out` stays
+                // mutably borrowed until `for_each_range` returns.
+                f(i, unsafe { std::slice::from_raw_parts_mut(ptr.get().add(start), end - start) });
+            }
+        },
+    );
+}
+
 /// Calls `f(i, piece)` for each `chunk`-long piece `i` of `out` (the last may be shorter): the
-/// pieces are split into one contiguous run per thread of the pool, run through [`fork`] (so
-/// the caller takes the first run and joins by spinning). Which thread handles a piece does not
-/// change what `f` computes on it.
+/// pieces are split into one contiguous run per thread of the pool, run through
+/// [`for_each_piece_mut`] (so the caller takes a run and joins by spinning). Which thread
+/// handles a piece does not change what `f` computes on it.
 pub(crate) fn for_each_chunk_mut(
     out: &mut [f32],
     chunk: usize,
     f: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    let chunk = chunk.max(1);
-    let pieces = out.len().div_ceil(chunk);
-    let runs = rayon::current_num_threads().clamp(1, pieces.max(1));
-    let per = pieces.div_ceil(runs);
-    let len = out.len();
-    let ptr = SendPtr(out.as_mut_ptr());
-    fork(pieces.div_ceil(per.max(1)), |r| {
-        for i in r * per..((r + 1) * per).min(pieces) {
-            let start = i * chunk;
-            let end = (start + chunk).min(len);
-            // SAFETY: pieces are disjoint ranges of `out`, each visited by exactly one run, and
-            // `out` stays mutably borrowed until `fork` returns.
-            let piece =
-                unsafe { std::slice::from_raw_parts_mut(ptr.get().add(start), end - start) };
-            f(i, piece);
-        }
-    });
+    let pieces = out.len().div_ceil(chunk.max(1));
+    let per = pieces.div_ceil(rayon::current_num_threads().clamp(1, pieces.max(1)));
+    for_each_piece_mut(out, chunk, per, f);
 }
 
 /// Marks this thread as inside a fork until dropped (also when the task panics), restoring the
@@ -127,8 +165,16 @@ impl Drop for CountOnDrop<'_> {
 
 /// A raw pointer that may cross threads. Users promise that concurrent accesses through copies of
 /// it touch disjoint elements.
-#[derive(Clone, Copy)]
 pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+
+// By hand: derived, they would ask `T: Copy`, and a pointer copies whatever it points to.
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for SendPtr<T> {}
 
 // SAFETY: `SendPtr` is only a carrier; every use site guarantees that threads write disjoint
 // elements of a buffer that outlives the parallel region.

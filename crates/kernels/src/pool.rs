@@ -10,11 +10,9 @@
 //! common, has its own loop without bounds logic.
 
 use crate::error::KernelError;
-use crate::par::may_parallelize;
-use crate::path::Carry;
+use crate::par::{for_each_piece_mut, for_each_range, may_parallelize, SendPtr};
 use crate::simd::multiversion;
 use crate::tune::tunables;
-use rayon::prelude::*;
 
 /// The shape of a 2-D pooling: input `[n, c, h, w]`, output `[n, c, out_h, out_w]`. Pairs are
 /// `(vertical, horizontal)`.
@@ -124,7 +122,7 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, 
     (lo, hi)
 }
 
-/// Planes per rayon task: enough that each task moves a few tens of kilobytes.
+/// Planes per range of the parallel loop: enough that each range moves a few tens of kilobytes.
 fn planes_per_task(plane: usize) -> usize {
     (16384 / plane.max(1)).max(1)
 }
@@ -144,9 +142,6 @@ pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: 
     assert!(g.h * g.w <= u32::MAX as usize, "{OP}: plane of {}x{} too large for u32", g.h, g.w);
     let (oh, ow) = (g.out_h(), g.out_w());
     let (xp, yp) = (g.h * g.w, oh * ow);
-    // Pair each output plane with its argmax plane, and find the input plane by address.
-    let mut pairs: Vec<(&mut [f32], &mut [u32])> =
-        y.chunks_exact_mut(yp.max(1)).zip(argmax.chunks_exact_mut(yp.max(1))).collect();
     let run = |idx: usize, yo: &mut [f32], am: &mut [u32], scratch: &mut (Vec<f32>, Vec<u32>)| {
         let xi = &x[idx * xp..(idx + 1) * xp];
         if g.is_2x2_s2() {
@@ -159,18 +154,24 @@ pub fn max_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32], argmax: 
         return;
     }
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
-        let per = planes_per_task(xp);
-        let carry = Carry::here();
-        pairs.par_chunks_mut(per).enumerate().for_each(|(ci, chunk)| {
-            let _paths = carry.enter();
-            let mut scratch = (Vec::new(), Vec::new());
-            for (j, (yo, am)) in chunk.iter_mut().enumerate() {
-                run(ci * per + j, yo, am, &mut scratch);
+        let (y_ptr, am_ptr) = (SendPtr(y.as_mut_ptr()), SendPtr(argmax.as_mut_ptr()));
+        let scratch = || (Vec::new(), Vec::new());
+        for_each_range(g.n * g.c, planes_per_task(xp), scratch, |scratch, planes| {
+            for idx in planes {
+                // SAFETY: plane `idx` owns the disjoint ranges `idx*yp..(idx+1)*yp` of `y` and
+                // `argmax`, in bounds by `check_len`; both stay borrowed until the loop returns.
+                let (yo, am) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(y_ptr.get().add(idx * yp), yp),
+                        std::slice::from_raw_parts_mut(am_ptr.get().add(idx * yp), yp),
+                    )
+                };
+                run(idx, yo, am, scratch);
             }
         });
     } else {
         let mut scratch = (Vec::new(), Vec::new());
-        for (idx, (yo, am)) in pairs.iter_mut().enumerate() {
+        for (idx, (yo, am)) in y.chunks_exact_mut(yp).zip(argmax.chunks_exact_mut(yp)).enumerate() {
             run(idx, yo, am, &mut scratch);
         }
     }
@@ -275,14 +276,7 @@ pub fn max_pool2d_backward(g: &Pool2dGeometry, dy: &[f32], argmax: &[u32], dx: &
         }
     };
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
-        let per = planes_per_task(xp);
-        let carry = Carry::here();
-        dx.par_chunks_mut(xp * per).enumerate().for_each(|(ci, chunk)| {
-            let _paths = carry.enter();
-            for (j, dxp) in chunk.chunks_exact_mut(xp).enumerate() {
-                run(ci * per + j, dxp);
-            }
-        });
+        for_each_piece_mut(dx, xp, planes_per_task(xp), run);
     } else {
         for (plane, dxp) in dx.chunks_exact_mut(xp).enumerate() {
             run(plane, dxp);
@@ -335,14 +329,7 @@ pub fn avg_pool2d_forward(g: &Pool2dGeometry, x: &[f32], y: &mut [f32]) {
         }
     };
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
-        let per = planes_per_task(xp);
-        let carry = Carry::here();
-        y.par_chunks_mut(yp * per).enumerate().for_each(|(ci, chunk)| {
-            let _paths = carry.enter();
-            for (j, yo) in chunk.chunks_exact_mut(yp).enumerate() {
-                run(ci * per + j, yo);
-            }
-        });
+        for_each_piece_mut(y, yp, planes_per_task(xp), run);
     } else {
         for (plane, yo) in y.chunks_exact_mut(yp).enumerate() {
             run(plane, yo);
@@ -401,14 +388,7 @@ pub fn avg_pool2d_backward(g: &Pool2dGeometry, dy: &[f32], dx: &mut [f32]) {
         }
     };
     if g.x_len() >= tunables().pool_par_min_elems && may_parallelize() {
-        let per = planes_per_task(xp);
-        let carry = Carry::here();
-        dx.par_chunks_mut(xp * per).enumerate().for_each(|(ci, chunk)| {
-            let _paths = carry.enter();
-            for (j, dxp) in chunk.chunks_exact_mut(xp).enumerate() {
-                run(ci * per + j, dxp);
-            }
-        });
+        for_each_piece_mut(dx, xp, planes_per_task(xp), run);
     } else {
         for (plane, dxp) in dx.chunks_exact_mut(xp).enumerate() {
             run(plane, dxp);
