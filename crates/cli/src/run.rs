@@ -153,8 +153,6 @@ struct Logger {
     /// The run's pace: steps left to the end of the run, and when and how many steps this
     /// process has taken (a resumed run's earlier steps took an unknown time).
     eta: Eta,
-    cosines: MatrixMean,
-    affinity: MatrixMean,
 }
 
 /// The run's remaining time, from this process's mean time per step (evaluations included).
@@ -184,24 +182,7 @@ fn duration(s: u64) -> String {
     }
 }
 
-impl Logger {
-    /// Rebuilds the running means from the step records (after a resume), in their order, so
-    /// that they hold the same sums as if the run had not stopped.
-    fn replay(&mut self) {
-        let matrix =
-            |v: &Value| -> Option<Vec<f64>> { v.as_array()?.iter().map(Value::as_f64).collect() };
-        for r in self.records.iter().filter(|r| r["kind"] == "step") {
-            if let Some(c) = matrix(&r["cosines"]) {
-                self.cosines.add(&c);
-            }
-            if let Some(z) = matrix(&r["affinity"]) {
-                self.affinity.add(&z);
-            }
-        }
-    }
-}
-
-/// The running mean of the `T × T` matrices a run reports at some steps.
+/// The mean of the `T × T` matrices a run reports at some steps.
 #[derive(Default)]
 struct MatrixMean {
     sums: Vec<f64>,
@@ -209,14 +190,24 @@ struct MatrixMean {
 }
 
 impl MatrixMean {
-    fn add(&mut self, values: &[f64]) {
-        if self.sums.len() != values.len() {
-            self.sums = vec![0.0; values.len()];
+    /// The mean of the step records' `key` matrices, in the records' order.
+    fn of(steps: &[&Value], key: &str) -> MatrixMean {
+        let mut m = MatrixMean::default();
+        for r in steps {
+            let Some(values) = r[key].as_array() else { continue };
+            let Some(values) = values.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>()
+            else {
+                continue;
+            };
+            if m.sums.len() != values.len() {
+                m.sums = vec![0.0; values.len()];
+            }
+            for (sum, v) in m.sums.iter_mut().zip(&values) {
+                *sum += v;
+            }
+            m.count += 1;
         }
-        for (sum, v) in self.sums.iter_mut().zip(values) {
-            *sum += v;
-        }
-        self.count += 1;
+        m
     }
 
     /// The mean, `NaN` everywhere (`t × t`) if nothing was added.
@@ -241,11 +232,9 @@ impl Observer for Logger {
         if let Some(s) = &r.shared {
             record["grad_norms"] = json!(s.norms);
             record["cosines"] = json!(s.cosines);
-            self.cosines.add(&s.cosines);
         }
         if let Some(z) = &r.affinity {
             record["affinity"] = json!(z);
-            self.affinity.add(z);
         }
         if let Some(s) = &r.representation {
             record["rep_cosines"] = json!(s.cosines);
@@ -669,8 +658,17 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         let t = &saved.state["trainer"];
         let done = t["epochs"].as_u64().unwrap_or(0);
         if done >= config.epochs as u64 {
-            // A run killed while writing its last plots leaves a temporary file: clean it.
-            LockedDir::open(out)?;
+            // A run killed after its last checkpoint may have left the log, the configuration
+            // and the plots behind it (and a temporary file): bring them up to the checkpoint.
+            let dir = LockedDir::open(out)?;
+            let names: Vec<String> = saved
+                .records
+                .first()
+                .and_then(|r| r["tasks"].as_array())
+                .map_or_else(Vec::new, |t| {
+                    t.iter().filter_map(|n| n.as_str().map(String::from)).collect()
+                });
+            write_views(dir.path(), &saved.config, &names, &saved.records)?;
             return Err(invalid!(
                 "the run in {} has finished its {done} epochs; give --epochs with a larger total to train it further",
                 out.display()
@@ -782,8 +780,6 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
             start: Instant::now(),
             taken: 0,
         },
-        cosines: MatrixMean::default(),
-        affinity: MatrixMean::default(),
     };
     let mut segment_start = 0;
     if let Start::Resume(saved) = &start {
@@ -792,7 +788,6 @@ pub fn train(config: &RunConfig, out: &Path, quiet: bool, start: Start) -> Resul
         let done = trainer.epochs() as usize;
         logger.records = saved.records.clone();
         logger.records[0]["config"] = config_json(config);
-        logger.replay();
         let done_steps =
             done as u64 * steps_per_epoch + trainer.in_epoch().map_or(0, |p| p.batches);
         logger.eta.remaining = (steps_per_epoch * config.epochs as u64).saturating_sub(done_steps);
@@ -1002,9 +997,7 @@ impl Commit<'_> {
         if trainer.in_epoch().is_none() {
             *segment_start = logger.records.len();
         }
-        write_atomic(&out.join(METRICS_FILE), json_lines(&logger.records).as_bytes())?;
-        write_atomic(&out.join(CONFIG_FILE), self.config.to_toml().as_bytes())?;
-        let written = write_plots(out, self.names, logger)?;
+        let written = write_views(out, self.config, self.names, &logger.records)?;
         replaced.retain(|name| !RUN_FILES.contains(&name.as_str()) && !written.contains(name));
         rundir::remove_files(out, replaced)?;
         replaced.clear();
@@ -1012,12 +1005,27 @@ impl Commit<'_> {
     }
 }
 
+/// Writes the views of a checkpoint: the log `records`, the configuration and the plots;
+/// returns the plots' file names.
+fn write_views(
+    out: &Path,
+    config: &RunConfig,
+    names: &[String],
+    records: &[Value],
+) -> Result<Vec<String>> {
+    write_atomic(&out.join(METRICS_FILE), json_lines(records).as_bytes())?;
+    write_atomic(&out.join(CONFIG_FILE), config.to_toml().as_bytes())?;
+    write_plots(out, names, records)
+}
+
 /// Writes the plots of the run so far, from its log; returns their file names.
-fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<String>> {
+fn write_plots(out: &Path, names: &[String], records: &[Value]) -> Result<Vec<String>> {
     let t = names.len();
     let mut written = Vec::new();
-    let steps: Vec<&Value> = logger.records.iter().filter(|r| r["kind"] == "step").collect();
-    let epochs: Vec<&Value> = logger.records.iter().filter(|r| r["kind"] == "epoch").collect();
+    let steps: Vec<&Value> = records.iter().filter(|r| r["kind"] == "step").collect();
+    let epochs: Vec<&Value> = records.iter().filter(|r| r["kind"] == "epoch").collect();
+    let cosines = MatrixMean::of(&steps, "cosines");
+    let affinity = MatrixMean::of(&steps, "affinity");
     let per_task = |key: &str, transform: fn(f64) -> f64| -> Vec<Series> {
         (0..t)
             .map(|i| Series {
@@ -1065,17 +1073,12 @@ fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<Stri
             .collect();
         written.extend(plots::panels(&out.join("metrics.svg"), "epoch", &panels)?);
     }
-    let title = if logger.cosines.count > 0 {
-        format!("Mean gradient cosine on the shared parameters ({} steps)", logger.cosines.count)
+    let title = if cosines.count > 0 {
+        format!("Mean gradient cosine on the shared parameters ({} steps)", cosines.count)
     } else {
         "Gradient cosines not computed (run with --cosines true)".to_string()
     };
-    written.extend(plots::heatmap(
-        &out.join("cosines.svg"),
-        &title,
-        names,
-        &logger.cosines.mean(t),
-    )?);
+    written.extend(plots::heatmap(&out.join("cosines.svg"), &title, names, &cosines.mean(t))?);
     // Each pair's cosine over the steps: the mean above hides when the conflict happens.
     let pairs: Vec<Series> = (0..t)
         .flat_map(|i| (i + 1..t).map(move |j| (i, j)))
@@ -1092,10 +1095,10 @@ fn write_plots(out: &Path, names: &[String], logger: &Logger) -> Result<Vec<Stri
         written.extend(plots::pair_panels(&out.join("cosines_over_time.svg"), title, &pairs)?);
     }
     // The task affinity beside them, on a scale around 0 set by its largest entry.
-    if logger.affinity.count > 0 {
-        let z = logger.affinity.mean(t);
+    if affinity.count > 0 {
+        let z = affinity.mean(t);
         let limit = z.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let title = format!("Mean task affinity Z(row → column) ({} steps)", logger.affinity.count);
+        let title = format!("Mean task affinity Z(row → column) ({} steps)", affinity.count);
         written.extend(plots::diverging_heatmap(
             &out.join("affinity.svg"),
             &title,

@@ -4,7 +4,7 @@
 //!   run's configuration and everything a resume needs, and it is written (atomically) before
 //!   anything else of an epoch. `metrics.jsonl`, `config.toml` and the plots are views of it,
 //!   written after it: after a kill or a full disk they may lag one commit behind, never run
-//!   ahead, and the next `--resume` or `eval` rebuilds them from the checkpoint.
+//!   ahead, and the next `--resume` rebuilds them from the checkpoint (a finished run too).
 //! - **A run is never overwritten by accident.** `train` refuses a directory that holds a run
 //!   unless `--resume` (continue it) or `--force` (replace it). A forced run leaves the old one
 //!   untouched until its own first checkpoint, then removes what is left of the old one.

@@ -285,6 +285,26 @@ fn resume_continues_only_the_run_as_configured() {
     assert_ok(&tapestry(&["train", "--resume", "--out", "r", "--epochs", "3", "-q"], d));
     assert_ok(&train(d, "straight", &[]));
     assert_eq!(records(&d.join("r")), records(&d.join("straight")));
+    // The same after the last checkpoint: the run has finished, and the resume that says so
+    // first brings the log, the configuration and the plots up to the checkpoint.
+    let third_epoch = fs::read_to_string(&log).unwrap();
+    let two_epochs: String = third_epoch
+        .lines()
+        .filter(|l| serde_json::from_str::<Value>(l).unwrap()["epoch"] != 2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(two_epochs.len() < third_epoch.len());
+    fs::write(&log, two_epochs).unwrap();
+    for view in ["config.toml", "loss.svg", "metrics.svg"] {
+        fs::remove_file(d.join("r").join(view)).unwrap();
+    }
+    let done = tapestry(&["train", "--resume", "--out", "r", "--epochs", "3"], d);
+    assert_bad(&done, "finished its 3 epochs");
+    assert_eq!(records(&d.join("r")), records(&d.join("straight")));
+    for view in ["config.toml", "loss.svg", "metrics.svg"] {
+        assert!(d.join("r").join(view).is_file(), "{view} was not rebuilt");
+    }
+    fs::write(&log, &third_epoch).unwrap();
     // A log that lost records the checkpoint does not hold cannot go on: said, not papered over.
     fs::write(&log, "").unwrap();
     let out = tapestry(&["train", "--resume", "--out", "r", "--epochs", "4"], d);
