@@ -649,53 +649,65 @@ pub(crate) fn backward_weight_rows(
     let taps = g.c_in * g.kh * g.kw;
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
-    // Pixels in the padded-row layout, rounded up to whole vectors.
-    let q_len = (oh * wp).div_ceil(CO_VEC) * CO_VEC;
     let tap_offsets: Vec<usize> = (0..g.c_in)
         .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
         .map(|(ci, r, s)| ci * plane + r * wp + s)
         .collect();
-    // The padded image plus a zero tail, so that every tap may read q_len elements.
-    let xp_len = tap_offsets.iter().max().copied().unwrap_or(0) + q_len;
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
     let acc_len = g.c_out * taps * CO_VEC;
+    // Compact rows read `dy` where it is, and without padding the input too; padded rows read
+    // copies: `dy` in rows of `wp` (zeros past the `ow` real columns) and the padded image with
+    // a zero tail, so that every tap may read whole vectors.
+    let compact = compact_rows(g);
+    let vecs = if compact { compact_vecs(g, wp) } else { padded_vecs(oh * wp) };
+    let in_place = compact && g.padding == (0, 0);
+    let xp_len = tap_offsets.iter().max().copied().unwrap_or(0) + vec_extent(&vecs).0;
+    let xp_stride = if in_place { x_img } else { xp_len.max(g.c_in * plane) };
+    // Lanes per channel of an image.
+    let q_len = vecs.len() * CO_VEC;
+    let (dy_stride, dy_c_stride) = if compact { (y_img, p) } else { (g.c_out * q_len, q_len) };
     // Images per pass over the tiles: each tile loads and stores its accumulators once per
     // pass, so a pass should meet at least ROW_BLOCK_PIXELS pixels (LeNet's 10 → 20 layer has
-    // only 144 per image, its 1 → 10 layer 1008).
+    // only 144 per image, its 1 → 10 layer 896).
     let block = (ROW_BLOCK_PIXELS / q_len).clamp(1, MAX_ROW_BLOCK);
-    let xp_stride = xp_len.max(g.c_in * plane);
-    let dy_stride = g.c_out * q_len;
     // One chunk of images into 16-lane partial sums of dW, followed by the partial bias gradient.
     let partial = |images: std::ops::Range<usize>| -> Buffer {
         let mut acc = Buffer::new(buffer::take_zeroed(acc_len + g.c_out));
-        let mut xp = Buffer::new(buffer::take(block * xp_stride));
-        let mut dyp = Buffer::new(buffer::take(block * dy_stride));
+        let mut xp = Buffer::new(buffer::take(if in_place { 0 } else { block * xp_stride }));
+        let mut dyp = Buffer::new(buffer::take(if compact { 0 } else { block * dy_stride }));
         for first in images.clone().step_by(block) {
             let nb = block.min(images.end - first);
             for b in 0..nb {
                 let i = first + b;
-                // Zeros around the image and in the tail too.
-                let xb = &mut xp[b * xp_stride..(b + 1) * xp_stride];
-                pad_image(g, &x[i * x_img..(i + 1) * x_img], xb, hp, wp);
-                let dyb = &mut dyp[b * dy_stride..(b + 1) * dy_stride];
-                dyb.fill(0.0);
+                if !in_place {
+                    // Zeros around the image and in the tail too.
+                    let xb = &mut xp[b * xp_stride..(b + 1) * xp_stride];
+                    pad_image(g, &x[i * x_img..(i + 1) * x_img], xb, hp, wp);
+                }
                 let dyi = &dy[i * y_img..(i + 1) * y_img];
                 for co in 0..g.c_out {
                     let src = &dyi[co * p..(co + 1) * p];
-                    copy_rows(src, ow, ow, &mut dyb[co * q_len..], wp, oh);
+                    if !compact {
+                        let dyb = &mut dyp[b * dy_stride + co * q_len..][..q_len];
+                        dyb.fill(0.0);
+                        copy_rows(src, ow, ow, dyb, wp, oh);
+                    }
                     // The bias gradient, while the channel's rows are in cache.
                     acc[acc_len + co] += crate::simd::sum_lanes(src);
                 }
             }
+            let xs: &[f32] = if in_place { &x[first * x_img..(first + nb) * x_img] } else { &xp };
+            let ds: &[f32] = if compact { &dy[first * y_img..(first + nb) * y_img] } else { &dyp };
             for (co0, nc) in balanced(g.c_out, ROW_CO) {
                 for (t0, nt) in balanced(taps, ROW_TT) {
                     let tile = RowTile {
-                        xp: &xp,
+                        xp: xs,
                         xp_stride,
-                        dyp: &dyp[co0 * q_len..],
+                        dyp: &ds[co0 * dy_c_stride..],
                         dy_stride,
+                        dy_c_stride,
                         images: nb,
-                        q_len,
+                        vecs: &vecs,
                         taps: &tap_offsets[t0..t0 + nt],
                         acc: &mut acc,
                         acc_base: (co0 * taps + t0) * CO_VEC,
@@ -715,6 +727,71 @@ pub(crate) fn backward_weight_rows(
     if let Some(db) = db {
         db.copy_from_slice(db_sum);
     }
+}
+
+/// Up to 16 neighbouring pixels that one vector of a rows kernel holds: where the vector reads
+/// its input (from a tap's offset), where its output (or `dy`) sits in a channel, and how many
+/// of its lanes, from the first, are pixels. The other lanes are neither read nor written.
+#[derive(Clone, Copy, Debug)]
+struct PixelVec {
+    x: usize,
+    y: usize,
+    lanes: usize,
+}
+
+impl PixelVec {
+    /// The mask of the vector's pixel lanes.
+    fn mask(&self) -> u16 {
+        (((1u32 << self.lanes) - 1) & 0xffff) as u16
+    }
+}
+
+/// How a rows kernel lays its pixels out in vectors of 16.
+///
+/// - **Padded rows**: pixel `q = oy·wp + ox` of rows as long as the padded input's (`wp`), all
+///   of them computed, in whole vectors over scratch copies of `y` or `dy` in that layout; the
+///   columns `ow..wp` of each row are computed and dropped (or, for `dy`, zeros).
+/// - **Compact rows**: each output row on its own, as `⌈ow/16⌉` vectors, the last one masked,
+///   reading the input at `oy·wp + ox` and writing `y` (or reading `dy`) where it is, at
+///   `oy·ow + ox`: no copies, and without padding no copy of the input either.
+///
+/// Compact rows compute `oh·16·⌈ow/16⌉` lanes, padded rows `oh·wp` rounded up to whole
+/// vectors; the layout with fewer is taken (compact on a tie): compact for LeNet's 9x9 layer
+/// (28 of 32 lanes against 28 of 36), padded for its 5x5 one (10 of 16 against 10 of 14).
+/// `TAPESTRY_CONV_ROWS_COMPACT=0` keeps every layer in padded rows.
+fn compact_rows(g: &Conv2dGeometry) -> bool {
+    if crate::tune::tunables().conv_rows_compact == 0 {
+        return false;
+    }
+    let wp = g.w + 2 * g.padding.1;
+    let padded = (g.out_h() * wp).div_ceil(CO_VEC) * CO_VEC;
+    g.out_h() * g.out_w().div_ceil(CO_VEC) * CO_VEC <= padded
+}
+
+/// The vectors of `pixels` pixels in padded rows: whole vectors at `16k` in both.
+fn padded_vecs(pixels: usize) -> Vec<PixelVec> {
+    (0..pixels.div_ceil(CO_VEC))
+        .map(|k| PixelVec { x: k * CO_VEC, y: k * CO_VEC, lanes: CO_VEC })
+        .collect()
+}
+
+/// The vectors of `g`'s output in compact rows over an input `wp` wide.
+fn compact_vecs(g: &Conv2dGeometry, wp: usize) -> Vec<PixelVec> {
+    let ow = g.out_w();
+    (0..g.out_h())
+        .flat_map(|oy| {
+            (0..ow).step_by(CO_VEC).map(move |ox| PixelVec {
+                x: oy * wp + ox,
+                y: oy * ow + ox,
+                lanes: (ow - ox).min(CO_VEC),
+            })
+        })
+        .collect()
+}
+
+/// The end of the farthest read or write of `vecs` from their base: `(x, y)`.
+fn vec_extent(vecs: &[PixelVec]) -> (usize, usize) {
+    vecs.iter().fold((0, 0), |(x, y), v| (x.max(v.x + v.lanes), y.max(v.y + v.lanes)))
 }
 
 /// Output channels per forward row tile.
@@ -767,19 +844,43 @@ pub(crate) fn forward_rows(
         }
     }
     let zeros = vec![0.0f32; g.c_out];
-    let rows = Rows::new(&tap_offsets, &wt, bias.unwrap_or(&zeros), oh * wp);
-    let xp_len = rows.input_len().max(g.c_in * plane);
+    let bias = bias.unwrap_or(&zeros);
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
+    if compact_rows(g) {
+        // Straight into `y`, and without padding straight from `x`.
+        let vecs = compact_vecs(g, wp);
+        let rows = Rows::new(&tap_offsets, &wt, bias, &vecs, p);
+        assert!(rows.input_len() <= g.c_in * plane);
+        let padded = g.padding != (0, 0);
+        let scratch = if padded { g.c_in * plane } else { 0 };
+        for_each_image(g, scratch, move |i, xp| {
+            let xi = &x[i * x_img..(i + 1) * x_img];
+            let input: &[f32] = if padded {
+                pad_image(g, xi, xp, hp, wp);
+                xp
+            } else {
+                xi
+            };
+            // SAFETY: image `i` owns the disjoint range `i*y_img..(i+1)*y_img` of `y`, in
+            // bounds by the assertion above; `y` stays mutably borrowed for the whole loop.
+            let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
+            rows.run(input, yi);
+        });
+        return;
+    }
+    let vecs = padded_vecs(oh * wp);
+    let q_len = vecs.len() * CO_VEC;
+    let rows = Rows::new(&tap_offsets, &wt, bias, &vecs, q_len);
+    let xp_len = rows.input_len().max(g.c_in * plane);
     for_each_image(g, xp_len + rows.output_len(), move |i, scratch| {
         let (xp, yp) = scratch.split_at_mut(xp_len);
         pad_image(g, &x[i * x_img..(i + 1) * x_img], &mut xp[..g.c_in * plane], hp, wp);
         xp[g.c_in * plane..].fill(0.0);
         rows.run(xp, yp);
-        // SAFETY: image `i` owns the disjoint range `i*y_img..(i+1)*y_img` of `y`, in bounds by
-        // the assertion above; `y` stays mutably borrowed for the whole loop.
+        // SAFETY: as above.
         let yi = unsafe { std::slice::from_raw_parts_mut(y_ptr.get().add(i * y_img), y_img) };
         for co in 0..g.c_out {
-            copy_rows(&yp[co * rows.q_len..], wp, ow, &mut yi[co * p..(co + 1) * p], ow, oh);
+            copy_rows(&yp[co * q_len..], wp, ow, &mut yi[co * p..(co + 1) * p], ow, oh);
         }
     });
 }
@@ -838,7 +939,9 @@ pub(crate) fn backward_input_rows(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx:
         }
     }
     let zeros = vec![0.0f32; g.c_in];
-    let rows = Rows::new(&tap_offsets, &wt, &zeros, hp * wp);
+    let vecs = padded_vecs(hp * wp);
+    let q_len = vecs.len() * CO_VEC;
+    let rows = Rows::new(&tap_offsets, &wt, &zeros, &vecs, q_len);
     let dyp_len = rows.input_len().max(g.c_out * stride + lead);
     let dx_ptr = crate::par::SendPtr(dx.as_mut_ptr());
     for_each_image(g, dyp_len + rows.output_len(), move |i, scratch| {
@@ -855,15 +958,16 @@ pub(crate) fn backward_input_rows(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx:
         let dxi = unsafe { std::slice::from_raw_parts_mut(dx_ptr.get().add(i * x_img), x_img) };
         let plane = g.h * g.w;
         for ci in 0..g.c_in {
-            let src = &xp[ci * rows.q_len + g.padding.0 * wp + g.padding.1..];
+            let src = &xp[ci * q_len + g.padding.0 * wp + g.padding.1..];
             copy_rows(src, wp, g.w, &mut dxi[ci * plane..(ci + 1) * plane], g.w, g.h);
         }
     });
 }
 
 /// The GEMM that [`forward_rows`] and [`backward_input_rows`] share: for every output channel
-/// `c` and pixel `q < q_len` of the padded-row layout, `out[c, q] = bias[c] + Σ_t w[t, c] ·
-/// input[taps[t] + q]`, in tiles of up to [`FWD_CO`] channels by [`FWD_Q`] vectors of 16 pixels.
+/// `c` and pixel vector `v`, `out[c·out_stride + v.y ..] = bias[c] + Σ_t w[t, c] ·
+/// input[taps[t] + v.x ..]` on the vector's lanes, in tiles of up to [`FWD_CO`] channels by
+/// [`FWD_Q`] vectors.
 struct Rows<'a> {
     /// The offset in the input of each tap.
     taps: &'a [usize],
@@ -871,43 +975,51 @@ struct Rows<'a> {
     wt: &'a [f32],
     bias: &'a [f32],
     c_out: usize,
-    /// Output pixels per channel, rounded up to whole vectors.
-    q_len: usize,
+    /// The output's pixel vectors ([`PixelVec`]).
+    vecs: &'a [PixelVec],
+    /// Elements between two output channels.
+    out_stride: usize,
 }
 
 impl<'a> Rows<'a> {
-    /// `pixels` output pixels per channel (rounded up to whole vectors).
-    fn new(taps: &'a [usize], wt: &'a [f32], bias: &'a [f32], pixels: usize) -> Self {
+    fn new(
+        taps: &'a [usize],
+        wt: &'a [f32],
+        bias: &'a [f32],
+        vecs: &'a [PixelVec],
+        out_stride: usize,
+    ) -> Self {
         let c_out = bias.len();
-        assert!(wt.len() == taps.len() * c_out);
-        Rows { taps, wt, bias, c_out, q_len: pixels.div_ceil(CO_VEC) * CO_VEC }
+        assert!(wt.len() == taps.len() * c_out && vec_extent(vecs).1 <= out_stride);
+        Rows { taps, wt, bias, c_out, vecs, out_stride }
     }
 
     /// The input length every tap may read.
     fn input_len(&self) -> usize {
-        self.taps.iter().max().copied().unwrap_or(0) + self.q_len
+        self.taps.iter().max().copied().unwrap_or(0) + vec_extent(self.vecs).0
     }
 
-    /// The output length: `c_out` rows of `q_len`.
+    /// The output length: `c_out` channels `out_stride` apart.
     fn output_len(&self) -> usize {
-        self.c_out * self.q_len
+        self.c_out * self.out_stride
     }
 
-    /// Writes `out` (`c_out` rows of `q_len`) from `input` (at least [`Rows::input_len`]).
+    /// Writes the vectors' lanes of `out` (at least [`Rows::output_len`]) from `input` (at
+    /// least [`Rows::input_len`]).
     fn run(&self, input: &[f32], out: &mut [f32]) {
         // Balanced tiles: 10 channels as 5 + 5, 13 pixel vectors as 4 + 3 + 3 + 3 (not 4 + 4 +
         // 4 + 1: a tile of one vector loads 6 values for 5 FMAs).
         for (co0, nc) in balanced(self.c_out, FWD_CO) {
-            for (v0, nq) in balanced(self.q_len / CO_VEC, FWD_Q) {
+            for (v0, nq) in balanced(self.vecs.len(), FWD_Q) {
                 let tile = ForwardRowTile {
                     xp: input,
-                    q0: v0 * CO_VEC,
+                    vecs: &self.vecs[v0..v0 + nq],
                     w: &self.wt[co0..],
                     c_out: self.c_out,
                     taps: self.taps,
                     bias: &self.bias[co0..co0 + nc],
-                    y: &mut out[co0 * self.q_len..(co0 + nc) * self.q_len],
-                    q_len: self.q_len,
+                    y: &mut out[co0 * self.out_stride..(co0 + nc) * self.out_stride],
+                    y_stride: self.out_stride,
                 };
                 tile.run(nc, nq);
             }
@@ -915,12 +1027,13 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// One forward row tile: `nc` channels by `nq` vectors of 16 pixels, summed over every tap.
+/// One forward row tile: `nc` channels by `nq` vectors of up to 16 pixels, summed over every
+/// tap.
 struct ForwardRowTile<'a> {
-    /// The padded image with its zero tail.
+    /// The input (a padded image with its zero tail, or an image).
     xp: &'a [f32],
-    /// The tile's first pixel (a multiple of 16).
-    q0: usize,
+    /// The tile's pixel vectors.
+    vecs: &'a [PixelVec],
     /// The tap-major weights from the tile's first channel on: tap `t` of channel `c` at
     /// `t·c_out + c`.
     w: &'a [f32],
@@ -929,9 +1042,9 @@ struct ForwardRowTile<'a> {
     taps: &'a [usize],
     /// The tile's channels' bias.
     bias: &'a [f32],
-    /// The tile's channels' output rows, `q_len` apart, in the padded-row layout.
+    /// The tile's channels' outputs, `y_stride` apart.
     y: &'a mut [f32],
-    q_len: usize,
+    y_stride: usize,
 }
 
 impl ForwardRowTile<'_> {
@@ -947,10 +1060,11 @@ impl ForwardRowTile<'_> {
     unsafe fn run_tile<const C: usize, const Q: usize>(self) {
         use std::arch::x86_64::*;
         let taps = self.taps.len();
-        assert!(self.bias.len() == C && self.y.len() == C * self.q_len);
-        assert!(self.q0 + Q * CO_VEC <= self.q_len);
+        assert!(self.bias.len() == C && self.vecs.len() == Q);
+        let (x_end, y_end) = vec_extent(self.vecs);
+        assert!((C - 1) * self.y_stride + y_end <= self.y.len(), "forward row tile: output");
         let last_tap = self.taps.iter().copied().max().unwrap_or(0);
-        assert!(last_tap + self.q_len <= self.xp.len(), "forward row tile: input");
+        assert!(last_tap + x_end <= self.xp.len(), "forward row tile: input");
         assert!(taps == 0 || (taps - 1) * self.c_out + C <= self.w.len(), "forward row tile: w");
         let mut acc = [[_mm512_setzero_ps(); Q]; C];
         for c in 0..C {
@@ -959,12 +1073,19 @@ impl ForwardRowTile<'_> {
                 acc[c][j] = b;
             }
         }
+        let mut vx = [0usize; Q];
+        let mut mask = [0u16; Q];
+        for j in 0..Q {
+            vx[j] = self.vecs[j].x;
+            mask[j] = self.vecs[j].mask();
+        }
         let (xp, w) = (self.xp.as_ptr(), self.w.as_ptr());
         for (t, &off) in self.taps.iter().enumerate() {
             let mut xv = [_mm512_setzero_ps(); Q];
             for j in 0..Q {
-                // SAFETY: off + q0 + (j + 1)·16 ≤ off + q_len ≤ xp.len() (asserted above).
-                xv[j] = unsafe { _mm512_loadu_ps(xp.add(off + self.q0 + j * CO_VEC)) };
+                // SAFETY: the vector's lanes end at off + vx[j] + lanes ≤ off + x_end ≤
+                // xp.len() (asserted above); the masked-off lanes are not read.
+                xv[j] = unsafe { _mm512_maskz_loadu_ps(mask[j], xp.add(off + vx[j])) };
             }
             for c in 0..C {
                 // SAFETY: t·c_out + c < w.len() (asserted above).
@@ -977,10 +1098,10 @@ impl ForwardRowTile<'_> {
         let y = self.y.as_mut_ptr();
         for c in 0..C {
             for j in 0..Q {
-                // SAFETY: c·q_len + q0 + (j + 1)·16 ≤ C·q_len = y.len() (asserted above).
-                unsafe {
-                    _mm512_storeu_ps(y.add(c * self.q_len + self.q0 + j * CO_VEC), acc[c][j])
-                };
+                let at = c * self.y_stride + self.vecs[j].y;
+                // SAFETY: the lanes end at c·y_stride + y + lanes ≤ (C−1)·y_stride + y_end ≤
+                // y.len() (asserted above); the masked-off lanes are not written.
+                unsafe { _mm512_mask_storeu_ps(y.add(at), mask[j], acc[c][j]) };
             }
         }
     }
@@ -993,16 +1114,18 @@ impl ForwardRowTile<'_> {
 
 /// One row tile of the weight gradient: `nc` channels by `nt` taps of 16-lane accumulators.
 struct RowTile<'a> {
-    /// The padded images of the block, `xp_stride` apart.
+    /// The (padded) images of the block, `xp_stride` apart.
     xp: &'a [f32],
     xp_stride: usize,
-    /// The tile's `dy` rows in the padded-row layout, `q_len` apart, from the tile's first
-    /// channel on; the block's images `dy_stride` apart.
+    /// The tile's `dy` channels, `dy_c_stride` apart, from the tile's first channel on; the
+    /// block's images `dy_stride` apart.
     dyp: &'a [f32],
     dy_stride: usize,
+    dy_c_stride: usize,
     /// Images in the block.
     images: usize,
-    q_len: usize,
+    /// The pixel vectors of an image ([`PixelVec`]: `x` in `xp` from a tap, `y` in `dyp`).
+    vecs: &'a [PixelVec],
     /// The offset in `xp` of each tap of the tile.
     taps: &'a [usize],
     /// Every accumulator: `[c_out][taps][16]`.
@@ -1026,10 +1149,12 @@ impl RowTile<'_> {
     unsafe fn run_tile<const C: usize, const T: usize>(self) {
         use std::arch::x86_64::*;
         let last_image = self.images.saturating_sub(1);
-        assert!(self.images > 0 && self.taps.len() == T && self.q_len.is_multiple_of(CO_VEC));
-        assert!(last_image * self.dy_stride + C * self.q_len <= self.dyp.len(), "dW row tile: dy");
+        assert!(self.images > 0 && self.taps.len() == T);
+        let (x_end, y_end) = vec_extent(self.vecs);
+        let last_dy = last_image * self.dy_stride + (C - 1) * self.dy_c_stride + y_end;
+        assert!(last_dy <= self.dyp.len(), "dW row tile: dy");
         let last_tap = self.taps.iter().copied().max().unwrap_or(0);
-        let last_read = last_image * self.xp_stride + last_tap + self.q_len;
+        let last_read = last_image * self.xp_stride + last_tap + x_end;
         assert!(last_read <= self.xp.len(), "dW row tile: input");
         let last_acc = self.acc_base + (C - 1) * self.acc_co_stride + T * CO_VEC;
         assert!(last_acc <= self.acc.len(), "dW row tile: accumulators");
@@ -1045,20 +1170,23 @@ impl RowTile<'_> {
         for b in 0..self.images {
             let mut base = [self.xp.as_ptr(); T];
             for t in 0..T {
-                // SAFETY: b·xp_stride + the tap offset + q_len is within `xp` (asserted above).
+                // SAFETY: b·xp_stride + the tap offset + x_end is within `xp` (asserted above).
                 base[t] = unsafe { base[t].add(b * self.xp_stride + self.taps[t]) };
             }
-            // SAFETY: b·dy_stride + C·q_len ≤ dyp.len() (asserted above).
+            // SAFETY: b·dy_stride + (C−1)·dy_c_stride + y_end ≤ dyp.len() (asserted above).
             let d = unsafe { self.dyp.as_ptr().add(b * self.dy_stride) };
-            for q in (0..self.q_len).step_by(CO_VEC) {
+            for v in self.vecs {
+                let m = v.mask();
                 let mut dv = [_mm512_setzero_ps(); C];
                 for c in 0..C {
-                    // SAFETY: c·q_len + q + 16 ≤ C·q_len, within this image's rows.
-                    dv[c] = unsafe { _mm512_loadu_ps(d.add(c * self.q_len + q)) };
+                    // SAFETY: the lanes end at c·dy_c_stride + v.y + lanes, within this image's
+                    // channels (asserted above); the masked-off lanes are not read.
+                    dv[c] = unsafe { _mm512_maskz_loadu_ps(m, d.add(c * self.dy_c_stride + v.y)) };
                 }
                 for t in 0..T {
-                    // SAFETY: tap offset + q + 16 ≤ tap offset + q_len, within this image.
-                    let xv = unsafe { _mm512_loadu_ps(base[t].add(q)) };
+                    // SAFETY: the tap offset + v.x + lanes ≤ the tap offset + x_end, within
+                    // this image; the masked-off lanes are not read.
+                    let xv = unsafe { _mm512_maskz_loadu_ps(m, base[t].add(v.x)) };
                     for c in 0..C {
                         acc[c][t] = _mm512_fmadd_ps(dv[c], xv, acc[c][t]);
                     }
@@ -1077,5 +1205,57 @@ impl RowTile<'_> {
     #[cfg(not(target_arch = "x86_64"))]
     unsafe fn run_tile<const C: usize, const T: usize>(self) {
         unreachable!("the direct convolution needs AVX-512")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(h: usize, w: usize, k: usize, pad: usize) -> Conv2dGeometry {
+        Conv2dGeometry {
+            n: 1,
+            c_in: 1,
+            h,
+            w,
+            c_out: 10,
+            kh: k,
+            kw: k,
+            stride: (1, 1),
+            padding: (pad, pad),
+            dilation: (1, 1),
+        }
+    }
+
+    #[test]
+    fn the_layout_with_fewer_lanes() {
+        // LeNet's layers: 28 of 32 lanes against 28 of 36; 10 of 16 against 10 of 14.
+        assert!(compact_rows(&geom(36, 36, 9, 0)));
+        assert!(!compact_rows(&geom(14, 14, 5, 0)));
+        // The shapes of the tests in tests/conv_direct.rs.
+        for (ow, compact) in [(16, true), (17, false), (32, true), (33, false)] {
+            assert_eq!(compact_rows(&geom(4, ow + 2, 3, 0)), compact, "{ow}");
+            assert_eq!(compact_rows(&geom(3, ow, 3, 1)), compact, "{ow}, padded");
+        }
+        assert!(compact_rows(&geom(4, 18, 3, 0)) && compact_rows(&geom(4, 16, 3, 1)));
+        assert!(!compact_rows(&geom(5, 7, 3, 1)));
+    }
+
+    #[test]
+    fn compact_vectors_cover_each_row_once() {
+        let g = geom(5, 37, 3, 1);
+        let (oh, ow, wp) = (g.out_h(), g.out_w(), 39);
+        let vecs = compact_vecs(&g, wp);
+        assert_eq!(vecs.len(), oh * 3);
+        let mut seen = vec![0; oh * ow];
+        for v in &vecs {
+            assert_eq!(v.x / wp, v.y / ow, "{v:?}: one row");
+            assert_eq!(v.x % wp, v.y % ow, "{v:?}: one column");
+            seen[v.y..v.y + v.lanes].iter_mut().for_each(|s| *s += 1);
+        }
+        assert!(seen.iter().all(|&s| s == 1));
+        assert_eq!(vecs[2].lanes, 5);
+        assert_eq!(vecs[2].mask(), 0b11111);
+        assert_eq!(vec_extent(&vecs), ((oh - 1) * wp + ow, oh * ow));
     }
 }

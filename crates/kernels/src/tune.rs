@@ -15,6 +15,7 @@
 //! | [`Tunables::conv_dw_group_cols`] | `TAPESTRY_CONV_DW_GROUP_COLS` | 2048 |
 //! | [`Tunables::conv_winograd`] | `TAPESTRY_CONV_WINOGRAD` | 1 (0: the direct kernel instead) |
 //! | [`Tunables::conv_winograd_tiles`] | `TAPESTRY_CONV_WINOGRAD_TILES` | 196 |
+//! | [`Tunables::conv_rows_compact`] | `TAPESTRY_CONV_ROWS_COMPACT` | 1 (0: padded rows always) |
 //! | [`Tunables::pool_par_min_elems`] | `TAPESTRY_POOL_PAR_MIN_ELEMS` | 2¹⁶ |
 //! | [`Tunables::elementwise_par_min_len`] | `TAPESTRY_ELEMENTWISE_PAR_MIN_LEN` | 2¹⁸ |
 //! | [`Tunables::elementwise_chunk`] | `TAPESTRY_ELEMENTWISE_CHUNK` | 2¹⁴ |
@@ -58,6 +59,10 @@ pub struct Tunables {
     /// 16 GEMMs; the block's transformed input and output should stay in L2). The weight
     /// gradient takes blocks of half as many.
     pub conv_winograd_tiles: usize,
+    /// With 1, the rows kernels (`conv_direct.rs`) lay out the pixels of layers whose output
+    /// rows fill their vectors better in compact rows, read and written in place; 0 keeps every
+    /// layer in padded rows.
+    pub conv_rows_compact: usize,
     /// Pooling over fewer input elements than this runs on one thread.
     pub pool_par_min_elems: usize,
     /// Elementwise kernels over fewer elements than this run on one thread.
@@ -85,6 +90,7 @@ impl Default for Tunables {
             conv_dw_group_cols: 2048,
             conv_winograd: 1,
             conv_winograd_tiles: 196,
+            conv_rows_compact: 1,
             pool_par_min_elems: 1 << 16,
             elementwise_par_min_len: 1 << 18,
             elementwise_chunk: 1 << 14,
@@ -113,6 +119,7 @@ impl Tunables {
         read("TAPESTRY_CONV_DW_GROUP_COLS", &mut t.conv_dw_group_cols);
         read("TAPESTRY_CONV_WINOGRAD", &mut t.conv_winograd);
         read("TAPESTRY_CONV_WINOGRAD_TILES", &mut t.conv_winograd_tiles);
+        read("TAPESTRY_CONV_ROWS_COMPACT", &mut t.conv_rows_compact);
         read("TAPESTRY_POOL_PAR_MIN_ELEMS", &mut t.pool_par_min_elems);
         read("TAPESTRY_ELEMENTWISE_PAR_MIN_LEN", &mut t.elementwise_par_min_len);
         read("TAPESTRY_ELEMENTWISE_CHUNK", &mut t.elementwise_chunk);

@@ -79,6 +79,13 @@ fn the_forward_on_rows_every_tile_tail() {
         shapes.push(geom(2, 2, 6, w, 10, (2, 3), (1, 1), (1, 2), (1, 1)));
     }
     shapes.push(geom(3, 5, 9, 8, 6, (1, 5), (1, 1), (0, 2), (1, 1)));
+    // Output rows 16, 17, 32 and 33 wide, unpadded and padded: compact rows (one vector per 16
+    // pixels of a row, the last one masked; reading an unpadded input in place) for 16 and 32,
+    // padded rows for 17 and 33, whose compact rows would compute 32 and 48 lanes.
+    for ow in [16, 17, 32, 33] {
+        shapes.push(geom(2, 2, 4, ow + 2, 3, (3, 3), (1, 1), (0, 0), (1, 1)));
+        shapes.push(geom(2, 2, 3, ow, 6, (3, 3), (1, 1), (1, 1), (1, 1)));
+    }
     for (i, g) in shapes.into_iter().enumerate() {
         assert_eq!(check_on(DirectRows, g, i % 2 == 1), rows_paths(&g), "{g:?}");
         // Unforced, the forward pass and the weight gradient take rows.
@@ -143,6 +150,9 @@ fn weight_gradient_on_rows_every_tail() {
     shapes.push((geom(2, 7, 3, 17, 6, (3, 3), (1, 1), (2, 2), (1, 1)), false));
     // Small images come in blocks of up to 8 per pass over the tiles: 11 = 8 + 3.
     shapes.push((geom(11, 2, 5, 7, 3, (3, 3), (1, 1), (1, 1), (1, 1)), true));
+    // The same in compact rows, the input read in place and padded: 16-pixel rows.
+    shapes.push((geom(11, 2, 4, 18, 3, (3, 3), (1, 1), (0, 0), (1, 1)), false));
+    shapes.push((geom(11, 2, 4, 16, 3, (3, 3), (1, 1), (1, 1), (1, 1)), true));
     for (g, bias) in shapes {
         assert_eq!(check_on(DirectRows, g, bias), rows_paths(&g), "{g:?}");
     }
