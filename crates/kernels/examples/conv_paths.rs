@@ -20,7 +20,13 @@ fn values(len: usize, seed: usize) -> Vec<f32> {
 
 fn main() {
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(9);
-    let paths = [ConvPath::Winograd, ConvPath::Direct, ConvPath::DirectRows, ConvPath::Im2col];
+    let paths = [
+        ConvPath::Winograd,
+        ConvPath::Direct,
+        ConvPath::DirectRows,
+        ConvPath::ImageLanes,
+        ConvPath::Im2col,
+    ];
     println!("threads: {}, rounds: {rounds}", rayon::current_num_threads());
     println!("{:<24} {:<8} {:<11} {:>9}  range", "layer", "pass", "path", "median ms");
     for (name, c_in, hw, c_out, k) in

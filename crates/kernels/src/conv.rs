@@ -49,6 +49,12 @@ fn may_take(path: ConvPath) -> bool {
     }
 }
 
+/// True when this thread forces the kernels with images as lanes, which then run wherever they
+/// can, not only where they are preferred.
+fn forced_lanes() -> bool {
+    crate::path::forced_conv() == Some(ConvPath::ImageLanes)
+}
+
 /// Records the path a call takes and returns `true`, for use in a condition.
 fn taking(path: ConvPath) -> bool {
     crate::path::record_conv(path);
@@ -361,6 +367,15 @@ pub fn conv2d_forward(
         conv_direct::forward(g, x, w, bias, y);
         return;
     }
+    if may_take(ConvPath::ImageLanes)
+        && !pointwise
+        && conv_direct::lanes_applicable(g)
+        && (forced_lanes() || conv_direct::lanes_forward_preferred(g))
+        && taking(ConvPath::ImageLanes)
+    {
+        conv_direct::forward_lanes(g, x, w, bias, y);
+        return;
+    }
     if may_take(ConvPath::DirectRows)
         && !pointwise
         && conv_direct::rows_applicable(g)
@@ -424,6 +439,15 @@ pub fn conv2d_backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
         .filter(|_| !pointwise && may_take(ConvPath::Direct) && taking(ConvPath::Direct))
     {
         conv_direct::backward_input(g, &t, dy, w, dx);
+        return;
+    }
+    if !pointwise
+        && may_take(ConvPath::ImageLanes)
+        && conv_direct::lanes_applicable(g)
+        && (forced_lanes() || conv_direct::lanes_input_preferred(g))
+        && taking(ConvPath::ImageLanes)
+    {
+        conv_direct::backward_input_lanes(g, dy, w, dx);
         return;
     }
     if !pointwise
@@ -505,6 +529,15 @@ pub fn conv2d_backward_weight(
         && taking(ConvPath::Direct)
     {
         conv_direct::backward_weight(g, x, dy, dw, db, chunks);
+        return;
+    }
+    if may_take(ConvPath::ImageLanes)
+        && !g.is_pointwise()
+        && conv_direct::lanes_applicable(g)
+        && (forced_lanes() || conv_direct::lanes_weight_preferred(g))
+        && taking(ConvPath::ImageLanes)
+    {
+        conv_direct::backward_weight_lanes(g, x, dy, dw, db, chunks);
         return;
     }
     if may_take(ConvPath::DirectRows)

@@ -216,6 +216,31 @@ macro_rules! dispatch {
     };
 }
 
+mod lanes;
+pub(crate) use lanes::{
+    backward_input as backward_input_lanes, backward_weight as backward_weight_lanes,
+    forward as forward_lanes,
+};
+
+pub(crate) use lanes::applicable as lanes_applicable;
+
+/// True when the forward pass of `g`, unforced, takes the kernels with images as lanes
+/// ([`lanes`]) rather than the rows kernels ([`lanes::preferred`]).
+pub(crate) fn lanes_forward_preferred(g: &Conv2dGeometry) -> bool {
+    lanes::preferred(g, rows_lanes(g), (4, 5))
+}
+
+/// [`lanes_forward_preferred`] for the input gradient, which takes rows (and so lanes) with at
+/// least [`FWD_CO`] input channels only.
+pub(crate) fn lanes_input_preferred(g: &Conv2dGeometry) -> bool {
+    lanes_forward_preferred(g) && g.c_in >= FWD_CO
+}
+
+/// [`lanes_forward_preferred`] for the weight gradient.
+pub(crate) fn lanes_weight_preferred(g: &Conv2dGeometry) -> bool {
+    lanes::preferred(g, rows_lanes(g), (1, 1))
+}
+
 impl Tile<'_> {
     fn run(self, v: usize, n: usize) {
         dispatch!(self, v, n; 1, 2; 1, 2, 3, 4, 5, 6, 7)
@@ -766,6 +791,16 @@ fn compact_rows(g: &Conv2dGeometry) -> bool {
     let wp = g.w + 2 * g.padding.1;
     let padded = (g.out_h() * wp).div_ceil(CO_VEC) * CO_VEC;
     g.out_h() * g.out_w().div_ceil(CO_VEC) * CO_VEC <= padded
+}
+
+/// The lanes per channel of an image that the rows kernels compute for `g`, in the layout they
+/// take ([`compact_rows`]).
+fn rows_lanes(g: &Conv2dGeometry) -> usize {
+    if compact_rows(g) {
+        g.out_h() * g.out_w().div_ceil(CO_VEC) * CO_VEC
+    } else {
+        (g.out_h() * (g.w + 2 * g.padding.1)).div_ceil(CO_VEC) * CO_VEC
+    }
 }
 
 /// The vectors of `pixels` pixels in padded rows: whole vectors at `16k` in both.

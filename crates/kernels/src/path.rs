@@ -46,6 +46,9 @@ pub enum ConvPath {
     Direct,
     /// The direct weight gradient on rows (AVX-512; stride 1; layers of fewer than 64 taps).
     DirectRows,
+    /// The direct kernels with the images of the batch as vector lanes (AVX-512; stride 1;
+    /// layers whose output rows leave lanes of the rows layouts empty).
+    ImageLanes,
     /// im2col + GEMM (everything; a 1x1 kernel at stride 1 without padding skips the im2col).
     Im2col,
 }
@@ -83,8 +86,13 @@ pub struct Ran {
 }
 
 const ISAS: [Isa; 3] = [Isa::Scalar, Isa::Avx2Fma, Isa::Avx512];
-const CONVS: [ConvPath; 4] =
-    [ConvPath::Winograd, ConvPath::Direct, ConvPath::DirectRows, ConvPath::Im2col];
+const CONVS: [ConvPath; 5] = [
+    ConvPath::Winograd,
+    ConvPath::Direct,
+    ConvPath::DirectRows,
+    ConvPath::ImageLanes,
+    ConvPath::Im2col,
+];
 const GEMMS: [GemmPath; 2] = [GemmPath::Packed, GemmPath::Matrixmultiply];
 
 fn isa_bit(isa: Isa) -> u16 {
@@ -96,7 +104,7 @@ fn conv_bit(p: ConvPath) -> u16 {
 }
 
 fn gemm_bit(p: GemmPath) -> u16 {
-    1 << (7 + GEMMS.iter().position(|&g| g == p).expect("listed"))
+    1 << (8 + GEMMS.iter().position(|&g| g == p).expect("listed"))
 }
 
 impl Ran {

@@ -10,7 +10,7 @@ use tapestry_kernels::conv::{
 };
 use tapestry_kernels::path::{forced, ConvPath, Force};
 
-use ConvPath::{Direct, DirectRows, Im2col};
+use ConvPath::{Direct, DirectRows, Im2col, ImageLanes};
 
 /// Checks `g` with the direct path forced. The forward pass and the weight gradient take it;
 /// the input gradient too when the input channels come in multiples of 16 and the padding is
@@ -178,4 +178,91 @@ fn direct_and_im2col_paths_agree() {
     };
     close(&y_direct, &y_gemm, "forward");
     close(&dx_direct, &dx_gemm, "backward_input");
+}
+
+#[test]
+fn images_as_lanes_every_tail() {
+    // Forced, all three passes take images as lanes for any geometry at stride 1: groups of 16
+    // images and shorter last groups (1, 5, 16, 17 = 16 + 1, 40 = 16 + 16 + 8); tiles of 1 to 5
+    // channels by 1 to 4 pixels (rows 1 to 9 pixels wide), and for the weight gradient of 1 to 4
+    // channels by 1 to 6 taps (18 = 6 · 3, 7 = 4 + 3, 250 as in LeNet); paddings up to and past
+    // the kernel (zeros around the transposed input, and for dX around `dy`); rectangular
+    // kernels; the kernel rows dX skips above and below `dy`; and the LeNet layers.
+    let mut shapes = vec![geom(3, 1, 36, 36, 10, (9, 9), (1, 1), (0, 0), (1, 1))];
+    for n in [1, 5, 16, 17, 40] {
+        shapes.push(geom(n, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1)));
+    }
+    for c in [1, 2, 3, 4, 5, 7] {
+        shapes.push(geom(3, c, 5, 6, c, (3, 3), (1, 1), (1, 1), (1, 1)));
+    }
+    for w in [1, 2, 3, 5, 9] {
+        shapes.push(geom(2, 6, 4, w, 3, (2, 3), (1, 1), (1, 2), (1, 1)));
+    }
+    for pad in [0, 2, 3, 4] {
+        shapes.push(geom(2, 5, 4, 6, 2, (3, 2), (1, 1), (pad, pad / 2), (1, 1)));
+    }
+    shapes.push(geom(2, 5, 3, 11, 7, (9, 9), (1, 1), (4, 1), (1, 1)));
+    shapes.push(geom(17, 7, 4, 9, 6, (1, 1), (1, 1), (1, 2), (1, 1)));
+    shapes.push(geom(9, 3, 6, 5, 2, (2, 3), (1, 1), (2, 0), (1, 1)));
+    for (i, g) in shapes.into_iter().enumerate() {
+        assert_eq!(check_on(ImageLanes, g, i % 2 == 0), on_this_cpu(&[ImageLanes]), "{g:?}");
+    }
+    // Unforced, at batch 16 and 256: LeNet's 9x9 layer takes lanes for dW only (its forward
+    // pass stays on rows, and with one input channel its dX on im2col); its 5x5 layer takes lanes
+    // for all three. At batch 2 both stay on rows.
+    let lenet = |n| {
+        [
+            (geom(n, 1, 36, 36, 10, (9, 9), (1, 1), (0, 0), (1, 1)), [DirectRows, Im2col]),
+            (geom(n, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1)), [ImageLanes, ImageLanes]),
+        ]
+    };
+    for n in [16, 256, 2] {
+        for (g, [forward, dx]) in lenet(n) {
+            let (forward, dx, dw) = match n {
+                2 => (DirectRows, if g.c_in < 5 { Im2col } else { DirectRows }, DirectRows),
+                _ => (forward, dx, ImageLanes),
+            };
+            let (x, w) = (vec![0.5f32; g.x_len()], vec![0.25f32; g.w_len()]);
+            let (mut y, mut dx_, mut dw_) =
+                (vec![0.0f32; g.y_len()], vec![0.0f32; g.x_len()], vec![0.0f32; g.w_len()]);
+            let ((), ran) = forced(Force::NONE, || conv2d_forward(&g, &x, &w, None, &mut y));
+            assert_eq!(ran.convs(), on_this_cpu(&[forward]), "batch {n}, {g:?}: forward");
+            let ((), ran) =
+                forced(Force::NONE, || conv2d_backward_weight(&g, &x, &y, &mut dw_, None));
+            assert_eq!(ran.convs(), on_this_cpu(&[dw]), "batch {n}, {g:?}: dW");
+            let ((), ran) = forced(Force::NONE, || conv2d_backward_input(&g, &y, &w, &mut dx_));
+            assert_eq!(ran.convs(), on_this_cpu(&[dx]), "batch {n}, {g:?}: dX");
+        }
+    }
+}
+
+#[test]
+fn images_as_lanes_do_not_depend_on_threads() {
+    // Chunks of images are summed in a fixed order for a given chunk count, and a block of
+    // lanes does not depend on which thread computes it: with one thread and with two, every
+    // run gives the same bits.
+    let g = geom(64, 10, 14, 14, 20, (5, 5), (1, 1), (0, 0), (1, 1));
+    let x: Vec<f32> = (0..g.x_len()).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
+    let dy: Vec<f32> = (0..g.y_len()).map(|i| ((i * 104_729) % 997) as f32 / 997.0 - 0.5).collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let (mut dw, mut db) = (vec![0.0f32; g.w_len()], vec![0.0f32; g.c_out]);
+            let (mut y, mut dx) = (vec![0.0f32; g.y_len()], vec![0.0f32; g.x_len()]);
+            let force = Force { conv: Some(ImageLanes), ..Force::NONE };
+            forced(force, || {
+                conv2d_backward_weight(&g, &x, &dy, &mut dw, Some(&mut db));
+                conv2d_forward(&g, &x, &dw, Some(&db), &mut y);
+                conv2d_backward_input(&g, &dy, &dw, &mut dx);
+            });
+            (dw, db, y, dx)
+        })
+    };
+    // The forward pass and dX compute each block of images on its own: their bits do not
+    // depend on the thread count at all.
+    let (one, two) = (run(1), run(2));
+    assert!(one.2 == two.2 && one.3 == two.3);
+    for threads in [1, 2] {
+        assert!(run(threads) == run(threads), "{threads} threads");
+    }
 }
