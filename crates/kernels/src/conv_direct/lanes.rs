@@ -50,10 +50,11 @@ pub(crate) fn applicable(g: &Conv2dGeometry) -> bool {
 ///
 /// The weight gradient takes `ratio` 1: its tile reads both operands in place in either layout,
 /// and with images as lanes it was faster on both LeNet layers (784·256 against 896·256 lanes:
-/// 4.1 against 4.7 ms at batch 256 and one thread; 100·256 against 144·256: 2.8 against 4.9).
+/// 4.0 against 5.1 ms at batch 256 and one thread; 100·256 against 144·256: 2.7 against 6.3).
 /// The forward pass and dX take 4/5: they pay for a transpose of their output, which the rows
-/// kernels write in place, and LeNet's 9x9 layer ran its forward pass in 4.3 ms with images as
-/// lanes against 3.6 on rows, its 5x5 one in 3.4 against 4.0 (`examples/conv_paths`).
+/// kernels write in place; LeNet's 9x9 layer ran its forward pass in 3.5 ms with images as lanes
+/// and 3.6 on rows, its 5x5 one in 2.4 against 3.5, and that layer's dX in 3.5 against 5.0
+/// (`examples/conv_paths`).
 pub(crate) fn preferred(g: &Conv2dGeometry, rows_lanes: usize, (num, den): (usize, usize)) -> bool {
     let p = g.out_h() * g.out_w();
     let lanes = p * g.n.div_ceil(LANES) * LANES;
@@ -187,6 +188,7 @@ pub(crate) fn forward(
     let pos: Vec<usize> = (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
     let xt_len = g.c_in * plane * LANES;
     let y_ptr = SendPtr(y.as_mut_ptr());
+    let tap_reach = reach(&tap_list);
     let (wt, tap_list, pos) = (&wt[..], &tap_list[..], &pos[..]);
     for_each_block(g, LANES, xt_len + y_img * LANES, move |images, scratch| {
         let (xt, yt) = scratch.split_at_mut(xt_len);
@@ -199,6 +201,7 @@ pub(crate) fn forward(
                     input: xt,
                     pos: &pos[q0..q0 + nq],
                     taps: tap_list,
+                    reach: tap_reach,
                     w: &wt[co0..],
                     bias: &bias[co0..co0 + nc],
                     out: &mut yt[(co0 * p + q0) * LANES..],
@@ -259,10 +262,12 @@ pub(crate) fn backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
             list
         })
         .collect();
+    let row_reach: Vec<(usize, usize)> = row_taps.iter().map(|taps| reach(taps)).collect();
     let xs: Vec<usize> = (0..g.w).collect();
     let zeros = vec![0.0f32; g.c_in];
     let dx_ptr = SendPtr(dx.as_mut_ptr());
-    let (wt, row_taps, xs, zeros) = (&wt[..], &row_taps[..], &xs[..], &zeros[..]);
+    let (wt, row_taps, row_reach, xs, zeros) =
+        (&wt[..], &row_taps[..], &row_reach[..], &xs[..], &zeros[..]);
     for_each_block(g, LANES, dyt_len + x_img * LANES, move |images, scratch| {
         let (dyt, dxt) = scratch.split_at_mut(dyt_len);
         let m = images.len();
@@ -286,6 +291,7 @@ pub(crate) fn backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
                         input: dyt,
                         pos: &xs[x0..x0 + nq],
                         taps,
+                        reach: row_reach[iy],
                         w: &wt[ci0..],
                         bias: &zeros[..nc],
                         out: &mut dxt[(ci0 * plane + iy * g.w + x0) * LANES..],
@@ -349,6 +355,11 @@ fn from_lanes(t: &[f32], m: usize, len: usize, out: &mut [f32], out_img: usize) 
     }
 }
 
+/// The largest tap offset and weight index of `taps`.
+fn reach(taps: &[(usize, usize)]) -> (usize, usize) {
+    taps.iter().fold((0, 0), |(a, b), &(t, k)| (a.max(t), b.max(k)))
+}
+
 /// One GEMM tile of the forward pass or dX: `nc ≤ 5` output channels by `nq ≤ 4` pixels of 16
 /// images, summed over the taps.
 struct LaneGemmTile<'a> {
@@ -358,6 +369,8 @@ struct LaneGemmTile<'a> {
     pos: &'a [usize],
     /// Each tap as (its offset in pixels of `input`, its weights' index).
     taps: &'a [(usize, usize)],
+    /// The largest of each in `taps` ([`reach`]), found once per list rather than per tile.
+    reach: (usize, usize),
     /// The weights from the tile's first channel on: tap `(_, k)` of channel `c` at `k + c`.
     w: &'a [f32],
     /// The tile's channels' bias.
@@ -383,8 +396,8 @@ impl LaneGemmTile<'_> {
         assert!(self.bias.len() == C && self.pos.len() == Q);
         assert!((C - 1) * self.out_stride + Q * LANES <= self.out.len(), "lanes tile: output");
         let last_pos = self.pos.iter().copied().max().unwrap_or(0);
-        let (last_tap, last_w) =
-            self.taps.iter().fold((0, 0), |(a, b), &(t, k)| (a.max(t), b.max(k)));
+        let (last_tap, last_w) = self.reach;
+        debug_assert!(self.reach == reach(self.taps));
         assert!((last_tap + last_pos + 1) * LANES <= self.input.len(), "lanes tile: input");
         assert!(self.taps.is_empty() || last_w + C <= self.w.len(), "lanes tile: weights");
         let mut acc = [[_mm512_setzero_ps(); Q]; C];
