@@ -21,7 +21,8 @@
 //!
 //! With output channels that are not whole vectors of 16 (LeNet's 10 and 20), a channel tile
 //! would compute wasted lanes; [`forward_rows`] and [`backward_weight_rows`] vectorise over 16
-//! neighbouring pixels instead.
+//! neighbouring pixels instead (in padded or compact rows, [`compact_rows`]), and [`lanes`]
+//! over 16 images of the batch where short rows of pixels would leave lanes empty too.
 //!
 //! [`applicable`] says when this path runs (after the Winograd path for the 3x3 convolutions
 //! that one takes); `conv.rs` falls back to im2col + GEMM otherwise.
