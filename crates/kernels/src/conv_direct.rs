@@ -136,10 +136,7 @@ fn run(g: &Conv2dGeometry, x: &[f32], packed: &[f32], bias: Option<&[f32]>, y: &
     // Pixels per tile: as even a split of the row into tiles of at most MAX_PX as possible.
     let tiles = ow.div_ceil(MAX_PX);
     let px = ow.div_ceil(tiles);
-    let offsets: Vec<usize> = (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
-        .map(|(ci, r, s)| ci * hp * wp + r * wp + s)
-        .collect();
+    let offsets: Vec<usize> = input_tap_offsets(g, hp, wp);
     let offsets = &offsets;
     let image = move |i: usize, xp: &mut [f32]| {
         // Zero-padded copy of image i.
@@ -354,10 +351,7 @@ pub(crate) fn backward_weight(
     let taps = g.c_in * g.kh * g.kw;
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
-    let tap_offsets: Vec<usize> = (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
-        .map(|(ci, r, s)| ci * hp * wp + r * wp + s)
-        .collect();
+    let tap_offsets: Vec<usize> = input_tap_offsets(g, hp, wp);
     let pix_offsets: Vec<usize> =
         (0..oh).flat_map(|oy| (0..ow).map(move |ox| oy * wp + ox)).collect();
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
@@ -675,10 +669,7 @@ pub(crate) fn backward_weight_rows(
     let taps = g.c_in * g.kh * g.kw;
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
-    let tap_offsets: Vec<usize> = (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
-        .map(|(ci, r, s)| ci * plane + r * wp + s)
-        .collect();
+    let tap_offsets: Vec<usize> = input_tap_offsets(g, hp, wp);
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
     let acc_len = g.c_out * taps * CO_VEC;
     // Compact rows read `dy` where it is, and without padding the input too; padded rows read
@@ -786,22 +777,62 @@ impl PixelVec {
 /// (28 of 32 lanes against 28 of 36), padded for its 5x5 one (10 of 16 against 10 of 14).
 /// `TAPESTRY_CONV_ROWS_COMPACT=0` keeps every layer in padded rows.
 fn compact_rows(g: &Conv2dGeometry) -> bool {
-    if crate::tune::tunables().conv_rows_compact == 0 {
-        return false;
-    }
+    let (compact, padded) = layout_lanes(g);
+    crate::tune::tunables().conv_rows_compact != 0 && compact <= padded
+}
+
+/// The lanes per channel of an image that compact and padded rows compute for `g`.
+fn layout_lanes(g: &Conv2dGeometry) -> (usize, usize) {
     let wp = g.w + 2 * g.padding.1;
-    let padded = (g.out_h() * wp).div_ceil(CO_VEC) * CO_VEC;
-    g.out_h() * g.out_w().div_ceil(CO_VEC) * CO_VEC <= padded
+    let compact = g.out_h() * g.out_w().div_ceil(CO_VEC) * CO_VEC;
+    (compact, (g.out_h() * wp).div_ceil(CO_VEC) * CO_VEC)
 }
 
 /// The lanes per channel of an image that the rows kernels compute for `g`, in the layout they
 /// take ([`compact_rows`]).
 fn rows_lanes(g: &Conv2dGeometry) -> usize {
+    let (compact, padded) = layout_lanes(g);
     if compact_rows(g) {
-        g.out_h() * g.out_w().div_ceil(CO_VEC) * CO_VEC
+        compact
     } else {
-        (g.out_h() * (g.w + 2 * g.padding.1)).div_ceil(CO_VEC) * CO_VEC
+        padded
     }
+}
+
+/// The offset of each tap `(ci, r, s)` of `g`, in that order, in an input of padded planes
+/// `hp × wp`: `ci·hp·wp + r·wp + s`.
+fn input_tap_offsets(g: &Conv2dGeometry, hp: usize, wp: usize) -> Vec<usize> {
+    (0..g.c_in)
+        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
+        .map(|(ci, r, s)| ci * hp * wp + r * wp + s)
+        .collect()
+}
+
+/// `w` (`[c_out][taps]`) tap-major: tap `t` of channel `co` at `t·c_out + co`.
+fn weights_tap_major(w: &[f32], c_out: usize) -> Buffer {
+    let taps = w.len() / c_out;
+    let mut wt = Buffer::new(buffer::take(w.len()));
+    for co in 0..c_out {
+        for t in 0..taps {
+            wt[t * c_out + co] = w[co * taps + t];
+        }
+    }
+    wt
+}
+
+/// The weights of the input gradient tap-major: tap `(co, r, s)` of input channel `ci` is
+/// `W[co, ci, r, s]`, at `(co·kh·kw + r·kw + s)·c_in + ci`.
+fn input_gradient_weights(g: &Conv2dGeometry, w: &[f32]) -> Buffer {
+    let khw = g.kh * g.kw;
+    let mut wt = Buffer::new(buffer::take(w.len()));
+    for co in 0..g.c_out {
+        for ci in 0..g.c_in {
+            for rs in 0..khw {
+                wt[(co * khw + rs) * g.c_in + ci] = w[(co * g.c_in + ci) * khw + rs];
+            }
+        }
+    }
+    wt
 }
 
 /// The vectors of `pixels` pixels in padded rows: whole vectors at `16k` in both.
@@ -868,17 +899,9 @@ pub(crate) fn forward_rows(
     let (x_img, y_img) = (g.c_in * g.h * g.w, g.c_out * p);
     assert!(x.len() == g.n * x_img && y.len() == g.n * y_img && w.len() == g.c_out * taps);
     assert!(bias.is_none_or(|b| b.len() == g.c_out));
-    let tap_offsets: Vec<usize> = (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
-        .map(|(ci, r, s)| ci * plane + r * wp + s)
-        .collect();
+    let tap_offsets: Vec<usize> = input_tap_offsets(g, hp, wp);
     // The weights tap-major, so that a tile's broadcasts of one tap are neighbours.
-    let mut wt = Buffer::new(buffer::take(taps * g.c_out));
-    for co in 0..g.c_out {
-        for t in 0..taps {
-            wt[t * g.c_out + co] = w[co * taps + t];
-        }
-    }
+    let wt = weights_tap_major(w, g.c_out);
     let zeros = vec![0.0f32; g.c_out];
     let bias = bias.unwrap_or(&zeros);
     let y_ptr = crate::par::SendPtr(y.as_mut_ptr());
@@ -964,16 +987,7 @@ pub(crate) fn backward_input_rows(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx:
         .flat_map(|co| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (co, r, s))))
         .map(|(co, r, s)| co * stride + lead - r * wp - s)
         .collect();
-    // Tap (co, r, s) of output channel ci is W[co, ci, r, s], tap-major.
-    let khw = g.kh * g.kw;
-    let mut wt = Buffer::new(buffer::take(taps * g.c_in));
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            for rs in 0..khw {
-                wt[(co * khw + rs) * g.c_in + ci] = w[(co * g.c_in + ci) * khw + rs];
-            }
-        }
-    }
+    let wt = input_gradient_weights(g, w);
     let zeros = vec![0.0f32; g.c_in];
     let vecs = padded_vecs(hp * wp);
     let q_len = vecs.len() * CO_VEC;

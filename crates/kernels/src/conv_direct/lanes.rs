@@ -25,7 +25,10 @@
 //! lanes (in a fixed tree) once at the end, as are the bias gradient's. The transposes cost one
 //! pass over each image's input and output, small beside the `taps` products of every pixel.
 
-use super::{avx512, balanced, fits_rows, sum_over_chunks, CO_VEC, FWD_CO, FWD_Q, ROW_CO, ROW_TT};
+use super::{
+    avx512, balanced, fits_rows, input_gradient_weights, input_tap_offsets, sum_over_chunks,
+    weights_tap_major, CO_VEC, FWD_CO, FWD_Q, ROW_CO, ROW_TT,
+};
 use crate::buffer::{self, Buffer};
 use crate::conv::{for_each_block, Conv2dGeometry};
 use crate::par::SendPtr;
@@ -87,10 +90,7 @@ pub(crate) fn backward_weight(
     assert!(x.len() == g.n * x_img && dy.len() == g.n * y_img && dw.len() == g.c_out * taps);
     assert!(db.as_ref().is_none_or(|b| b.len() == g.c_out));
     // Each tap's offset, in pixels of the transposed padded input.
-    let tap_offsets: Vec<usize> = (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
-        .map(|(ci, r, s)| ci * plane + r * wp + s)
-        .collect();
+    let tap_offsets = input_tap_offsets(g, hp, wp);
     let acc_len = g.c_out * taps * LANES;
     let partial = |images: std::ops::Range<usize>| -> Buffer {
         // dW's accumulators, then the bias gradient's.
@@ -171,17 +171,12 @@ pub(crate) fn forward(
     assert!(bias.is_none_or(|b| b.len() == g.c_out));
     // Each tap as (its offset in pixels of `xt`, its weights' index), the weights tap-major so
     // that a tile's broadcasts of one tap are neighbours.
-    let tap_list: Vec<(usize, usize)> = (0..g.c_in)
-        .flat_map(|ci| (0..g.kh).flat_map(move |r| (0..g.kw).map(move |s| (ci, r, s))))
+    let tap_list: Vec<(usize, usize)> = input_tap_offsets(g, hp, wp)
+        .into_iter()
         .enumerate()
-        .map(|(t, (ci, r, s))| (ci * plane + r * wp + s, t * g.c_out))
+        .map(|(t, off)| (off, t * g.c_out))
         .collect();
-    let mut wt = Buffer::new(buffer::take(taps * g.c_out));
-    for co in 0..g.c_out {
-        for t in 0..taps {
-            wt[t * g.c_out + co] = w[co * taps + t];
-        }
-    }
+    let wt = weights_tap_major(w, g.c_out);
     let zeros = vec![0.0f32; g.c_out];
     let bias = bias.unwrap_or(&zeros);
     // Each output pixel's offset in `xt`.
@@ -232,16 +227,8 @@ pub(crate) fn backward_input(g: &Conv2dGeometry, dy: &[f32], w: &[f32], dx: &mut
     // `dyt` with kh − 1 zero rows and kw − 1 zero columns on every side: (eh, ew).
     let (eh, ew) = (oh + 2 * (kh - 1), ow + 2 * (kw - 1));
     let dyt_len = g.c_out * eh * ew * LANES;
-    // Tap (co, r, s) of input channel ci is W[co, ci, r, s], tap-major.
     let khw = kh * kw;
-    let mut wt = Buffer::new(buffer::take(g.c_out * khw * g.c_in));
-    for co in 0..g.c_out {
-        for ci in 0..g.c_in {
-            for rs in 0..khw {
-                wt[(co * khw + rs) * g.c_in + ci] = w[(co * g.c_in + ci) * khw + rs];
-            }
-        }
-    }
+    let wt = input_gradient_weights(g, w);
     // For each row y of dx, the taps that reach a row of dy: (the offset in `dyt` of dy's pixel
     // (y − r, x − s) less x, the weights' index). The padded input's row is y + padding.
     let row_taps: Vec<Vec<(usize, usize)>> = (0..g.h)
